@@ -1,0 +1,23 @@
+"""framering's pixel arithmetic: Numba alpha-compositing kernels and their numpy references.
+
+Pure pixel arithmetic: this package knows nothing of processes or shared memory. Every public
+function validates its arguments in Python and then runs a kernel that trusts them.
+"""
+
+from kernels.blend import BLEND_MODE_NAMES, BlendMode
+from kernels.fill import clear, fill
+from kernels.stack import LayerStack, PixelLayer, composite_layer, composite_stack, is_opaque
+from kernels.warmup import warmup
+
+__all__ = [
+    "BLEND_MODE_NAMES",
+    "BlendMode",
+    "LayerStack",
+    "PixelLayer",
+    "clear",
+    "composite_layer",
+    "composite_stack",
+    "fill",
+    "is_opaque",
+    "warmup",
+]

@@ -1,0 +1,41 @@
+"""Turn a validated buffer address into a Numba array, without a reference count.
+
+Why addresses instead of arrays: a frame is composited from many layers whose buffers live in
+different places (numpy arrays, shared-memory segments, read-only or writable). Passing them to
+Numba as a typed list costs microseconds per layer to build and makes every read-only/writable
+combination a new signature; slicing arrays inside the hot loop costs an atomic reference-count
+update per slice. An ``int64`` table of addresses, built once per stack in Python, avoids all
+three: inside the kernel each buffer becomes a plain ``uint32`` array that owns nothing.
+
+Safety rests entirely on the caller: the Python side (``kernels.validate``) checks dtype, shape,
+contiguity and alignment, keeps the owning arrays alive for the duration of the call, and passes
+sizes derived from the arrays themselves.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from kernels.jit import KERNEL
+
+
+@intrinsic
+def _address_to_voidptr(typingctx, address):  # type: ignore[no-untyped-def]
+    """Reinterpret an integer address as ``void*`` (an ``inttoptr`` in LLVM)."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(address), codegen
+
+
+@KERNEL
+def pixels_at(address, count):  # type: ignore[no-untyped-def]
+    """A 1-d ``uint32`` array of ``count`` RGBA8 pixels starting at ``address``."""
+    return numba.carray(_address_to_voidptr(address), count, np.uint32)

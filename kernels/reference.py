@@ -1,0 +1,149 @@
+"""Slow, obviously correct float64 numpy twins of the kernels: the definition of right.
+
+Tests compare every kernel against these, and benchmarks check their pictures with them.
+Written straight from the W3C formulas (see ``kernels.blend``) with whole-array numpy, no
+cleverness: no packing, no fast paths, no float32. Like the kernels, the frame is RGBA8 between
+layers: each layer's result is rounded with ``floor(255 * value + 0.5)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from kernels.blend import BlendMode
+from kernels.stack import PixelLayer
+
+
+def blend_function(mode: BlendMode, cb: np.ndarray, cs: np.ndarray) -> np.ndarray:
+    """B(Cb, Cs) for a separable blend mode on float64 colours in [0, 1]."""
+
+    def multiply(b: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return b * s
+
+    def screen(b: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return b + s - b * s
+
+    def hard_light(b: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return np.where(s <= 0.5, multiply(b, 2 * s), screen(b, 2 * s - 1))
+
+    if mode is BlendMode.NORMAL:
+        return cs
+    if mode is BlendMode.MULTIPLY:
+        return multiply(cb, cs)
+    if mode is BlendMode.SCREEN:
+        return screen(cb, cs)
+    if mode is BlendMode.OVERLAY:
+        return hard_light(cs, cb)
+    if mode is BlendMode.DARKEN:
+        return np.minimum(cb, cs)
+    if mode is BlendMode.LIGHTEN:
+        return np.maximum(cb, cs)
+    if mode is BlendMode.COLOR_DODGE:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dodge = np.minimum(1.0, cb / (1.0 - cs))
+        return np.where(cb == 0, 0.0, np.where(cs >= 1, 1.0, dodge))
+    if mode is BlendMode.COLOR_BURN:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            burn = 1.0 - np.minimum(1.0, (1.0 - cb) / cs)
+        return np.where(cb >= 1, 1.0, np.where(cs <= 0, 0.0, burn))
+    if mode is BlendMode.HARD_LIGHT:
+        return hard_light(cb, cs)
+    if mode is BlendMode.SOFT_LIGHT:
+        d = np.where(cb <= 0.25, ((16 * cb - 12) * cb + 4) * cb, np.sqrt(cb))
+        return np.where(cs <= 0.5, cb - (1 - 2 * cs) * cb * (1 - cb), cb + (2 * cs - 1) * (d - cb))
+    if mode is BlendMode.DIFFERENCE:
+        return np.abs(cb - cs)
+    if mode is BlendMode.EXCLUSION:
+        return cb + cs - 2 * cb * cs
+    raise ValueError(f"{mode.css_name} is not a separable blend function")
+
+
+def to_rgba8(value: np.ndarray) -> np.ndarray:
+    """floor(255 * value + 0.5) of values in [0, 1], as uint8."""
+    return np.floor(np.clip(value, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def composite_layer_reference(frame: np.ndarray, layer: PixelLayer) -> np.ndarray:
+    """A new frame: ``layer`` composited over ``frame`` (both straight RGBA8)."""
+    out = frame.copy()
+    height, width = frame.shape[:2]
+    h, w = layer.pixels.shape[:2]
+    x0, x1 = max(layer.x, 0), min(layer.x + w, width)
+    y0, y1 = max(layer.y, 0), min(layer.y + h, height)
+    if x0 >= x1 or y0 >= y1 or layer.opacity == 0.0:
+        return out
+    mode = BlendMode.parse(layer.blend)
+    o = float(layer.opacity)
+    src = layer.pixels[y0 - layer.y : y1 - layer.y, x0 - layer.x : x1 - layer.x].astype(np.float64)
+    dst = frame[y0:y1, x0:x1].astype(np.float64)
+
+    sa_pixel = src[..., 3:4] / 255.0
+    if layer.premultiplied:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cs = np.where(src[..., 3:4] > 0, np.minimum(1.0, src[..., :3] / src[..., 3:4]), 0.0)
+    else:
+        cs = src[..., :3] / 255.0
+    sa = sa_pixel * o
+    cb = dst[..., :3] / 255.0
+    ab = dst[..., 3:4] / 255.0
+
+    if mode is BlendMode.SOURCE:
+        co = sa * cs + (1 - o) * ab * cb
+        ao = sa + (1 - o) * ab
+    elif mode is BlendMode.ADD:
+        co = np.minimum(1.0, sa * cs + ab * cb)
+        ao = np.minimum(1.0, sa + ab)
+    else:
+        blended = (1 - ab) * cs + ab * blend_function(mode, cb, cs)
+        co = sa * blended + ab * (1 - sa) * cb
+        ao = sa + ab * (1 - sa)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straight = np.where(ao > 0, co / ao, 0.0)
+    result = np.concatenate([to_rgba8(straight), to_rgba8(ao)], axis=2)
+    if mode is not BlendMode.SOURCE:  # a fully transparent source pixel changes nothing
+        result = np.where(src[..., 3:4] == 0, frame[y0:y1, x0:x1], result)
+    out[y0:y1, x0:x1] = result
+    return out
+
+
+def composite_stack_reference(
+    width: int, height: int, layers: Sequence[PixelLayer], base: np.ndarray | None = None
+) -> np.ndarray:
+    """Layers (bottom first) composited over ``base`` (default: transparent black)."""
+    frame = np.zeros((height, width, 4), np.uint8) if base is None else base.copy()
+    for layer in layers:
+        frame = composite_layer_reference(frame, layer)
+    return frame
+
+
+def fill_reference(
+    frame: np.ndarray,
+    color: tuple[int, int, int, int],
+    rect: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """A new frame with ``rect`` (x, y, w, h; default: everything) set to ``color``."""
+    out = frame.copy()
+    if rect is None:
+        out[...] = color
+        return out
+    x, y, w, h = rect
+    out[max(y, 0) : max(y + h, 0), max(x, 0) : max(x + w, 0)] = color
+    return out
+
+
+def premultiplied_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-channel |a - b| of two straight RGBA8 frames, comparing RGB premultiplied by alpha.
+
+    The tolerance rule of the tests: straight RGB is ill-conditioned where alpha is low (at
+    alpha 1, a change of 1/255 in premultiplied colour moves straight colour by 255), so a
+    channel agrees if its straight value is within the tolerance *or* its premultiplied value
+    ``C * A / 255`` is. Alpha is always compared directly.
+    """
+    fa = a.astype(np.float64)
+    fb = b.astype(np.float64)
+    straight = np.abs(fa - fb)
+    pre = np.abs(fa[..., :3] * fa[..., 3:4] / 255.0 - fb[..., :3] * fb[..., 3:4] / 255.0)
+    rgb = np.minimum(straight[..., :3], pre)
+    return np.concatenate([rgb, straight[..., 3:4]], axis=-1)

@@ -1,0 +1,418 @@
+"""The whole-stack kernel: an ordered list of layers composited into a frame in one pass.
+
+Per-layer passes over a whole frame read and write the output once per layer; this kernel reads
+and writes each output row once while every layer that covers it is blended in, so the row
+stays in L1 cache and memory traffic is close to "each visible layer byte read once plus the
+output written once". Per row:
+
+1. Find the topmost layer that replaces the whole row (opaque, opacity 1, spans the width):
+   nothing below it is read at all (occlusion). The row starts as a copy of it.
+2. Otherwise the row starts as transparent black (``clear=True``, the first layer is written
+   without reading) or as whatever the frame held (``clear=False``).
+3. Blend every later layer's span into the row, picking the cheapest exact loop: a copy for
+   opaque layers, the opaque-destination loop while the row is known to be opaque, the general
+   loop otherwise (see ``kernels.spans``).
+
+The layers are handed over as a :class:`LayerStack`: a table of buffer addresses and integer
+geometry built (and validated) once in Python. The kernel trusts that table completely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from kernels.blend import BlendMode
+from kernels.jit import KERNEL
+from kernels.pointers import pixels_at
+from kernels.spans import (
+    alpha_and_or,
+    copy_span,
+    fill_span,
+    general_span,
+    over_clear_span,
+    over_opaque_span,
+    over_span,
+)
+from kernels.validate import (
+    INT32_MAX,
+    INT32_MIN,
+    check_opacity,
+    check_position,
+    check_rgba,
+    check_rows,
+)
+
+# Bits of the per-layer flags column.
+FLAG_OPAQUE: Final = 1  # every alpha byte of the buffer is 255
+FLAG_PREMULTIPLIED: Final = 2  # RGB is premultiplied by alpha
+
+_NORMAL = int(BlendMode.NORMAL)
+_SOURCE = int(BlendMode.SOURCE)
+_N_MODES = len(BlendMode)
+_ZERO = np.uint32(0)
+
+
+@dataclass(frozen=True, slots=True)
+class PixelLayer:
+    """One layer for the kernels: an RGBA8 picture, where it goes and how it blends.
+
+    Attributes:
+        pixels: (h, w, 4) uint8 C-contiguous RGBA8; read-only arrays are fine.
+        x, y: where the layer's top-left pixel lands in the frame; may be negative or past the
+            edge, the part outside the frame is clipped.
+        opacity: global factor in [0, 1] applied on top of the per-pixel alpha.
+        blend: a :class:`BlendMode` or its name (``"normal"``, ``"multiply"``, ...).
+        premultiplied: the RGB channels are premultiplied by alpha.
+        opaque: every alpha is 255 (lets the kernel copy instead of blend). ``None`` measures
+            it by reading the alpha channel once; a wrong ``True`` gives wrong pixels, never a
+            memory error.
+    """
+
+    pixels: np.ndarray
+    x: int = 0
+    y: int = 0
+    opacity: float = 1.0
+    blend: BlendMode | str = BlendMode.NORMAL
+    premultiplied: bool = False
+    opaque: bool | None = None
+
+
+def is_opaque(pixels: np.ndarray) -> bool:
+    """True if every alpha byte of an RGBA8 picture is 255 (one read of the alpha channel)."""
+    return bool(pixels[..., 3].min() == 255)
+
+
+class LayerStack:
+    """A validated, packed table of layers for frames of one size, ready for the kernel.
+
+    Build one with :meth:`prepare` (from :class:`PixelLayer` objects) or :meth:`from_buffers`
+    (from columns, for callers that already hold arrays of positions). Layers that cannot
+    change the frame (opacity 0, or entirely outside it) are dropped here. The stack keeps
+    its buffers alive, so it may be reused for many frames while their pixels change.
+    """
+
+    __slots__ = (
+        "_buffers",
+        "addresses",
+        "flags",
+        "geometry",
+        "height",
+        "modes",
+        "opacity",
+        "width",
+    )
+
+    width: int
+    height: int
+    addresses: np.ndarray  # int64 (n,): address of each layer's first pixel
+    geometry: np.ndarray  # int64 (n, 4): x, y, w, h
+    opacity: np.ndarray  # float64 (n,)
+    modes: np.ndarray  # int64 (n,): BlendMode values
+    flags: np.ndarray  # int64 (n,): FLAG_OPAQUE | FLAG_PREMULTIPLIED
+    _buffers: tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return int(self.addresses.shape[0])
+
+    @classmethod
+    def prepare(cls, width: int, height: int, layers: Sequence[PixelLayer]) -> LayerStack:
+        """Validate ``layers`` (bottom first) for a ``width`` x ``height`` frame and pack them."""
+        if not isinstance(layers, Sequence):
+            raise TypeError(f"layers must be a sequence of PixelLayer, not {type(layers).__name__}")
+        buffers: list[np.ndarray] = []
+        opaque: list[bool | None] = []
+        slot_of: dict[int, int] = {}
+        index, xs, ys, opacity, modes, premultiplied = [], [], [], [], [], []
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, PixelLayer):
+                raise TypeError(f"layers[{i}] must be a PixelLayer, not {type(layer).__name__}")
+            key = id(layer.pixels)
+            if key not in slot_of:
+                slot_of[key] = len(buffers)
+                buffers.append(check_rgba(layer.pixels, f"layers[{i}].pixels", writable=False))
+                opaque.append(layer.opaque)
+            elif layer.opaque is not None:
+                opaque[slot_of[key]] = layer.opaque
+            index.append(slot_of[key])
+            xs.append(check_position(layer.x, f"layers[{i}].x"))
+            ys.append(check_position(layer.y, f"layers[{i}].y"))
+            opacity.append(check_opacity(layer.opacity, f"layers[{i}].opacity"))
+            modes.append(int(BlendMode.parse(layer.blend)))
+            if not isinstance(layer.premultiplied, bool | np.bool_):
+                raise TypeError(f"layers[{i}].premultiplied must be a bool")
+            premultiplied.append(bool(layer.premultiplied))
+        return cls.from_buffers(
+            width,
+            height,
+            buffers,
+            index=np.array(index, dtype=np.int64),
+            x=np.array(xs, dtype=np.int64),
+            y=np.array(ys, dtype=np.int64),
+            opacity=np.array(opacity, dtype=np.float64),
+            modes=np.array(modes, dtype=np.int64),
+            premultiplied=np.array(premultiplied, dtype=bool),
+            opaque=opaque,
+        )
+
+    @classmethod
+    def from_buffers(
+        cls,
+        width: int,
+        height: int,
+        buffers: Sequence[np.ndarray],
+        *,
+        index: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        opacity: np.ndarray,
+        modes: np.ndarray,
+        premultiplied: np.ndarray,
+        opaque: Sequence[bool | None] | None = None,
+    ) -> LayerStack:
+        """Pack a stack given as columns: layer ``i`` shows ``buffers[index[i]]``.
+
+        Sizes and addresses come from the buffers themselves, so the kernel can never be told
+        a wrong size. Every column is checked with vectorised numpy, which keeps this cheap for
+        stacks of hundreds of layers.
+        """
+        width = check_position(width, "width")
+        height = check_position(height, "height")
+        if not (1 <= width <= 16384 and 1 <= height <= 16384):
+            raise ValueError(
+                f"frame size must be between 1x1 and 16384x16384, not {width}x{height}"
+            )
+        checked = tuple(
+            check_rgba(b, f"buffers[{i}]", writable=False) for i, b in enumerate(buffers)
+        )
+        n = len(index)
+        columns = {"index": index, "x": x, "y": y, "opacity": opacity, "modes": modes}
+        columns["premultiplied"] = premultiplied
+        for name, column in columns.items():
+            if not isinstance(column, np.ndarray) or column.shape != (n,):
+                raise ValueError(f"{name} must be a 1-d numpy array of {n} values")
+        for name in ("index", "x", "y", "modes"):
+            if columns[name].dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integers, not {columns[name].dtype}")
+        if n and (index.min() < 0 or index.max() >= len(checked)):
+            raise ValueError(f"index values must lie in [0, {len(checked)})")
+        for name in ("x", "y"):
+            column = columns[name]
+            if n and (column.min() < INT32_MIN or column.max() > INT32_MAX):
+                raise ValueError(f"{name} positions must fit in int32")
+        if opacity.dtype.kind != "f":
+            raise TypeError(f"opacity must hold floats, not {opacity.dtype}")
+        if n and not (np.isfinite(opacity).all() and opacity.min() >= 0.0 and opacity.max() <= 1.0):
+            raise ValueError("opacity values must be finite floats in [0, 1]")
+        if n and (modes.min() < 0 or modes.max() >= _N_MODES):
+            raise ValueError(f"modes must be BlendMode values in [0, {_N_MODES})")
+        if premultiplied.dtype != bool:
+            raise TypeError(f"premultiplied must be a bool array, not {premultiplied.dtype}")
+        if opaque is None:
+            opaque = [None] * len(checked)
+        if len(opaque) != len(checked):
+            raise ValueError("opaque must give one value per buffer")
+        buffer_opaque = np.array(
+            [is_opaque(b) if o is None else bool(o) for b, o in zip(checked, opaque, strict=True)],
+            dtype=bool,
+        )
+        buffer_address = np.array([b.ctypes.data for b in checked], dtype=np.int64)
+        buffer_w = np.array([b.shape[1] for b in checked], dtype=np.int64)
+        buffer_h = np.array([b.shape[0] for b in checked], dtype=np.int64)
+
+        index = index.astype(np.int64, copy=False)
+        w = buffer_w[index]
+        h = buffer_h[index]
+        x = x.astype(np.int64)
+        y = y.astype(np.int64)
+        visible = (opacity > 0.0) & (x < width) & (x + w > 0) & (y < height) & (y + h > 0)
+        keep = np.flatnonzero(visible)
+
+        stack = cls.__new__(cls)
+        stack.width = width
+        stack.height = height
+        stack.addresses = np.ascontiguousarray(buffer_address[index][keep])
+        stack.geometry = np.ascontiguousarray(np.stack([x, y, w, h], axis=1)[keep])
+        stack.opacity = np.ascontiguousarray(opacity.astype(np.float64)[keep])
+        stack.modes = np.ascontiguousarray(modes.astype(np.int64)[keep])
+        flags = np.where(buffer_opaque[index], FLAG_OPAQUE, 0) | np.where(
+            premultiplied, FLAG_PREMULTIPLIED, 0
+        )
+        stack.flags = np.ascontiguousarray(flags.astype(np.int64)[keep])
+        stack._buffers = checked
+        return stack
+
+
+def composite_stack(
+    frame: np.ndarray,
+    layers: LayerStack | Sequence[PixelLayer],
+    *,
+    rows: tuple[int, int] | None = None,
+    clear: bool = True,
+) -> None:
+    """Composite ``layers`` (bottom first) into ``frame`` in place.
+
+    Args:
+        frame: (H, W, 4) uint8 C-contiguous writable RGBA8 destination.
+        layers: a :class:`LayerStack` prepared for this frame size, or :class:`PixelLayer`s.
+        rows: only destination rows ``[y0, y1)`` are read or written; the default is all.
+        clear: start from transparent black (the frame's previous content is ignored and not
+            read); ``False`` composites over what the frame already holds.
+    """
+    check_rgba(frame, "frame", writable=True)
+    height, width = frame.shape[0], frame.shape[1]
+    stack = layers if isinstance(layers, LayerStack) else LayerStack.prepare(width, height, layers)
+    if (stack.width, stack.height) != (width, height):
+        raise ValueError(
+            f"the stack was prepared for {stack.width}x{stack.height} frames, "
+            f"not for this {width}x{height} frame"
+        )
+    y0, y1 = check_rows(rows, height)
+    composite_stack_kernel(
+        frame.ctypes.data,
+        width,
+        height,
+        stack.addresses,
+        stack.geometry,
+        stack.opacity,
+        stack.modes,
+        stack.flags,
+        y0,
+        y1,
+        bool(clear),
+    )
+
+
+def composite_layer(
+    frame: np.ndarray, layer: PixelLayer, *, rows: tuple[int, int] | None = None
+) -> None:
+    """Composite one layer over what ``frame`` already holds, in place."""
+    composite_stack(frame, [layer], rows=rows, clear=False)
+
+
+@KERNEL
+def _replaces_whole_row(j, width, geometry, opacity, modes, flags):  # type: ignore[no-untyped-def]
+    """Layer j overwrites every pixel of each row it covers with its own opaque pixels."""
+    return (
+        (flags[j] & FLAG_OPAQUE) != 0
+        and opacity[j] == 1.0
+        and (modes[j] == _NORMAL or modes[j] == _SOURCE)
+        and geometry[j, 0] <= 0
+        and geometry[j, 0] + geometry[j, 2] >= width
+    )
+
+
+@KERNEL
+def _copies(j, opacity, modes, flags):  # type: ignore[no-untyped-def]
+    """Blending layer j is a plain copy of its pixels."""
+    if opacity[j] != 1.0:
+        return False
+    if modes[j] == _NORMAL:
+        return (flags[j] & FLAG_OPAQUE) != 0
+    if modes[j] == _SOURCE:
+        return (flags[j] & (FLAG_OPAQUE | FLAG_PREMULTIPLIED)) != FLAG_PREMULTIPLIED
+    return False
+
+
+@KERNEL
+def _rows_to_layers(width, geometry, y0, y1):  # type: ignore[no-untyped-def]
+    """For each row of [y0, y1), the layers covering it, bottom first (CSR: starts, entries)."""
+    n = geometry.shape[0]
+    starts = np.zeros(y1 - y0 + 1, np.int64)
+    for j in range(n):
+        r0 = max(geometry[j, 1], y0)
+        r1 = min(geometry[j, 1] + geometry[j, 3], y1)
+        for r in range(r0, r1):
+            starts[r - y0 + 1] += 1
+    for r in range(y1 - y0):
+        starts[r + 1] += starts[r]
+    cursor = starts[:-1].copy()
+    entries = np.empty(starts[y1 - y0], np.int64)
+    for j in range(n):
+        r0 = max(geometry[j, 1], y0)
+        r1 = min(geometry[j, 1] + geometry[j, 3], y1)
+        for r in range(r0, r1):
+            entries[cursor[r - y0]] = j
+            cursor[r - y0] += 1
+    return starts, entries
+
+
+@KERNEL
+def composite_stack_kernel(  # type: ignore[no-untyped-def]
+    dst_address, width, height, addresses, geometry, opacity, modes, flags, y0, y1, clear
+):
+    """The kernel behind :func:`composite_stack`; arguments as :class:`LayerStack` packs them."""
+    dst = pixels_at(dst_address, width * height)
+    starts, entries = _rows_to_layers(width, geometry, y0, y1)
+    for y in range(y0, y1):
+        row = y * width
+        first = starts[y - y0]
+        last = starts[y - y0 + 1]
+        # 1. occlusion: start at the topmost layer that replaces the whole row
+        begin = first
+        row_opaque = False
+        pending_clear = clear
+        for e in range(last - 1, first - 1, -1):
+            j = entries[e]
+            if _replaces_whole_row(j, width, geometry, opacity, modes, flags):
+                x, ly, w, h = geometry[j, 0], geometry[j, 1], geometry[j, 2], geometry[j, 3]
+                src = pixels_at(addresses[j], w * h)
+                copy_span(dst, row, src, (y - ly) * w - x, width)
+                begin = e + 1
+                row_opaque = True
+                pending_clear = False
+                break
+        # 2-3. blend every later layer's visible span into the row
+        for e in range(begin, last):
+            j = entries[e]
+            x, ly, w, h = geometry[j, 0], geometry[j, 1], geometry[j, 2], geometry[j, 3]
+            x0 = max(x, 0)
+            x1 = min(x + w, width)
+            n = x1 - x0
+            if n <= 0:
+                continue
+            src = pixels_at(addresses[j], w * h)
+            s = (y - ly) * w + (x0 - x)
+            d = row + x0
+            mode = modes[j]
+            layer_flags = flags[j]
+            straight_normal = mode == _NORMAL and (layer_flags & FLAG_PREMULTIPLIED) == 0
+            copies = _copies(j, opacity, modes, flags)
+            if pending_clear:
+                # the row is still conceptually transparent black: zero what this layer
+                # does not cover, and write its own span without reading it
+                fill_span(dst, row, x0, _ZERO)
+                fill_span(dst, row + x1, width - x1, _ZERO)
+                pending_clear = False
+                if copies:
+                    copy_span(dst, d, src, s, n)
+                elif straight_normal:
+                    over_clear_span(dst, d, src, s, n, np.float32(opacity[j] / 255.0))
+                else:
+                    fill_span(dst, d, n, _ZERO)
+                    general_span(
+                        dst, d, src, s, n, opacity[j], mode, (layer_flags & FLAG_PREMULTIPLIED) != 0
+                    )
+                row_opaque = False
+                continue
+            if copies:
+                copy_span(dst, d, src, s, n)
+                if (layer_flags & FLAG_OPAQUE) == 0:
+                    row_opaque = False
+            elif straight_normal:
+                k = np.float32(opacity[j] / 255.0)
+                if row_opaque or alpha_and_or(dst, d, n)[0] == 255:
+                    over_opaque_span(dst, d, src, s, n, k, opacity[j] == 1.0)
+                else:
+                    over_span(dst, d, src, s, n, k)
+            else:
+                general_span(
+                    dst, d, src, s, n, opacity[j], mode, (layer_flags & FLAG_PREMULTIPLIED) != 0
+                )
+                if mode == _SOURCE:  # fades towards the backdrop: alpha may drop below 255
+                    row_opaque = False
+        if pending_clear:
+            fill_span(dst, row, width, _ZERO)

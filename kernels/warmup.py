@@ -1,0 +1,31 @@
+"""Compile (or load from the on-disk cache) every kernel once, on tiny inputs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from kernels.blend import BlendMode
+from kernels.fill import fill
+from kernels.stack import PixelLayer, composite_stack
+
+
+def warmup() -> float:
+    """Run every kernel and every blend path once; returns the seconds it took.
+
+    Call it before starting worker processes: the first call compiles and writes Numba's
+    cache, later processes only load it.
+    """
+    started = time.perf_counter()
+    frame = np.zeros((4, 70, 4), np.uint8)
+    opaque = np.full((4, 70, 4), 255, np.uint8)
+    soft = np.full((2, 40, 4), 128, np.uint8)
+    fill(frame, (1, 2, 3, 4))
+    fill(frame, (1, 2, 3, 4), rect=(1, 1, 2, 2))
+    layers = [PixelLayer(opaque), PixelLayer(soft, x=1, opacity=0.5)]
+    layers += [PixelLayer(soft, blend=mode, premultiplied=True) for mode in BlendMode]
+    composite_stack(frame, layers)
+    composite_stack(frame, [PixelLayer(soft), PixelLayer(soft, x=3)])
+    composite_stack(frame, [PixelLayer(soft)], clear=False)
+    return time.perf_counter() - started
