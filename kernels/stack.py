@@ -293,28 +293,85 @@ def composite_layer(
     composite_stack(frame, [layer], rows=rows, clear=False)
 
 
-@KERNEL
-def _replaces_whole_row(j, width, geometry, opacity, modes, flags):  # type: ignore[no-untyped-def]
-    """Layer j overwrites every pixel of each row it covers with its own opaque pixels."""
-    return (
-        (flags[j] & FLAG_OPAQUE) != 0
-        and opacity[j] == 1.0
-        and (modes[j] == _NORMAL or modes[j] == _SOURCE)
-        and geometry[j, 0] <= 0
-        and geometry[j, 0] + geometry[j, 2] >= width
-    )
+# What the kernel works out once per layer before the row loop (bits of ``kinds``), so that the
+# per-span code reads one integer instead of calling helpers that take arrays: every such call
+# can cost an atomic reference-count update, and sprites-1080p has 20,000 spans a frame.
+_COPIES = 1  # blending is a plain copy of the layer's pixels
+_STARTS_ROW = 2  # a copy that spans the whole width: nothing below it is visible
+_STRAIGHT_NORMAL = 4  # normal mode, straight alpha: the vectorised float32 paths apply
+_OPAQUE = 8  # every alpha byte is 255
+_PREMULTIPLIED = 16
+# Most later copying layers in a row for which the row-starting layer is copied around them.
+# A studio scene has one or two (camera, a full-screen still); two hundred opaque sprites made
+# the quadratic gap search cost ten times the copy it saved.
+MAX_OCCLUDERS = 4
 
 
 @KERNEL
-def _copies(j, opacity, modes, flags):  # type: ignore[no-untyped-def]
-    """Blending layer j is a plain copy of its pixels."""
-    if opacity[j] != 1.0:
-        return False
-    if modes[j] == _NORMAL:
-        return (flags[j] & FLAG_OPAQUE) != 0
-    if modes[j] == _SOURCE:
-        return (flags[j] & (FLAG_OPAQUE | FLAG_PREMULTIPLIED)) != FLAG_PREMULTIPLIED
-    return False
+def _layer_kinds(width, geometry, opacity, modes, flags):  # type: ignore[no-untyped-def]
+    """The ``kinds`` bits of every layer (see above)."""
+    n = geometry.shape[0]
+    kinds = np.zeros(n, np.int64)
+    for j in range(n):
+        opaque = (flags[j] & FLAG_OPAQUE) != 0
+        premultiplied = (flags[j] & FLAG_PREMULTIPLIED) != 0
+        kind = 0
+        if opaque:
+            kind |= _OPAQUE
+        if premultiplied:
+            kind |= _PREMULTIPLIED
+        if modes[j] == _NORMAL and not premultiplied:
+            kind |= _STRAIGHT_NORMAL
+        if opacity[j] == 1.0 and (
+            (modes[j] == _NORMAL and opaque)
+            or (modes[j] == _SOURCE and (opaque or not premultiplied))
+        ):
+            kind |= _COPIES
+            if opaque and geometry[j, 0] <= 0 and geometry[j, 0] + geometry[j, 2] >= width:
+                kind |= _STARTS_ROW
+        kinds[j] = kind
+    return kinds
+
+
+@KERNEL
+def _copy_row_around_copies(dst, row, src, s, width, entries, begin, last, geometry, kinds):  # type: ignore[no-untyped-def]
+    """Copy a row-starting layer's row, except where a later layer will copy over it anyway.
+
+    Occlusion within the row: under an opaque camera picture the background is not read at all.
+    The search for gaps is a plain scan per gap, quadratic in the copying layers of the row, so
+    rows with more than :data:`MAX_OCCLUDERS` of them are copied whole instead.
+    """
+    occluders = 0
+    for e in range(begin, last):
+        if kinds[entries[e]] & _COPIES:
+            occluders += 1
+    if occluders == 0 or occluders > MAX_OCCLUDERS:
+        copy_span(dst, row, src, s, width)
+        return
+    x = 0
+    while x < width:
+        moved = True
+        while moved:  # step over every later copying layer that covers x
+            moved = False
+            for e in range(begin, last):
+                j = entries[e]
+                if kinds[j] & _COPIES:
+                    x0 = max(geometry[j, 0], 0)
+                    x1 = min(geometry[j, 0] + geometry[j, 2], width)
+                    if x0 <= x < x1:
+                        x = x1
+                        moved = True
+        if x >= width:
+            break
+        gap_end = width  # up to the next copying layer that starts after x
+        for e in range(begin, last):
+            j = entries[e]
+            if kinds[j] & _COPIES:
+                x0 = max(geometry[j, 0], 0)
+                if x < x0 < gap_end:
+                    gap_end = x0
+        copy_span(dst, row + x, src, s + x, gap_end - x)
+        x = gap_end
 
 
 @KERNEL
@@ -347,6 +404,10 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
     """The kernel behind :func:`composite_stack`; arguments as :class:`LayerStack` packs them."""
     dst = pixels_at(dst_address, width * height)
     starts, entries = _rows_to_layers(width, geometry, y0, y1)
+    kinds = _layer_kinds(width, geometry, opacity, modes, flags)
+    ks = np.empty(geometry.shape[0], np.float32)  # as = Sa * k, k = opacity / 255
+    for j in range(geometry.shape[0]):
+        ks[j] = np.float32(opacity[j] / 255.0)
     for y in range(y0, y1):
         row = y * width
         first = starts[y - y0]
@@ -357,11 +418,13 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
         pending_clear = clear
         for e in range(last - 1, first - 1, -1):
             j = entries[e]
-            if _replaces_whole_row(j, width, geometry, opacity, modes, flags):
+            if kinds[j] & _STARTS_ROW:
                 x, ly, w, h = geometry[j, 0], geometry[j, 1], geometry[j, 2], geometry[j, 3]
                 src = pixels_at(addresses[j], w * h)
-                copy_span(dst, row, src, (y - ly) * w - x, width)
                 begin = e + 1
+                _copy_row_around_copies(
+                    dst, row, src, (y - ly) * w - x, width, entries, begin, last, geometry, kinds
+                )
                 row_opaque = True
                 pending_clear = False
                 break
@@ -377,42 +440,35 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
             src = pixels_at(addresses[j], w * h)
             s = (y - ly) * w + (x0 - x)
             d = row + x0
-            mode = modes[j]
-            layer_flags = flags[j]
-            straight_normal = mode == _NORMAL and (layer_flags & FLAG_PREMULTIPLIED) == 0
-            copies = _copies(j, opacity, modes, flags)
+            kind = kinds[j]
             if pending_clear:
                 # the row is still conceptually transparent black: zero what this layer
                 # does not cover, and write its own span without reading it
                 fill_span(dst, row, x0, _ZERO)
                 fill_span(dst, row + x1, width - x1, _ZERO)
                 pending_clear = False
-                if copies:
+                if kind & _COPIES:
                     copy_span(dst, d, src, s, n)
-                elif straight_normal:
-                    over_clear_span(dst, d, src, s, n, np.float32(opacity[j] / 255.0))
+                elif kind & _STRAIGHT_NORMAL:
+                    over_clear_span(dst, d, src, s, n, ks[j])
                 else:
                     fill_span(dst, d, n, _ZERO)
                     general_span(
-                        dst, d, src, s, n, opacity[j], mode, (layer_flags & FLAG_PREMULTIPLIED) != 0
+                        dst, d, src, s, n, opacity[j], modes[j], (kind & _PREMULTIPLIED) != 0
                     )
                 row_opaque = False
-                continue
-            if copies:
+            elif kind & _COPIES:
                 copy_span(dst, d, src, s, n)
-                if (layer_flags & FLAG_OPAQUE) == 0:
+                if not kind & _OPAQUE:
                     row_opaque = False
-            elif straight_normal:
-                k = np.float32(opacity[j] / 255.0)
+            elif kind & _STRAIGHT_NORMAL:
                 if row_opaque or alpha_and_or(dst, d, n)[0] == 255:
-                    over_opaque_span(dst, d, src, s, n, k, opacity[j] == 1.0)
+                    over_opaque_span(dst, d, src, s, n, ks[j], opacity[j] == 1.0)
                 else:
-                    over_span(dst, d, src, s, n, k)
+                    over_span(dst, d, src, s, n, ks[j])
             else:
-                general_span(
-                    dst, d, src, s, n, opacity[j], mode, (layer_flags & FLAG_PREMULTIPLIED) != 0
-                )
-                if mode == _SOURCE:  # fades towards the backdrop: alpha may drop below 255
+                general_span(dst, d, src, s, n, opacity[j], modes[j], (kind & _PREMULTIPLIED) != 0)
+                if modes[j] == _SOURCE:  # fades towards the backdrop: alpha may drop below 255
                     row_opaque = False
         if pending_clear:
             fill_span(dst, row, width, _ZERO)

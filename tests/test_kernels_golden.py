@@ -8,7 +8,11 @@ from hypothesis import given, settings
 from PIL import Image
 
 from kernels import PixelLayer, clear, composite_layer, composite_stack, fill
-from kernels.reference import composite_layer_reference, premultiplied_difference
+from kernels.reference import (
+    composite_layer_reference,
+    composite_stack_reference,
+    premultiplied_difference,
+)
 from tests.layers import frames, layers
 
 
@@ -130,3 +134,21 @@ def test_layer_pixels_are_never_written(case: tuple[np.ndarray, PixelLayer]) -> 
     layer.pixels.flags.writeable = False  # read-only sources are accepted, and stay intact
     composite_layer(frame, layer)
     np.testing.assert_array_equal(layer.pixels, before)
+
+
+def test_occluded_background_is_skipped_but_layers_between_still_show() -> None:
+    """The row-start copy skips what later copies cover; everything else stays exact."""
+    rng = np.random.default_rng(3)
+    background = rng.integers(0, 256, (30, 50, 4), dtype=np.uint8)
+    background[..., 3] = 255
+    camera = background[:10, :12].copy()
+    camera[..., 0] = 7
+    soft = rng.integers(0, 256, (20, 50, 4), dtype=np.uint8)
+    few = [PixelLayer(background), PixelLayer(soft, x=-5, y=3, opacity=0.5)]
+    few += [PixelLayer(camera, x=4, y=2), PixelLayer(camera, x=20, y=5, opacity=1.0)]
+    many = few + [PixelLayer(camera, x=3 * i, y=i) for i in range(8)]  # > MAX_OCCLUDERS
+    for stack in (few, many):
+        frame = np.full((30, 50, 4), 99, np.uint8)  # stale content must not leak through
+        composite_stack(frame, stack)
+        want = composite_stack_reference(50, 30, stack)
+        assert premultiplied_difference(frame, want).max() <= 1.0 + 1e-9
