@@ -1,7 +1,63 @@
 """framering's engine: worker processes compositing into a shared-memory frame ring.
 
-The pool, ring and frame-slot API arrive with the engine-core issue; until then this package
-holds the ``framering`` command.
+::
+
+    from engine import Engine, Layer
+
+    with Engine(1920, 1080, slots=8) as eng:
+        bg = eng.upload(background)
+        with eng.acquire(timeout=1.0) as slot:
+            slot.submit([Layer(bg)])
+            frame = slot.wait(timeout=1.0)      # a view into shared memory
 """
 
-__all__: list[str] = []
+from engine.engine import Engine, physical_cores
+from engine.errors import (
+    AcquireTimeoutError,
+    EngineBrokenError,
+    EngineClosedError,
+    ForeignObjectError,
+    FrameFailedError,
+    FrameringError,
+    FrameringTimeoutError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    InvalidValueError,
+    ProtocolError,
+    SharedMemoryError,
+    SlotStateError,
+    SourceBusyError,
+    WaitTimeoutError,
+)
+from engine.layer import Layer
+from engine.metrics import Metrics, WorkerMetrics
+from engine.ring import SlotState
+from engine.slots import FrameSlot
+from engine.sources import LiveSource, Source
+
+__all__ = [
+    "AcquireTimeoutError",
+    "Engine",
+    "EngineBrokenError",
+    "EngineClosedError",
+    "ForeignObjectError",
+    "FrameFailedError",
+    "FrameSlot",
+    "FrameringError",
+    "FrameringTimeoutError",
+    "InvalidArgumentError",
+    "InvalidTypeError",
+    "InvalidValueError",
+    "Layer",
+    "LiveSource",
+    "Metrics",
+    "ProtocolError",
+    "SharedMemoryError",
+    "SlotState",
+    "SlotStateError",
+    "Source",
+    "SourceBusyError",
+    "WaitTimeoutError",
+    "WorkerMetrics",
+    "physical_cores",
+]

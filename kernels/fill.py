@@ -35,7 +35,7 @@ def fill(
 
     ``color`` is straight RGBA8. Only rows ``[y0, y1)`` of ``rows`` are touched.
     """
-    check_rgba(frame, "frame", writable=True)
+    frame = check_rgba(frame, "frame", writable=True)
     height, width = frame.shape[0], frame.shape[1]
     pixel = pack_rgba(color)
     y0, y1 = check_rows(rows, height)

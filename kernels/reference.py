@@ -60,9 +60,15 @@ def blend_function(mode: BlendMode, cb: np.ndarray, cs: np.ndarray) -> np.ndarra
     raise ValueError(f"{mode.css_name} is not a separable blend function")
 
 
+# Exact results that land on a half (13/2 = 6.5) come out of float64 as 6.4999999999999991;
+# rounding them up needs a nudge far above float64's error (~1e-13 here) and far below any
+# real distance from a half that 8-bit inputs and a float opacity produce in practice.
+TIE_NUDGE = 1e-9
+
+
 def to_rgba8(value: np.ndarray) -> np.ndarray:
-    """floor(255 * value + 0.5) of values in [0, 1], as uint8."""
-    return np.floor(np.clip(value, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """floor(255 * value + 0.5) of values in [0, 1], as uint8 (exact halves round up)."""
+    return np.floor(np.clip(value, 0.0, 1.0) * 255.0 + 0.5 + TIE_NUDGE).astype(np.uint8)
 
 
 def composite_layer_reference(frame: np.ndarray, layer: PixelLayer) -> np.ndarray:

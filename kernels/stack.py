@@ -93,6 +93,10 @@ class LayerStack:
     (from columns, for callers that already hold arrays of positions). Layers that cannot
     change the frame (opacity 0, or entirely outside it) are dropped here. The stack keeps
     its buffers alive, so it may be reused for many frames while their pixels change.
+
+    A stack is immutable: its columns are read-only arrays, because the kernel trusts them
+    (a size or address changed after validation would make it read out of bounds). To move
+    a layer, prepare a new stack; that costs microseconds.
     """
 
     __slots__ = (
@@ -243,7 +247,14 @@ class LayerStack:
         )
         stack.flags = np.ascontiguousarray(flags.astype(np.int64)[keep])
         stack._buffers = checked
+        for column in (stack.addresses, stack.geometry, stack.opacity, stack.modes, stack.flags):
+            column.setflags(write=False)
         return stack
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if hasattr(self, "_buffers"):
+            raise AttributeError("a LayerStack is immutable; prepare a new one")
+        object.__setattr__(self, name, value)
 
 
 def composite_stack(
@@ -262,7 +273,7 @@ def composite_stack(
         clear: start from transparent black (the frame's previous content is ignored and not
             read); ``False`` composites over what the frame already holds.
     """
-    check_rgba(frame, "frame", writable=True)
+    frame = check_rgba(frame, "frame", writable=True)
     height, width = frame.shape[0], frame.shape[1]
     stack = layers if isinstance(layers, LayerStack) else LayerStack.prepare(width, height, layers)
     if (stack.width, stack.height) != (width, height):
@@ -271,6 +282,12 @@ def composite_stack(
             f"not for this {width}x{height} frame"
         )
     y0, y1 = check_rows(rows, height)
+    for buffer in stack._buffers:
+        if np.may_share_memory(frame, buffer):
+            raise ValueError(
+                "the frame shares memory with one of its layers; the kernel would read pixels "
+                "it has already overwritten (composite into another frame, or copy the layer)"
+            )
     composite_stack_kernel(
         frame.ctypes.data,
         width,

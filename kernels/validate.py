@@ -31,6 +31,9 @@ def check_rgba(array: object, what: str, *, writable: bool) -> np.ndarray:
         raise TypeError(
             f"{what} must be a numpy.ndarray of RGBA8 pixels, not {type(array).__name__}"
         )
+    if type(array) is not np.ndarray:
+        # a subclass may report any shape it likes: sizes must come from a plain ndarray
+        array = array.view(np.ndarray)
     if array.dtype != np.uint8:
         raise TypeError(f"{what} must have dtype uint8 (RGBA8), not {array.dtype}")
     if array.ndim != 3 or array.shape[2] != 4:

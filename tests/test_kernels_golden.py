@@ -152,3 +152,19 @@ def test_occluded_background_is_skipped_but_layers_between_still_show() -> None:
         composite_stack(frame, stack)
         want = composite_stack_reference(50, 30, stack)
         assert premultiplied_difference(frame, want).max() <= 1.0 + 1e-9
+
+
+def test_exact_halves_round_up_in_kernel_and_reference() -> None:
+    # R after the second layer is exactly 13/2 = 6.5: 195 * (17/255) * 0.5; it must be 7, or
+    # color-dodge (B = Cb / (1 - Cs) = 25.5 Cb) turns the 1-unit slip into 26
+    layers = [
+        PixelLayer(one_pixel((0, 0, 0, 255))),
+        PixelLayer(one_pixel((195, 0, 0, 17)), opacity=0.5),
+        PixelLayer(one_pixel((245, 0, 0, 255)), blend="color-dodge"),
+    ]
+    frame = one_pixel((0, 0, 0, 0))
+    composite_stack(frame, layers[:2])
+    assert frame[0, 0, 0] == 7
+    assert composite_stack_reference(1, 1, layers[:2])[0, 0, 0] == 7
+    composite_stack(frame, layers)
+    np.testing.assert_array_equal(frame, composite_stack_reference(1, 1, layers))

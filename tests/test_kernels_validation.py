@@ -141,3 +141,30 @@ def test_blend_modes_parse_by_css_name() -> None:
     assert BlendMode.parse("color-dodge") is BlendMode.COLOR_DODGE
     assert BlendMode.parse("Soft_Light") is BlendMode.SOFT_LIGHT
     assert len(BLEND_MODE_NAMES) == 14 and "plus-lighter" not in BLEND_MODE_NAMES
+
+
+def test_prepared_stack_cannot_be_altered() -> None:
+    stack = LayerStack.prepare(10, 8, [PixelLayer(tile())])
+    with pytest.raises(ValueError, match="read-only"):
+        stack.geometry[0, 2] = 512
+    with pytest.raises(ValueError, match="read-only"):
+        stack.addresses[0] = 16
+    with pytest.raises(AttributeError, match="immutable"):
+        stack.addresses = np.zeros(1, np.int64)
+
+
+def test_ndarray_subclass_cannot_lie_about_its_shape() -> None:
+    class Liar(np.ndarray):
+        shape = property(lambda self: (4096, 4096, 4))  # type: ignore[assignment]
+
+    target = np.zeros((64, 64, 4), np.uint8)
+    composite_stack(target, [PixelLayer(np.full((2, 2, 4), 255, np.uint8).view(Liar))])
+    assert (target[:2, :2] == 255).all() and (target[2:] == 0).all()
+
+
+def test_frame_that_is_also_a_layer_is_refused() -> None:
+    target = frame()
+    with pytest.raises(ValueError, match="shares memory"):
+        composite_stack(target, [PixelLayer(target, x=1)])
+    with pytest.raises(ValueError, match="shares memory"):
+        composite_layer(target, PixelLayer(target[2:4]))

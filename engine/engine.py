@@ -1,0 +1,475 @@
+"""Engine: the public face of framering. Owns the ring, the sources, the pool and the slots."""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Final
+
+import numpy as np
+import psutil
+
+from engine.errors import (
+    AcquireTimeoutError,
+    EngineBrokenError,
+    EngineClosedError,
+    ForeignObjectError,
+    InvalidTypeError,
+    InvalidValueError,
+    SlotStateError,
+)
+from engine.layer import Layer, _checked, pack_layers
+from engine.metrics import Metrics, Recorder, WorkerMetrics
+from engine.pool import SourceInfo, Task, WorkerPool
+from engine.ring import FrameRing, SlotState
+from engine.shm import CreatedSegment, new_engine_token, segment_name
+from engine.slots import FrameSlot, frame_failed
+from engine.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source, buffer_stride
+from kernels import is_opaque, warmup
+from kernels.validate import MAX_SIDE, check_rgba
+
+# A frame a worker has not finished after this many seconds is taken as hung: the worker is
+# killed and the frame retried. Generous: an 8K frame of many layers takes ~100 ms, so only a
+# real hang (or a machine swapping to death) reaches it.
+DEFAULT_DEADLINE_S: Final = 5.0
+# Times a frame is dispatched before it is declared failed (first try plus one retry).
+DEFAULT_MAX_ATTEMPTS: Final = 2
+# Spawning a worker imports numpy, numba and OpenCV and loads the cached kernels: about a
+# second on a quiet machine, many on a loaded CI runner.
+DEFAULT_START_TIMEOUT_S: Final = 120.0
+MAX_SLOTS: Final = 1024
+
+_open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_engines() -> None:
+    """Close every engine still open at interpreter exit, so no segment outlives us."""
+    for engine in list(_open_engines):
+        engine.close()
+
+
+def physical_cores() -> int:
+    """Physical cores of this machine (psutil), at least 1."""
+    return max(1, psutil.cpu_count(logical=False) or psutil.cpu_count() or 1)
+
+
+def _positive_int(value: object, what: str, limit: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not 1 <= value <= limit:
+        raise InvalidValueError(f"{what} must be between 1 and {limit}, not {value}")
+    return value
+
+
+def _positive_seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTypeError(f"{what} must be a number of seconds")
+    if not 0 < float(value) < float("inf"):
+        raise InvalidValueError(f"{what} must be a positive finite number of seconds, not {value}")
+    return float(value)
+
+
+class Engine:
+    """Persistent worker processes compositing layer stacks into a shared-memory frame ring.
+
+    Args:
+        width, height: size of every output frame, in pixels.
+        slots: frames the ring holds: how many can be in flight or held by the caller at once.
+        workers: worker processes; ``None`` means one per physical core.
+        max_attempts: times a frame is tried when workers die or hang under it.
+        deadline: default seconds a worker may spend on one frame before it is killed.
+        start_timeout: seconds to wait for the workers to start.
+
+    Use it as a context manager, or call :meth:`close`; it also closes at interpreter exit.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        slots: int = 8,
+        workers: int | None = None,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        deadline: float = DEFAULT_DEADLINE_S,
+        start_timeout: float = DEFAULT_START_TIMEOUT_S,
+    ) -> None:
+        self.width: Final = _positive_int(width, "width", MAX_SIDE)
+        self.height: Final = _positive_int(height, "height", MAX_SIDE)
+        self.slots: Final = _positive_int(slots, "slots", MAX_SLOTS)
+        count = physical_cores() if workers is None else _positive_int(workers, "workers", 256)
+        self._max_attempts = _positive_int(max_attempts, "max_attempts", 100)
+        self._deadline = _positive_seconds(deadline, "deadline")
+        self.token: Final = new_engine_token()
+        self._lock = threading.Condition()
+        self._closed = False
+        self._sequence = itertools.count(1)
+        self._task_ids = itertools.count(1)
+        self._source_ids = itertools.count(1)
+        self._free: deque[int] = deque(range(self.slots))
+        self._held: dict[int, FrameSlot] = {}
+        self._tasks: dict[int, FrameSlot] = {}
+        self._sources: dict[int, Source | LiveSource] = {}
+        self._recorder = Recorder()
+        self._processes: dict[int, psutil.Process] = {}
+        warmup()  # compile and write Numba's cache now, so workers only load it
+        self._ring = FrameRing.create(
+            segment_name(self.token, "ring"), self.width, self.height, self.slots
+        )
+        try:
+            self._pool = WorkerPool(
+                self._ring.segment.name,
+                count,
+                self,
+                max_attempts=self._max_attempts,
+                start_timeout=_positive_seconds(start_timeout, "start_timeout"),
+            )
+        except BaseException:
+            self._ring.release_views()
+            self._ring.segment.close_and_unlink()
+            raise
+        _open_engines.add(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.workers} workers"
+        return f"Engine({self.width}x{self.height}, slots={self.slots}, {state})"
+
+    # ------------------------------------------------------------------ lifetime
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def workers(self) -> int:
+        """Worker processes ready to take frames."""
+        return len(self._pool.pids())
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the ready workers (for monitoring, or for tests that kill one)."""
+        return self._pool.pids()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosedError(f"{self!r} was closed")
+        broken = self._pool.broken
+        if broken is not None:
+            raise EngineBrokenError(broken)
+
+    def close(self) -> None:
+        """Stop the workers, fail frames still in flight, unlink every segment. Idempotent.
+
+        Frames already in a worker's hands are finished if they take less than the stop grace
+        period; waiters of the others get :class:`EngineClosedError`.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        unfinished = self._pool.stop()
+        closed = EngineClosedError(f"{self!r} was closed before the frame finished")
+        with self._lock:
+            for task in unfinished:
+                slot = self._tasks.pop(task.id, None)
+                if slot is not None:
+                    slot._finish(closed, time.perf_counter_ns())
+            for slot in list(self._tasks.values()):
+                slot._finish(closed, time.perf_counter_ns())
+            self._tasks.clear()
+            sources = list(self._sources.values())
+            self._sources.clear()
+            self._lock.notify_all()
+        for source in sources:
+            source.discard()
+        self._ring.release_views()
+        self._ring.segment.close_and_unlink()
+        _open_engines.discard(self)
+
+    # ------------------------------------------------------------------ sources
+    def upload(self, pixels: np.ndarray, *, opaque: bool | None = None) -> Source:
+        """Copy an RGBA8 picture into shared memory once; layers then show it for free.
+
+        Args:
+            pixels: (h, w, 4) uint8 C-contiguous RGBA8 (straight alpha unless a layer says
+                ``premultiplied=True``).
+            opaque: every alpha is 255 (measured when None). Opaque sources are copied
+                instead of blended.
+        """
+        self._check_open()
+        _checked(check_rgba, pixels, "pixels", writable=False)
+        height, width = pixels.shape[:2]
+        source = self._new_source(Source, width, height, 1, "an uploaded source")
+        source._views[0][...] = pixels
+        source.opaque = is_opaque(pixels) if opaque is None else bool(opaque)
+        self._register(source)
+        return source
+
+    def live_source(
+        self,
+        width: int,
+        height: int,
+        *,
+        buffers: int = DEFAULT_LIVE_BUFFERS,
+        opaque: bool = False,
+    ) -> LiveSource:
+        """A picture a producer rewrites in place (a camera, a decoder): see :class:`LiveSource`.
+
+        Args:
+            width, height: size of every picture.
+            buffers: pictures in its small ring (at least 2: one written, one read).
+            opaque: promise that every picture written has alpha 255 (copied, not blended).
+        """
+        self._check_open()
+        width = _positive_int(width, "width", MAX_SIDE)
+        height = _positive_int(height, "height", MAX_SIDE)
+        buffers = _positive_int(buffers, "buffers", 64)
+        if buffers < 2:
+            raise InvalidValueError("a live source needs at least 2 buffers")
+        source = self._new_source(LiveSource, width, height, buffers, "a live source")
+        source.opaque = bool(opaque)
+        self._register(source)
+        return source
+
+    def _new_source(
+        self,
+        kind: type[Source] | type[LiveSource],
+        width: int,
+        height: int,
+        buffers: int,
+        what: str,
+    ) -> Source | LiveSource:
+        source_id = next(self._source_ids)
+        size = buffer_stride(width, height) * buffers
+        segment = CreatedSegment.create(segment_name(self.token, f"src{source_id}"), size, what)
+        return kind(self.token, source_id, segment, width, height, buffers, False)
+
+    def _register(self, source: Source | LiveSource) -> None:
+        with self._lock:
+            if self._closed:
+                source.discard()
+                raise EngineClosedError(f"{self!r} was closed")
+            self._sources[source.id] = source
+        self._pool.attach_source(
+            SourceInfo(source.id, source.segment_name, source.width, source.height, source.buffers)
+        )
+
+    def free(self, source: Source | LiveSource, timeout: float | None = 5.0) -> None:
+        """Release a source's shared memory once no frame in flight reads it.
+
+        Raises:
+            SourceBusyError: frames still read it after ``timeout`` seconds.
+            ForeignObjectError: it belongs to another engine or was freed already.
+        """
+        self._check_open()
+        if not isinstance(source, Source | LiveSource):
+            raise InvalidTypeError(
+                f"free() takes a Source or LiveSource, not {type(source).__name__}"
+            )
+        source.check_owner(self.token)
+        source.free(timeout)
+        with self._lock:
+            self._sources.pop(source.id, None)
+        self._pool.detach_source(source.id)
+
+    # ------------------------------------------------------------------ slots
+    def try_acquire(self) -> FrameSlot | None:
+        """A free slot, or None if every slot is busy (never blocks)."""
+        with self._lock:
+            self._check_open()
+            return self._take_slot()
+
+    def acquire(self, timeout: float | None = None) -> FrameSlot:
+        """A free slot; blocks while every slot is in flight or held.
+
+        Raises:
+            AcquireTimeoutError: no slot became free within ``timeout`` seconds (a
+                ``TimeoutError``): frames are slower than they are asked for, or slots are
+                not released.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                self._check_open()
+                slot = self._take_slot()
+                if slot is not None:
+                    return slot
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise AcquireTimeoutError(
+                        f"all {self.slots} slots stayed busy for {timeout} s: frames are not "
+                        f"released, or are asked for faster than the workers composite them"
+                    )
+                self._lock.wait(remaining)
+
+    def _take_slot(self) -> FrameSlot | None:
+        if not self._free:
+            return None
+        index = self._free.popleft()
+        slot = FrameSlot(self, index, next(self._sequence))
+        self._held[index] = slot
+        self._ring.set_state(index, SlotState.ACQUIRED)
+        return slot
+
+    def _release(self, slot: FrameSlot) -> None:
+        with self._lock:
+            self._check_open()
+            if self._held.get(slot.index) is not slot:
+                raise ForeignObjectError(f"{slot!r} is not held from {self!r}")
+            slot._released = True
+            if slot._submitted and not slot._done.is_set():
+                slot._release_when_done = True  # the frame's end frees it
+                return
+            self._free_slot(slot)
+
+    def _free_slot(self, slot: FrameSlot) -> None:
+        """Lock held."""
+        del self._held[slot.index]
+        self._ring.set_state(slot.index, SlotState.FREE)
+        self._free.append(slot.index)
+        self._lock.notify_all()
+
+    def render(self, layers: Sequence[Layer], timeout: float | None = 10.0) -> np.ndarray:
+        """Composite one frame and return a copy of it (for one-off use and tests)."""
+        with self.acquire(timeout) as slot:
+            slot.submit(layers)
+            return slot.wait(timeout).copy()
+
+    # ------------------------------------------------------------------ frames
+    def _submit(
+        self, slot: FrameSlot, layers: Sequence[Layer], deadline: float | None, clear: bool
+    ) -> None:
+        slot._check_usable("submit to")
+        if slot._submitted:
+            raise SlotStateError(f"{slot!r} was already submitted; acquire another slot")
+        frame_deadline = (
+            self._deadline if deadline is None else _positive_seconds(deadline, "deadline")
+        )
+        if not isinstance(clear, bool):
+            raise InvalidTypeError("clear must be a bool")
+        records = pack_layers(layers, self.token)
+        pinned: dict[int, int] = {}
+        pins: list[tuple[Source | LiveSource, int]] = []
+        with self._lock:
+            self._check_open()
+            for source_id in np.unique(records["source"]).tolist():
+                source = self._sources.get(source_id)
+                if source is None:  # freed between validation and now
+                    raise ForeignObjectError(f"source {source_id} was freed")
+                buffer = source.pin_latest()
+                pinned[source_id] = buffer
+                pins.append((source, buffer))
+            if pinned:
+                records["buffer"] = [pinned[s] for s in records["source"].tolist()]
+            task = Task(
+                id=next(self._task_ids),
+                slot=slot.index,
+                records=records,
+                clear=clear,
+                rows=(0, self.height),
+                deadline_s=frame_deadline,
+            )
+            slot._pins = pins
+            slot._submitted = True
+            slot.submitted_ns = task.submitted_ns
+            self._tasks[task.id] = slot
+            self._ring.set_state(slot.index, SlotState.QUEUED)
+        try:
+            self._pool.submit(task)
+        except BaseException as error:
+            self.task_failed(task, str(error))
+            raise
+
+    # --- TaskListener: called by the pool's manager thread
+    def task_dispatched(self, task: Task) -> None:
+        self._ring.set_state(task.slot, SlotState.RENDERING)
+        self._ring.table["attempt"][task.slot] = task.attempts
+
+    def task_done(self, task: Task, kernel_ns: int) -> None:
+        now = time.perf_counter_ns()
+        self._end(task, SlotState.DONE, None, now)
+        self._recorder.completed((now - task.submitted_ns) / 1e9, kernel_ns / 1e9)
+
+    def task_failed(self, task: Task, cause: str) -> None:
+        with self._lock:
+            slot = self._tasks.get(task.id)
+        if slot is None:
+            return
+        failure = (
+            EngineClosedError(f"{self!r} was closed before the frame finished")
+            if self._closed
+            else frame_failed(slot, cause, task.attempts)
+        )
+        self._end(task, SlotState.FAILED, failure, time.perf_counter_ns())
+        self._recorder.failed()
+
+    def _end(self, task: Task, state: SlotState, failure: BaseException | None, now: int) -> None:
+        with self._lock:
+            slot = self._tasks.pop(task.id, None)
+            if slot is None:
+                return
+            slot.kernel_ns = 0
+            self._ring.set_state(slot.index, state)
+            pins, slot._pins = slot._pins, []
+            slot._finish(failure, now)
+            if slot._release_when_done and self._held.get(slot.index) is slot:
+                self._free_slot(slot)
+        for source, buffer in pins:
+            source.unpin(buffer)
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> Metrics:
+        """A frozen snapshot of the engine's statistics (see :class:`Metrics`)."""
+        pool = self._pool.snapshot()
+        with self._lock:
+            in_use = self.slots - len(self._free)
+            shm = self._ring.segment.size + sum(
+                buffer_stride(s.width, s.height) * s.buffers for s in self._sources.values()
+            )
+        workers = []
+        for index, pid, state, done, inflight in pool["workers"]:  # type: ignore[attr-defined]
+            workers.append(WorkerMetrics(index, pid, state, done, inflight, self._rss(pid)))
+        return Metrics(
+            active_workers=sum(1 for w in workers if w.state == "ready"),
+            busy_workers=sum(1 for w in workers if w.inflight),
+            pending_tasks=int(pool["pending"]) + int(pool["inflight"]),  # type: ignore[call-overload]
+            queued_tasks=int(pool["pending"]),  # type: ignore[call-overload]
+            frames_completed=self._recorder.frames_completed,
+            frames_failed=self._recorder.frames_failed,
+            retries=int(pool["retries"]),  # type: ignore[call-overload]
+            worker_restarts=int(pool["restarts"]),  # type: ignore[call-overload]
+            ring_slots=self.slots,
+            ring_in_use=in_use,
+            shm_bytes=shm,
+            ipc_bytes_sent=int(pool["bytes_sent"]),  # type: ignore[call-overload]
+            ipc_bytes_received=int(pool["bytes_received"]),  # type: ignore[call-overload]
+            workers=tuple(workers),
+            **self._recorder.timings(),
+        )
+
+    def _rss(self, pid: int | None) -> int | None:
+        if pid is None:
+            return None
+        try:
+            process = self._processes.get(pid)
+            if process is None:
+                process = self._processes[pid] = psutil.Process(pid)
+            return int(process.memory_info().rss)
+        except (psutil.Error, OSError):
+            return None

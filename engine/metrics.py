@@ -1,0 +1,126 @@
+"""Engine statistics: recorded at two points (dispatch, completion), read as frozen snapshots."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+# Completed frames whose timings feed the percentiles: about 17 s at 60 fps. Long enough for a
+# stable p99, short enough that a snapshot describes the stream now, not an hour ago.
+SAMPLE_WINDOW: Final = 1024
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """One worker process, now."""
+
+    index: int
+    """Position of the worker in the pool (a replacement keeps its predecessor's index)."""
+    pid: int | None
+    """Process id; None until the worker has said hello."""
+    state: str
+    """``starting``, ``ready``, ``dead`` or ``stopped``."""
+    frames_done: int
+    """Tasks this process completed."""
+    inflight: int
+    """Tasks sent to this process and not finished yet."""
+    rss_bytes: int | None
+    """Resident set size from psutil (includes shared-memory pages it touched), if readable."""
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A snapshot of an engine's statistics. Times are in seconds."""
+
+    active_workers: int
+    """Workers ready to take tasks."""
+    busy_workers: int
+    """Workers holding at least one task."""
+    pending_tasks: int
+    """Frames submitted and not finished: queued in the parent plus held by workers."""
+    queued_tasks: int
+    """Frames submitted and waiting in the parent for a worker with room."""
+    frames_completed: int
+    """Frames finished successfully since the engine started."""
+    frames_failed: int
+    """Frames that failed every attempt."""
+    retries: int
+    """Frames sent again because the worker holding them died or hung."""
+    worker_restarts: int
+    """Workers started to replace dead ones."""
+    average_processing_time: float
+    """Mean submit-to-done time over the recent window."""
+    latency_p50: float
+    """Median submit-to-done time over the recent window."""
+    latency_p90: float
+    latency_p99: float
+    kernel_p50: float
+    """Median time inside the compositing kernel (measured by the worker)."""
+    kernel_p90: float
+    kernel_p99: float
+    throughput_fps: float
+    """Frames completed during the last second."""
+    ring_slots: int
+    """Slots in the frame ring."""
+    ring_in_use: int
+    """Slots not free (acquired, queued, rendering or done but not released)."""
+    shm_bytes: int
+    """Bytes of shared memory the engine holds (ring plus sources)."""
+    ipc_bytes_sent: int
+    """Bytes written to the worker pipes since the start (descriptors, never pixels)."""
+    ipc_bytes_received: int
+    """Bytes read from the worker pipes since the start."""
+    workers: tuple[WorkerMetrics, ...]
+    """Per-worker figures."""
+
+
+class Recorder:
+    """Thread-safe counters and timing windows behind :class:`Metrics`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.frames_completed = 0
+        self.frames_failed = 0
+        self._latency: deque[float] = deque(maxlen=SAMPLE_WINDOW)
+        self._kernel: deque[float] = deque(maxlen=SAMPLE_WINDOW)
+        self._completions: deque[float] = deque()
+
+    def completed(self, latency_s: float, kernel_s: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.frames_completed += 1
+            self._latency.append(latency_s)
+            self._kernel.append(kernel_s)
+            self._completions.append(now)
+            while self._completions and self._completions[0] < now - 1.0:
+                self._completions.popleft()
+
+    def failed(self) -> None:
+        with self._lock:
+            self.frames_failed += 1
+
+    def timings(self) -> dict[str, float]:
+        now = time.monotonic()
+        with self._lock:
+            latency = np.array(self._latency, dtype=np.float64)
+            kernel = np.array(self._kernel, dtype=np.float64)
+            recent = sum(1 for t in self._completions if t >= now - 1.0)
+
+        def pct(values: np.ndarray, q: float) -> float:
+            return float(np.percentile(values, q)) if values.size else 0.0
+
+        return {
+            "average_processing_time": float(latency.mean()) if latency.size else 0.0,
+            "latency_p50": pct(latency, 50),
+            "latency_p90": pct(latency, 90),
+            "latency_p99": pct(latency, 99),
+            "kernel_p50": pct(kernel, 50),
+            "kernel_p90": pct(kernel, 90),
+            "kernel_p99": pct(kernel, 99),
+            "throughput_fps": float(recent),
+        }

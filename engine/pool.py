@@ -1,0 +1,481 @@
+"""The worker pool: processes, pipes, one manager thread, dispatch and recovery.
+
+Who owns what::
+
+    caller threads               manager thread (one)                worker processes (spawn)
+    --------------               --------------------                ------------------------
+    submit(task) --+                                                 +-> worker 0: recv RENDER,
+                   | least-loaded READY worker with room?            |   composite into the
+                   +-- yes: send RENDER ---------------------------->+   slot, send DONE
+                   +-- no: append to `pending`                       |
+                                                                     |
+                     wait() on every result pipe, every worker's  <--+   DONE / FAILED / ERROR
+                     sentinel and a wake-up pipe, at once;
+                     the timeout is the nearest task deadline
+                       DONE/FAILED -> listener, then dispatch `pending`
+                       sentinel    -> worker died: retry its tasks, start a replacement
+                       deadline    -> SIGKILL the hung worker (then as above)
+
+Shared state (`pending`, each worker's `inflight`) is guarded by one lock that is never held
+while writing to a pipe, so a full pipe can never stall the manager thread. At most
+``MAX_QUEUED_PER_WORKER`` tasks sit in a worker's pipe; the rest wait in `pending`.
+"""
+
+from __future__ import annotations
+
+import enum
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Final, Protocol
+
+import numpy as np
+
+from engine import protocol
+from engine.errors import EngineBrokenError
+from engine.worker import worker_main
+
+# Tasks a worker may hold at once (the one it composites plus the ones queued in its pipe).
+# Two keeps a worker busy across the round trip of a completion (it starts the next task
+# while the manager handles the last); more only makes a dead worker's backlog longer.
+MAX_QUEUED_PER_WORKER: Final = 2
+# Consecutive workers that may die before saying hello before the engine calls itself broken.
+MAX_START_FAILURES: Final = 3
+# How long the manager sleeps when nothing has a deadline (it wakes on any event anyway).
+IDLE_WAIT_S: Final = 1.0
+# Grace period for workers to exit after STOP before they are killed.
+STOP_GRACE_S: Final = 2.0
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DEAD = "dead"
+    STOPPED = "stopped"
+
+
+@dataclass(eq=False)
+class Task:
+    """One frame (or band of one) to composite: what is sent, and what it went through."""
+
+    id: int
+    slot: int
+    records: np.ndarray
+    clear: bool
+    rows: tuple[int, int]
+    deadline_s: float
+    attempts: int = 0
+    worker: int | None = None
+    submitted_ns: int = field(default_factory=time.perf_counter_ns)
+    last_cause: str = ""
+
+
+class TaskListener(Protocol):
+    """What the pool tells its owner; every call comes from the manager thread (or close)."""
+
+    def task_dispatched(self, task: Task) -> None: ...
+    def task_done(self, task: Task, kernel_ns: int) -> None: ...
+    def task_failed(self, task: Task, cause: str) -> None: ...
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    index: int
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    state: WorkerState = WorkerState.STARTING
+    pid: int | None = None
+    inflight: dict[int, Task] = field(default_factory=dict)
+    head_since: float = field(default_factory=time.monotonic)  # when the oldest task started
+    frames_done: int = 0
+    kill_reason: str | None = None
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    id: int
+    name: str
+    width: int
+    height: int
+    buffers: int
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """'killed by SIGKILL', 'exited with code 3', ... for a dead worker."""
+    if exitcode is None:
+        return "vanished (no exit code)"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+class WorkerPool:
+    """Persistent worker processes fed with tasks; see the module docstring."""
+
+    def __init__(
+        self,
+        ring_name: str,
+        workers: int,
+        listener: TaskListener,
+        *,
+        max_attempts: int,
+        start_timeout: float,
+    ) -> None:
+        self._ring_name = ring_name
+        self._count = workers
+        self._listener = listener
+        self._max_attempts = max_attempts
+        self._context = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._workers: list[WorkerHandle] = []
+        self._pending: deque[Task] = deque()
+        self._sources: dict[int, SourceInfo] = {}
+        self._start_failures = 0
+        self._restarts = 0
+        self._retries = 0
+        self._bytes_sent = 0
+        self._bytes_received = 0
+        self._protocol_errors: deque[str] = deque(maxlen=16)
+        self._closing = False
+        self._broken: str | None = None
+        self._ready = threading.Condition(self._lock)
+        self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
+        for index in range(workers):
+            self._workers.append(self._spawn(index))
+        self._manager = threading.Thread(target=self._manage, name="framering-manager", daemon=True)
+        self._manager.start()
+        with self._ready:
+            started = self._ready.wait_for(
+                lambda: (
+                    self._broken is not None
+                    or all(w.state is not WorkerState.STARTING for w in self._workers)
+                ),
+                start_timeout,
+            )
+        if self._broken is not None:
+            self.stop()
+            raise EngineBrokenError(self._broken)
+        if not started:
+            self.stop()
+            raise EngineBrokenError(f"workers did not start within {start_timeout} s")
+
+    # ----------------------------------------------------------------- processes
+    def _spawn(self, index: int) -> WorkerHandle:
+        """Start a worker process (the caller registers it, then calls _send_sources)."""
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=worker_main,
+            args=(child_end, self._ring_name, os.getpid()),
+            name=f"framering-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        return WorkerHandle(index, process, parent_end)
+
+    def _send_sources(self, worker: WorkerHandle, sources: list[SourceInfo]) -> None:
+        """ATTACH every source to a new worker, before any RENDER can reach it.
+
+        RENDER only goes to READY workers, READY follows the worker's hello, and hellos are
+        handled on the manager thread, which is the thread that calls this for replacements.
+        """
+        for info in sources:
+            self._send(worker, self._attach_message(info))
+
+    @staticmethod
+    def _attach_message(info: SourceInfo) -> bytes:
+        return protocol.encode_attach(info.id, info.width, info.height, info.buffers, info.name)
+
+    def _send(self, worker: WorkerHandle, data: bytes) -> bool:
+        """Write one message; False if the worker's pipe is gone (its death is seen elsewhere)."""
+        try:
+            with worker.send_lock:
+                worker.conn.send_bytes(data)
+        except (OSError, ValueError):
+            return False
+        with self._lock:
+            self._bytes_sent += len(data)
+        return True
+
+    # ----------------------------------------------------------------- sources
+    def attach_source(self, info: SourceInfo) -> None:
+        with self._lock:
+            self._sources[info.id] = info
+            targets = [
+                w for w in self._workers if w.state in (WorkerState.STARTING, WorkerState.READY)
+            ]
+        message = self._attach_message(info)
+        for worker in targets:
+            self._send(worker, message)
+
+    def detach_source(self, source_id: int) -> None:
+        with self._lock:
+            self._sources.pop(source_id, None)
+            targets = [
+                w for w in self._workers if w.state in (WorkerState.STARTING, WorkerState.READY)
+            ]
+        message = protocol.encode_detach(source_id)
+        for worker in targets:
+            self._send(worker, message)
+
+    # ----------------------------------------------------------------- tasks
+    def submit(self, task: Task) -> None:
+        """Queue a task; it is sent at once if a worker has room."""
+        with self._lock:
+            if self._broken is not None:
+                raise EngineBrokenError(self._broken)
+            self._pending.append(task)
+            sends = self._assign_pending()
+        self._send_all(sends)
+
+    def _assign_pending(self) -> list[tuple[WorkerHandle, Task]]:
+        """Move pending tasks to the least-loaded READY workers (lock held). No sending here."""
+        sends = []
+        while self._pending:
+            ready = [w for w in self._workers if w.state is WorkerState.READY]
+            if not ready:
+                break
+            worker = min(ready, key=lambda w: len(w.inflight))
+            if len(worker.inflight) >= MAX_QUEUED_PER_WORKER:
+                break
+            task = self._pending.popleft()
+            task.attempts += 1
+            task.worker = worker.index
+            if not worker.inflight:
+                worker.head_since = time.monotonic()
+            worker.inflight[task.id] = task
+            sends.append((worker, task))
+        return sends
+
+    def _send_all(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
+        for worker, task in sends:
+            self._listener.task_dispatched(task)
+            y0, y1 = task.rows
+            data = protocol.encode_render(
+                task.id, task.slot, task.attempts, task.clear, y0, y1, task.records
+            )
+            self._send(worker, data)
+
+    # ----------------------------------------------------------------- manager thread
+    def _manage(self) -> None:
+        while True:
+            with self._lock:
+                if self._closing and not any(
+                    w.state in (WorkerState.STARTING, WorkerState.READY) for w in self._workers
+                ):
+                    return
+                live = [
+                    w for w in self._workers if w.state in (WorkerState.STARTING, WorkerState.READY)
+                ]
+                timeout = self._next_deadline_in(live)
+            watched: list[object] = [self._wake_reader]
+            for worker in live:
+                watched += [worker.conn, worker.process.sentinel]
+            ready = wait(watched, timeout)
+            if self._wake_reader in ready:
+                try:
+                    while self._wake_reader.poll():
+                        self._wake_reader.recv_bytes()
+                except (EOFError, OSError):
+                    pass
+            for worker in live:
+                if worker.conn in ready:
+                    self._drain(worker)
+                if worker.process.sentinel in ready:
+                    self._drain(worker)  # results it sent before dying still count
+                    self._on_death(worker)
+            self._kill_overdue(live)
+
+    def _next_deadline_in(self, live: list[WorkerHandle]) -> float:
+        now = time.monotonic()
+        timeout = IDLE_WAIT_S
+        for worker in live:
+            if worker.inflight:
+                head = next(iter(worker.inflight.values()))
+                timeout = min(timeout, worker.head_since + head.deadline_s - now)
+        return max(timeout, 0.0)
+
+    def _kill_overdue(self, live: list[WorkerHandle]) -> None:
+        now = time.monotonic()
+        for worker in live:
+            with self._lock:
+                if not worker.inflight or worker.kill_reason is not None:
+                    continue
+                head = next(iter(worker.inflight.values()))
+                if now < worker.head_since + head.deadline_s:
+                    continue
+                worker.kill_reason = f"exceeded its deadline of {head.deadline_s:g} s (hung?)"
+            try:
+                worker.process.kill()
+            except (OSError, AttributeError):
+                pass
+
+    def _drain(self, worker: WorkerHandle) -> None:
+        while True:
+            try:
+                if not worker.conn.poll():
+                    return
+                data = worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            with self._lock:
+                self._bytes_received += len(data)
+            try:
+                message = protocol.decode(data)
+            except protocol.ProtocolError as error:
+                self._protocol_errors.append(f"worker {worker.index}: {error}")
+                continue
+            self._handle(worker, message)
+
+    def _handle(self, worker: WorkerHandle, message: protocol.Message) -> None:
+        if isinstance(message, protocol.Hello):
+            with self._ready:
+                if message.version != protocol.VERSION:
+                    self._protocol_errors.append(f"worker speaks protocol {message.version}")
+                worker.pid = message.pid
+                worker.state = WorkerState.READY
+                self._start_failures = 0
+                sends = self._assign_pending()
+                self._ready.notify_all()
+            self._send_all(sends)
+        elif isinstance(message, protocol.Done | protocol.Failed):
+            with self._lock:
+                task = worker.inflight.pop(message.task, None)
+                worker.head_since = time.monotonic()
+                if isinstance(message, protocol.Done):
+                    worker.frames_done += 1
+                sends = self._assign_pending()
+            if task is not None:
+                if isinstance(message, protocol.Done):
+                    self._listener.task_done(task, message.kernel_ns)
+                else:
+                    self._listener.task_failed(task, message.text)
+            self._send_all(sends)
+        elif isinstance(message, protocol.Error):
+            self._protocol_errors.append(f"worker {worker.index}: {message.text}")
+
+    def _on_death(self, worker: WorkerHandle) -> None:
+        worker.process.join(timeout=1.0)
+        cause = (
+            worker.kill_reason or f"worker {worker.index} {describe_exit(worker.process.exitcode)}"
+        )
+        failed: list[Task] = []
+        replace = False
+        with self._ready:
+            if worker.state in (WorkerState.DEAD, WorkerState.STOPPED):
+                return
+            died_starting = worker.state is WorkerState.STARTING
+            worker.state = WorkerState.STOPPED if self._closing else WorkerState.DEAD
+            orphans = list(worker.inflight.values())
+            worker.inflight.clear()
+            for task in reversed(orphans):  # oldest first at the front of the queue
+                task.last_cause = cause
+                if task.attempts >= self._max_attempts or self._closing:
+                    failed.append(task)
+                else:
+                    self._retries += 1
+                    self._pending.appendleft(task)
+            if not self._closing:
+                if died_starting:
+                    self._start_failures += 1
+                if self._start_failures >= MAX_START_FAILURES:
+                    self._broken = (
+                        f"{self._start_failures} workers in a row died while starting; the "
+                        f"last one {describe_exit(worker.process.exitcode)}. Workers start "
+                        f"with 'spawn', which re-imports the main module: does it guard its "
+                        f'code with `if __name__ == "__main__":`?'
+                    )
+                    failed += list(self._pending)
+                    self._pending.clear()
+                else:
+                    replace = True
+            self._ready.notify_all()
+        worker.conn.close()
+        for task in failed:
+            self._listener.task_failed(task, self._broken or cause)
+        if replace:
+            with self._lock:  # registered before the lock drops: no upload can miss it
+                replacement = self._spawn(worker.index)
+                self._workers[self._workers.index(worker)] = replacement
+                self._restarts += 1
+                sources = list(self._sources.values())
+            self._send_sources(replacement, sources)
+
+    # ----------------------------------------------------------------- shutdown
+    def stop(self) -> list[Task]:
+        """Stop every worker (STOP, then SIGKILL after a grace period); returns unfinished tasks."""
+        with self._lock:
+            self._closing = True
+            workers = list(self._workers)
+            unfinished = list(self._pending)
+            self._pending.clear()
+        for worker in workers:
+            if worker.state in (WorkerState.STARTING, WorkerState.READY):
+                self._send(worker, protocol.encode_stop())
+        deadline = time.monotonic() + STOP_GRACE_S
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(1.0)
+        try:
+            self._wake_writer.send_bytes(b"stop")
+        except OSError:
+            pass
+        if self._manager.is_alive() and threading.current_thread() is not self._manager:
+            self._manager.join(5.0)
+        with self._lock:
+            for worker in workers:
+                unfinished += worker.inflight.values()
+                worker.inflight.clear()
+                if worker.state is not WorkerState.DEAD:
+                    worker.state = WorkerState.STOPPED
+        for worker in workers:
+            worker.conn.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+        return unfinished
+
+    # ----------------------------------------------------------------- introspection
+    def snapshot(self) -> dict[str, object]:
+        """Counters for metrics, taken under the lock."""
+        with self._lock:
+            return {
+                "workers": [
+                    (w.index, w.pid, w.state.value, w.frames_done, len(w.inflight))
+                    for w in self._workers
+                ],
+                "pending": len(self._pending),
+                "inflight": sum(len(w.inflight) for w in self._workers),
+                "restarts": self._restarts,
+                "retries": self._retries,
+                "bytes_sent": self._bytes_sent,
+                "bytes_received": self._bytes_received,
+                "protocol_errors": list(self._protocol_errors),
+                "broken": self._broken,
+            }
+
+    @property
+    def broken(self) -> str | None:
+        return self._broken
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [
+                w.pid for w in self._workers if w.pid is not None and w.state is WorkerState.READY
+            ]
+
+    def wake(self) -> None:
+        try:
+            self._wake_writer.send_bytes(b"x")
+        except OSError:
+            pass

@@ -1,0 +1,113 @@
+"""The frame ring: every output frame slot of an engine in one shared-memory segment.
+
+Byte layout (little-endian; created by the parent, attached by every worker)::
+
+    offset 0      header, 64 bytes
+                    0  magic     8s   b"FRMRING1"
+                    8  width     u32  frame width in pixels
+                   12  height    u32  frame height in pixels
+                   16  slots     u32  number of slots
+                   20  (pad)     u32
+                   24  stride    u64  bytes from one slot's pixels to the next
+                   32  pixels    u64  offset of slot 0's pixels
+                   40  (reserved)
+    offset 64     slot table, 16 bytes a slot
+                    0  state     u32  SlotState (written by the parent only)
+                    4  attempt   u32  how many times the current frame was dispatched
+                    8  sequence  u64  frame sequence number, unique per engine
+    offset pixels slot 0 pixels: height x width x 4 bytes of RGBA8, then padding to `stride`
+                  slot 1 pixels ...
+
+Slot pixels start on page boundaries (``stride`` is a multiple of 4096), so a slot never
+shares a page, let alone a cache line, with another slot that a different worker writes.
+
+Slot states, all written by the parent::
+
+    FREE --acquire--> ACQUIRED --submit--> QUEUED --dispatch--> RENDERING --+--> DONE
+      ^                                       ^                            |      |
+      |                                       +---- retry (worker died) ---+      |
+      +------------------------------ release -----------------------------+--- FAILED
+
+Workers read the table only to check that a task still owns its slot before writing into it.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Final
+
+import numpy as np
+
+from engine.shm import AttachedSegment, CreatedSegment
+
+MAGIC: Final = b"FRMRING1"
+HEADER_BYTES: Final = 64
+PAGE: Final = 4096
+_HEADER = struct.Struct("<8sIII4xQQ")
+SLOT_TABLE = np.dtype([("state", "<u4"), ("attempt", "<u4"), ("sequence", "<u8")])
+
+
+class SlotState(enum.IntEnum):
+    FREE = 0
+    ACQUIRED = 1
+    QUEUED = 2
+    RENDERING = 3
+    DONE = 4
+    FAILED = 5
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def ring_bytes(width: int, height: int, slots: int) -> tuple[int, int, int]:
+    """(total size, slot stride, pixels offset) of a ring."""
+    stride = _round_up(width * height * 4, PAGE)
+    pixels = _round_up(HEADER_BYTES + slots * SLOT_TABLE.itemsize, PAGE)
+    return pixels + slots * stride, stride, pixels
+
+
+class FrameRing:
+    """Typed views of a ring segment: its header, slot table and slot pixels."""
+
+    def __init__(self, segment: CreatedSegment | AttachedSegment) -> None:
+        self.segment = segment
+        buf = segment.buf
+        magic, width, height, slots, stride, pixels = _HEADER.unpack_from(buf)
+        if magic != MAGIC:
+            raise ValueError(f"segment {segment.name} is not a framering ring")
+        self.width: int = width
+        self.height: int = height
+        self.slots: int = slots
+        self.table = np.ndarray((slots,), SLOT_TABLE, buffer=buf, offset=HEADER_BYTES)
+        self._frames = [
+            np.ndarray((height, width, 4), np.uint8, buffer=buf, offset=pixels + i * stride)
+            for i in range(slots)
+        ]
+
+    @classmethod
+    def create(cls, name: str, width: int, height: int, slots: int) -> FrameRing:
+        size, stride, pixels = ring_bytes(width, height, slots)
+        segment = CreatedSegment.create(name, size, f"a ring of {slots} {width}x{height} slots")
+        _HEADER.pack_into(segment.buf, 0, MAGIC, width, height, slots, stride, pixels)
+        return cls(segment)
+
+    @classmethod
+    def attach(cls, name: str) -> FrameRing:
+        return cls(AttachedSegment.attach(name))
+
+    def frame(self, slot: int) -> np.ndarray:
+        """The (height, width, 4) uint8 view of a slot's pixels (no copy)."""
+        return self._frames[slot]
+
+    def state(self, slot: int) -> SlotState:
+        return SlotState(int(self.table["state"][slot]))
+
+    def set_state(self, slot: int, state: SlotState) -> None:
+        self.table["state"][slot] = state
+
+    def release_views(self) -> None:
+        """Drop this object's views so the segment can be unmapped."""
+        self._frames = []
+        self.table = np.empty(0, SLOT_TABLE)

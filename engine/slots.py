@@ -1,0 +1,151 @@
+"""FrameSlot: the handle a live loop holds for one frame, from acquire to release."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.errors import EngineClosedError, FrameFailedError, SlotStateError, WaitTimeoutError
+from engine.layer import Layer
+from engine.ring import SlotState
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+    from engine.sources import LiveSource, Source
+
+
+class FrameSlot:
+    """One slot of the frame ring, held for one frame.
+
+    Life of a slot: ``eng.acquire()`` -> :meth:`submit` -> :meth:`wait` (read the frame in
+    place, hand it to an encoder) -> :meth:`release`. ``with eng.acquire() as slot:`` releases
+    on leaving the block. A handle is good for one frame: after release it refuses every call.
+    """
+
+    def __init__(self, engine: Engine, index: int, sequence: int) -> None:
+        self._engine = engine
+        self.index = index
+        """Position of the slot in the ring."""
+        self.sequence = sequence
+        """Frame sequence number, unique per engine, increasing with every acquire."""
+        self._done = threading.Event()
+        self._released = False
+        self._release_when_done = False
+        self._submitted = False
+        self._failure: BaseException | None = None
+        self._pins: list[tuple[Source | LiveSource, int]] = []
+        self.submitted_ns = 0
+        """``time.perf_counter_ns()`` when the frame was submitted (0 before)."""
+        self.finished_ns = 0
+        """``time.perf_counter_ns()`` when the frame was finished or failed (0 before)."""
+        self.kernel_ns = 0
+        """Nanoseconds the worker spent in the compositing kernel."""
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else self.state.name
+        return f"FrameSlot(index={self.index}, sequence={self.sequence}, {state})"
+
+    @property
+    def state(self) -> SlotState:
+        """Where the frame is now (see ``engine.ring`` for the state diagram)."""
+        if self._released:
+            return SlotState.FREE
+        return self._engine._ring.state(self.index)
+
+    @property
+    def done(self) -> bool:
+        """True once the frame finished or failed: :meth:`wait` will not block."""
+        return self._done.is_set()
+
+    def submit(
+        self,
+        layers: Sequence[Layer],
+        *,
+        deadline: float | None = None,
+        clear: bool = True,
+    ) -> None:
+        """Send the layer stack (bottom first) to be composited into this slot.
+
+        Args:
+            layers: the frame's layers; validated here, in the caller's process.
+            deadline: seconds a worker may spend on this frame before it is killed and the
+                frame retried (default: the engine's).
+            clear: start from transparent black (the default). ``False`` composites over
+                whatever the slot held, e.g. the previous frame rendered into it.
+        """
+        self._engine._submit(self, layers, deadline, clear)
+
+    def wait(self, timeout: float | None = None) -> np.ndarray:
+        """Block until the frame is finished; return it as a view into shared memory.
+
+        The (height, width, 4) uint8 view is valid until :meth:`release`: read it, hand it to
+        an encoder, copy it if it must outlive the slot.
+
+        Raises:
+            WaitTimeoutError: not finished within ``timeout`` seconds (it keeps rendering).
+            FrameFailedError: the frame failed every attempt (``cause`` says why).
+            SlotStateError: nothing was submitted, or the slot was released.
+            EngineClosedError: the engine closed before the frame finished.
+        """
+        self._check_usable("wait for")
+        if not self._submitted:
+            raise SlotStateError(f"{self!r}: wait() before submit()")
+        if not self._done.wait(timeout):
+            raise WaitTimeoutError(f"{self!r} not finished within {timeout} s")
+        if self._failure is not None:
+            raise self._failure
+        return self._engine._ring.frame(self.index)
+
+    def try_wait(self) -> np.ndarray | None:
+        """The finished frame, or None if it is not finished yet (never blocks)."""
+        self._check_usable("wait for")
+        if not self._submitted:
+            raise SlotStateError(f"{self!r}: try_wait() before submit()")
+        if not self._done.is_set():
+            return None
+        return self.wait(0)
+
+    def release(self) -> None:
+        """Give the slot back to the ring. A frame still in flight is released when it ends."""
+        if self._released:
+            raise SlotStateError(f"{self!r} was released twice")
+        self._engine._release(self)
+
+    def __enter__(self) -> FrameSlot:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._released:
+            return
+        try:
+            self.release()
+        except EngineClosedError:
+            pass  # closing the engine released everything already
+
+    def _check_usable(self, action: str) -> None:
+        if self._released:
+            raise SlotStateError(f"cannot {action} {self!r}: it was released")
+        self._engine._check_open()
+
+    def _finish(self, failure: BaseException | None, finished_ns: int) -> None:
+        """Called by the engine, under its lock, when the frame ends."""
+        self._failure = failure
+        self.finished_ns = finished_ns
+        self._done.set()
+
+
+def frame_failed(slot: FrameSlot, cause: str, attempts: int) -> FrameFailedError:
+    return FrameFailedError(
+        f"frame {slot.sequence} (slot {slot.index}) failed after {attempts} attempt(s): {cause}",
+        cause=cause,
+        attempts=attempts,
+    )

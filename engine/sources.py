@@ -1,0 +1,199 @@
+"""Layer sources in shared memory: uploaded pictures and live pictures written in place.
+
+A source is one segment holding ``buffers`` RGBA8 pictures of the same size, each starting on a
+page boundary (``buffer_stride``). Workers attach to it once and read layers straight out of it.
+
+- :class:`Source` has one buffer, filled once by ``Engine.upload``.
+- :class:`LiveSource` has a small ring of buffers. A producer writes the next picture into a
+  buffer no frame is reading (``write()``), then publishes it as the latest. A frame pins the
+  latest buffer of every live source it uses when it is submitted and unpins it when it
+  completes, so a picture being composited is never overwritten (no tearing).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import numpy as np
+
+from engine.errors import EngineClosedError, ForeignObjectError, SourceBusyError
+from engine.ring import PAGE
+from engine.shm import CreatedSegment
+
+# Buffers of a live source: one being written, the latest published one, and one still pinned
+# by a frame in flight. More buffers let more frames in flight read different pictures
+# without ever blocking the producer, at the cost of one picture of shared memory each.
+DEFAULT_LIVE_BUFFERS: Final = 3
+
+
+def buffer_stride(width: int, height: int) -> int:
+    """Bytes from one buffer of a source to the next (page-aligned)."""
+    return -(-(width * height * 4) // PAGE) * PAGE
+
+
+def buffer_views(buf: memoryview, width: int, height: int, buffers: int) -> list[np.ndarray]:
+    """The (height, width, 4) uint8 views of every buffer of a source segment."""
+    stride = buffer_stride(width, height)
+    return [
+        np.ndarray((height, width, 4), np.uint8, buffer=buf, offset=i * stride)
+        for i in range(buffers)
+    ]
+
+
+class _SharedPicture:
+    """What uploaded and live sources share: identity, size, buffers, pins."""
+
+    def __init__(
+        self,
+        engine_token: str,
+        source_id: int,
+        segment: CreatedSegment,
+        width: int,
+        height: int,
+        buffers: int,
+        opaque: bool,
+    ) -> None:
+        self.id: Final = source_id
+        self.width: Final = width
+        self.height: Final = height
+        self.buffers: Final = buffers
+        self.opaque = opaque
+        self._engine_token = engine_token
+        self._segment = segment
+        self._views = buffer_views(segment.buf, width, height, buffers)
+        self._pins = [0] * buffers
+        self._latest = 0
+        self._freed = False
+        self._changed = threading.Condition()
+
+    @property
+    def segment_name(self) -> str:
+        return self._segment.name
+
+    @property
+    def freed(self) -> bool:
+        return self._freed
+
+    def check_owner(self, engine_token: str) -> None:
+        if self._engine_token != engine_token:
+            raise ForeignObjectError(f"{self!r} belongs to another engine")
+        if self._freed:
+            raise ForeignObjectError(f"{self!r} was freed")
+
+    def pin_latest(self) -> int:
+        """Pin the latest published buffer for a frame about to read it; returns its index."""
+        with self._changed:
+            buffer = self._latest
+            self._pins[buffer] += 1
+            return buffer
+
+    def unpin(self, buffer: int) -> None:
+        with self._changed:
+            self._pins[buffer] -= 1
+            self._changed.notify_all()
+
+    @property
+    def pinned(self) -> int:
+        """How many frames in flight read this source."""
+        with self._changed:
+            return sum(self._pins)
+
+    def free(self, timeout: float | None) -> None:
+        """Wait until no frame reads the source, then unlink its segment."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: sum(self._pins) == 0, timeout):
+                raise SourceBusyError(
+                    f"{self!r} is still read by {sum(self._pins)} frame(s) in flight"
+                )
+            self._freed = True
+            self._views = []
+        self._segment.close_and_unlink()
+
+    def discard(self) -> None:
+        """Unlink at engine close, whatever still pins it (the workers are gone)."""
+        with self._changed:
+            self._freed = True
+            self._views = []
+            self._changed.notify_all()
+        self._segment.close_and_unlink()
+
+
+class Source(_SharedPicture):
+    """A picture uploaded once into shared memory (``Engine.upload``)."""
+
+    def __repr__(self) -> str:
+        return f"Source(id={self.id}, {self.width}x{self.height})"
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """A read-only view of the uploaded pixels."""
+        if self._freed:
+            raise ForeignObjectError(f"{self!r} was freed")
+        view = self._views[0].view()
+        view.flags.writeable = False
+        return view
+
+
+class LiveSource(_SharedPicture):
+    """A picture a producer rewrites in place, frame after frame (``Engine.live_source``).
+
+    Starts as transparent black. ``write()`` lends a buffer no frame is reading; leaving the
+    ``with`` block publishes it as the latest picture (an exception discards it instead).
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._writing: int | None = None
+        self.version = 0  # how many pictures were published
+
+    def __repr__(self) -> str:
+        return f"LiveSource(id={self.id}, {self.width}x{self.height}, buffers={self.buffers})"
+
+    def _free_buffer(self) -> int | None:
+        for offset in range(1, self.buffers + 1):  # oldest first, after the latest
+            buffer = (self._latest + offset) % self.buffers
+            if buffer != self._latest and self._pins[buffer] == 0:
+                return buffer
+        return None
+
+    @contextmanager
+    def write(self, timeout: float | None = 1.0) -> Iterator[np.ndarray]:
+        """Lend a writable (height, width, 4) uint8 buffer; publish it on leaving the block.
+
+        Blocks only while every other buffer is pinned by a frame in flight; raises
+        :class:`SourceBusyError` after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            if self._writing is not None:
+                raise SourceBusyError(f"{self!r} is already being written")
+            while True:
+                if self._freed:
+                    raise EngineClosedError(f"{self!r} was freed or its engine closed")
+                buffer = self._free_buffer()
+                if buffer is not None:
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise SourceBusyError(
+                        f"every buffer of {self!r} stayed pinned by frames in flight for "
+                        f"{timeout} s; submit fewer frames at once or use more buffers"
+                    )
+                self._changed.wait(remaining)
+            self._writing = buffer
+            view = self._views[buffer]
+        try:
+            yield view
+        except BaseException:
+            with self._changed:
+                self._writing = None
+            raise
+        with self._changed:
+            self._writing = None
+            self._latest = buffer
+            self.version += 1
+            self._changed.notify_all()
