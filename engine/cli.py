@@ -1,41 +1,29 @@
-"""The ``framering`` command."""
+"""The ``framering`` command: the live demo, and shared-memory housekeeping."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from kernels import LayerStack, composite_stack, warmup
-from kernels.workloads import WORKLOAD_NAMES, build
+from engine.demo import run_demo
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Composite a reference scene with the kernels and write it as a PNG."""
-    print(f"building the {args.scene} reference scene ...", flush=True)
-    workload = build(args.scene)
-    print(f"compiling kernels (cached after the first run): {warmup():.2f} s", flush=True)
-    stack = LayerStack.prepare(workload.width, workload.height, workload.layers)
-    frame = np.empty((workload.height, workload.width, 4), np.uint8)
-    times = []
-    for _ in range(args.frames):
-        started = time.perf_counter()
-        composite_stack(frame, stack)
-        times.append(time.perf_counter() - started)
-    median = float(np.median(times))
-    output = Path(args.output)
-    if not cv2.imwrite(str(output), cv2.cvtColor(frame, cv2.COLOR_RGBA2BGRA)):
-        print(f"error: could not write {output}", file=sys.stderr)
-        return 1
+    result = run_demo(
+        fps=args.fps,
+        seconds=args.seconds,
+        workers=args.workers,
+        slots=args.slots,
+        output=Path(args.output),
+        video=Path(args.video) if args.video else None,
+    )
     print(
-        f"{workload.name}: {len(workload.layers)} layers, {workload.width}x{workload.height}, "
-        f"median {median * 1e3:.2f} ms per frame ({1 / median:.0f} fps on one thread) "
-        f"over {args.frames} frames; wrote {output}"
+        f"studio-1080p live: {result.frames} frames in {result.seconds:.1f} s "
+        f"({result.frames / result.seconds:.1f} fps, target {args.fps:g}), "
+        f"latency p50 {result.latency_p50 * 1e3:.2f} ms p99 {result.latency_p99 * 1e3:.2f} ms, "
+        f"{result.late} late; last frame in {result.output}"
+        + (f", video in {args.video}" if args.video else "")
     )
     return 0
 
@@ -43,10 +31,15 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="framering", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="composite a reference scene and write a PNG")
-    demo.add_argument("--scene", choices=WORKLOAD_NAMES, default="studio-1080p")
-    demo.add_argument("--frames", type=int, default=60, help="frames to composite (timing)")
-    demo.add_argument("--output", default="framering-demo.png", help="PNG to write")
+    demo = commands.add_parser(
+        "demo", help="composite the studio-1080p reference scene live through the engine"
+    )
+    demo.add_argument("--fps", type=float, default=60.0, help="target frame rate (default 60)")
+    demo.add_argument("--seconds", type=float, default=5.0, help="how long to run (default 5)")
+    demo.add_argument("--workers", type=int, default=None, help="default: physical cores")
+    demo.add_argument("--slots", type=int, default=8, help="frame slots in the ring")
+    demo.add_argument("--output", default="framering-demo.png", help="PNG of the last frame")
+    demo.add_argument("--video", default=None, help="also write the run as this MP4")
     demo.set_defaults(run=_demo)
     return parser
 

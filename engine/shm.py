@@ -128,7 +128,10 @@ class AttachedSegment:
             ) from error
         try:
             size = os.fstat(fd).st_size
-            mapping = mmap.mmap(fd, size)
+            # Populate the page tables now: otherwise a worker's first frames into each slot
+            # pay thousands of page faults and arrive late.
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            mapping = mmap.mmap(fd, size, flags=flags)
         finally:
             os.close(fd)
         return cls(name, size, mapping)
