@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.demo import run_demo
+from engine.shm import list_segments, orphaned_segments, reclaim_orphans
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -28,6 +29,17 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cleanup(args: argparse.Namespace) -> int:
+    """Unlink segments left by engines whose process died (never one whose owner lives)."""
+    orphans = orphaned_segments() if args.dry_run else reclaim_orphans()
+    verb = "would remove" if args.dry_run else "removed"
+    for name in orphans:
+        print(f"{verb} /dev/shm/{name}")
+    alive = len(list_segments()) - (len(orphans) if args.dry_run else 0)
+    print(f"{verb} {len(orphans)} orphaned segment(s); {alive} in use by live engines")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="framering", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="framering-demo.png", help="PNG of the last frame")
     demo.add_argument("--video", default=None, help="also write the run as this MP4")
     demo.set_defaults(run=_demo)
+    cleanup = commands.add_parser(
+        "cleanup", help="remove shared memory left by engines whose process was killed"
+    )
+    cleanup.add_argument("--dry-run", action="store_true", help="only list what would go")
+    cleanup.set_defaults(run=_cleanup)
     return parser
 
 

@@ -8,9 +8,9 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import psutil
@@ -24,13 +24,14 @@ from engine.errors import (
     InvalidValueError,
     SlotStateError,
 )
-from engine.layer import Layer, _checked, pack_layers
+from engine.layer import Layer, pack_layers
 from engine.metrics import Metrics, Recorder, WorkerMetrics
 from engine.pool import SourceInfo, Task, WorkerPool
 from engine.ring import FrameRing, SlotState
-from engine.shm import CreatedSegment, new_engine_token, segment_name
+from engine.shm import CreatedSegment, new_engine_token, reclaim_orphans, segment_name
 from engine.slots import FrameSlot, frame_failed
 from engine.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source, buffer_stride
+from engine.validation import check_timeout, checked, positive_int, positive_seconds
 from kernels import is_opaque, warmup
 from kernels.validate import MAX_SIDE, check_rgba
 
@@ -60,22 +61,6 @@ def physical_cores() -> int:
     return max(1, psutil.cpu_count(logical=False) or psutil.cpu_count() or 1)
 
 
-def _positive_int(value: object, what: str, limit: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidTypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not 1 <= value <= limit:
-        raise InvalidValueError(f"{what} must be between 1 and {limit}, not {value}")
-    return value
-
-
-def _positive_seconds(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidTypeError(f"{what} must be a number of seconds")
-    if not 0 < float(value) < float("inf"):
-        raise InvalidValueError(f"{what} must be a positive finite number of seconds, not {value}")
-    return float(value)
-
-
 class Engine:
     """Persistent worker processes compositing layer stacks into a shared-memory frame ring.
 
@@ -86,6 +71,8 @@ class Engine:
         max_attempts: times a frame is tried when workers die or hang under it.
         deadline: default seconds a worker may spend on one frame before it is killed.
         start_timeout: seconds to wait for the workers to start.
+        initializer: called as ``initializer(*initargs)`` in every worker process when it
+            starts (replacements included), before it takes frames; both must pickle.
 
     Use it as a context manager, or call :meth:`close`; it also closes at interpreter exit.
     """
@@ -100,13 +87,15 @@ class Engine:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         deadline: float = DEFAULT_DEADLINE_S,
         start_timeout: float = DEFAULT_START_TIMEOUT_S,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
     ) -> None:
-        self.width: Final = _positive_int(width, "width", MAX_SIDE)
-        self.height: Final = _positive_int(height, "height", MAX_SIDE)
-        self.slots: Final = _positive_int(slots, "slots", MAX_SLOTS)
-        count = physical_cores() if workers is None else _positive_int(workers, "workers", 256)
-        self._max_attempts = _positive_int(max_attempts, "max_attempts", 100)
-        self._deadline = _positive_seconds(deadline, "deadline")
+        self.width: Final = positive_int(width, "width", MAX_SIDE)
+        self.height: Final = positive_int(height, "height", MAX_SIDE)
+        self.slots: Final = positive_int(slots, "slots", MAX_SLOTS)
+        count = physical_cores() if workers is None else positive_int(workers, "workers", 256)
+        self._max_attempts = positive_int(max_attempts, "max_attempts", 100)
+        self._deadline = positive_seconds(deadline, "deadline")
         self.token: Final = new_engine_token()
         self._lock = threading.Condition()
         self._closed = False
@@ -119,7 +108,10 @@ class Engine:
         self._sources: dict[int, Source | LiveSource] = {}
         self._recorder = Recorder()
         self._processes: dict[int, psutil.Process] = {}
+        if initializer is not None and not callable(initializer):
+            raise InvalidTypeError("initializer must be callable")
         warmup()  # compile and write Numba's cache now, so workers only load it
+        reclaim_orphans()  # segments of engines whose process was killed
         self._ring = FrameRing.create(
             segment_name(self.token, "ring"), self.width, self.height, self.slots
         )
@@ -129,7 +121,9 @@ class Engine:
                 count,
                 self,
                 max_attempts=self._max_attempts,
-                start_timeout=_positive_seconds(start_timeout, "start_timeout"),
+                start_timeout=positive_seconds(start_timeout, "start_timeout"),
+                initializer=initializer,
+                initargs=tuple(initargs),
             )
         except BaseException:
             self._ring.release_views()
@@ -213,7 +207,7 @@ class Engine:
                 instead of blended.
         """
         self._check_open()
-        _checked(check_rgba, pixels, "pixels", writable=False)
+        checked(check_rgba, pixels, "pixels", writable=False)
         height, width = pixels.shape[:2]
         source = self._new_source(Source, width, height, 1, "an uploaded source")
         source._views[0][...] = pixels
@@ -237,9 +231,9 @@ class Engine:
             opaque: promise that every picture written has alpha 255 (copied, not blended).
         """
         self._check_open()
-        width = _positive_int(width, "width", MAX_SIDE)
-        height = _positive_int(height, "height", MAX_SIDE)
-        buffers = _positive_int(buffers, "buffers", 64)
+        width = positive_int(width, "width", MAX_SIDE)
+        height = positive_int(height, "height", MAX_SIDE)
+        buffers = positive_int(buffers, "buffers", 64)
         if buffers < 2:
             raise InvalidValueError("a live source needs at least 2 buffers")
         source = self._new_source(LiveSource, width, height, buffers, "a live source")
@@ -303,6 +297,7 @@ class Engine:
                 ``TimeoutError``): frames are slower than they are asked for, or slots are
                 not released.
         """
+        timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
@@ -347,6 +342,7 @@ class Engine:
 
     def render(self, layers: Sequence[Layer], timeout: float | None = 10.0) -> np.ndarray:
         """Composite one frame and return a copy of it (for one-off use and tests)."""
+        timeout = check_timeout(timeout)
         with self.acquire(timeout) as slot:
             slot.submit(layers)
             return slot.wait(timeout).copy()
@@ -359,7 +355,7 @@ class Engine:
         if slot._submitted:
             raise SlotStateError(f"{slot!r} was already submitted; acquire another slot")
         frame_deadline = (
-            self._deadline if deadline is None else _positive_seconds(deadline, "deadline")
+            self._deadline if deadline is None else positive_seconds(deadline, "deadline")
         )
         if not isinstance(clear, bool):
             raise InvalidTypeError("clear must be a bool")
@@ -411,11 +407,13 @@ class Engine:
             slot = self._tasks.get(task.id)
         if slot is None:
             return
-        failure = (
-            EngineClosedError(f"{self!r} was closed before the frame finished")
-            if self._closed
-            else frame_failed(slot, cause, task.attempts)
-        )
+        failure: BaseException
+        if self._closed:
+            failure = EngineClosedError(f"{self!r} was closed before the frame finished")
+        elif self._pool.broken is not None:
+            failure = EngineBrokenError(self._pool.broken)
+        else:
+            failure = frame_failed(slot, cause, task.attempts)
         self._end(task, SlotState.FAILED, failure, time.perf_counter_ns())
         self._recorder.failed()
 
@@ -459,6 +457,7 @@ class Engine:
             shm_bytes=shm,
             ipc_bytes_sent=int(pool["bytes_sent"]),  # type: ignore[call-overload]
             ipc_bytes_received=int(pool["bytes_received"]),  # type: ignore[call-overload]
+            protocol_errors=int(pool["protocol_error_count"]),  # type: ignore[call-overload]
             workers=tuple(workers),
             **self._recorder.timings(),
         )

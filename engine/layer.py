@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Final
 
 import numpy as np
 
 from engine.errors import InvalidTypeError, InvalidValueError
 from engine.protocol import LAYER_OPAQUE, LAYER_PREMULTIPLIED, LAYER_RECORD
 from engine.sources import LiveSource, Source
+from engine.validation import checked
 from kernels import BlendMode
 from kernels.validate import check_opacity, check_position
 
 # Most layers one frame may have. A RENDER message carries 24 bytes a layer, so this keeps a
 # task under 100 KiB (it never blocks a pipe for long), and is far beyond any real scene.
 MAX_LAYERS: Final = 4096
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +42,6 @@ class Layer:
     premultiplied: bool = False
 
 
-def _checked(check: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run a kernels validator and re-raise its complaint as an engine error."""
-    try:
-        return check(*args, **kwargs)
-    except TypeError as error:
-        raise InvalidTypeError(str(error)) from error
-    except ValueError as error:
-        raise InvalidValueError(str(error)) from error
-
-
 def pack_layers(layers: Sequence[Layer], engine_token: str) -> np.ndarray:
     """Validate ``layers`` (bottom first) and pack them as ``LAYER_RECORD``s.
 
@@ -75,14 +64,14 @@ def pack_layers(layers: Sequence[Layer], engine_token: str) -> np.ndarray:
         if not isinstance(layer.premultiplied, bool):
             raise InvalidTypeError(f"layers[{i}].premultiplied must be a bool")
         ids.append(layer.source.id)
-        modes.append(int(_checked(BlendMode.parse, layer.blend)))
+        modes.append(int(checked(BlendMode.parse, layer.blend)))
         flags.append(
             (LAYER_OPAQUE if layer.source.opaque else 0)
             | (LAYER_PREMULTIPLIED if layer.premultiplied else 0)
         )
-        xs.append(_checked(check_position, layer.x, f"layers[{i}].x"))
-        ys.append(_checked(check_position, layer.y, f"layers[{i}].y"))
-        opacity.append(_checked(check_opacity, layer.opacity, f"layers[{i}].opacity"))
+        xs.append(checked(check_position, layer.x, f"layers[{i}].x"))
+        ys.append(checked(check_position, layer.y, f"layers[{i}].y"))
+        opacity.append(checked(check_opacity, layer.opacity, f"layers[{i}].opacity"))
     records = np.zeros(len(layers), LAYER_RECORD)
     records["source"] = ids
     records["mode"] = modes

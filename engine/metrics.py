@@ -75,6 +75,8 @@ class Metrics:
     """Bytes written to the worker pipes since the start (descriptors, never pixels)."""
     ipc_bytes_received: int
     """Bytes read from the worker pipes since the start."""
+    protocol_errors: int
+    """Messages that did not parse, on either side, since the start (should stay 0)."""
     workers: tuple[WorkerMetrics, ...]
     """Per-worker figures."""
 

@@ -30,9 +30,10 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -129,8 +130,12 @@ class WorkerPool:
         *,
         max_attempts: int,
         start_timeout: float,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
     ) -> None:
         self._ring_name = ring_name
+        self._initializer = initializer
+        self._initargs = initargs
         self._count = workers
         self._listener = listener
         self._max_attempts = max_attempts
@@ -144,7 +149,8 @@ class WorkerPool:
         self._retries = 0
         self._bytes_sent = 0
         self._bytes_received = 0
-        self._protocol_errors: deque[str] = deque(maxlen=16)
+        self._protocol_errors: deque[str] = deque(maxlen=16)  # the latest texts
+        self._protocol_error_count = 0
         self._closing = False
         self._broken: str | None = None
         self._ready = threading.Condition(self._lock)
@@ -157,7 +163,7 @@ class WorkerPool:
             started = self._ready.wait_for(
                 lambda: (
                     self._broken is not None
-                    or all(w.state is not WorkerState.STARTING for w in self._workers)
+                    or all(w.state is WorkerState.READY for w in self._workers)
                 ),
                 start_timeout,
             )
@@ -174,7 +180,7 @@ class WorkerPool:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=worker_main,
-            args=(child_end, self._ring_name, os.getpid()),
+            args=(child_end, self._ring_name, os.getpid(), self._initializer, self._initargs),
             name=f"framering-worker-{index}",
             daemon=True,
         )
@@ -265,6 +271,14 @@ class WorkerPool:
             )
             self._send(worker, data)
 
+    def _retryable(self, task: Task) -> bool:
+        """Lock held. Whether a task that failed or lost its worker goes back in the queue.
+
+        A frame composited with ``clear=False`` starts from the slot's previous content; once a
+        worker may have half overwritten it, no retry can give the right picture.
+        """
+        return task.attempts < self._max_attempts and task.clear and not self._closing
+
     # ----------------------------------------------------------------- manager thread
     def _manage(self) -> None:
         while True:
@@ -332,15 +346,21 @@ class WorkerPool:
             try:
                 message = protocol.decode(data)
             except protocol.ProtocolError as error:
-                self._protocol_errors.append(f"worker {worker.index}: {error}")
+                self._protocol_error(f"worker {worker.index}: {error}")
                 continue
             self._handle(worker, message)
+
+    def _protocol_error(self, text: str) -> None:
+        with self._lock:
+            self._protocol_errors.append(text)
+            self._protocol_error_count += 1
 
     def _handle(self, worker: WorkerHandle, message: protocol.Message) -> None:
         if isinstance(message, protocol.Hello):
             with self._ready:
                 if message.version != protocol.VERSION:
                     self._protocol_errors.append(f"worker speaks protocol {message.version}")
+                    self._protocol_error_count += 1
                 worker.pid = message.pid
                 worker.state = WorkerState.READY
                 self._start_failures = 0
@@ -348,20 +368,27 @@ class WorkerPool:
                 self._ready.notify_all()
             self._send_all(sends)
         elif isinstance(message, protocol.Done | protocol.Failed):
+            failed = None
             with self._lock:
                 task = worker.inflight.pop(message.task, None)
                 worker.head_since = time.monotonic()
                 if isinstance(message, protocol.Done):
                     worker.frames_done += 1
+                elif task is not None:
+                    task.last_cause = message.text
+                    if self._retryable(task):
+                        self._retries += 1
+                        self._pending.appendleft(task)
+                    else:
+                        failed = task
                 sends = self._assign_pending()
-            if task is not None:
-                if isinstance(message, protocol.Done):
-                    self._listener.task_done(task, message.kernel_ns)
-                else:
-                    self._listener.task_failed(task, message.text)
+            if task is not None and isinstance(message, protocol.Done):
+                self._listener.task_done(task, message.kernel_ns)
+            if failed is not None:
+                self._listener.task_failed(failed, failed.last_cause)
             self._send_all(sends)
         elif isinstance(message, protocol.Error):
-            self._protocol_errors.append(f"worker {worker.index}: {message.text}")
+            self._protocol_error(f"worker {worker.index}: {message.text}")
 
     def _on_death(self, worker: WorkerHandle) -> None:
         worker.process.join(timeout=1.0)
@@ -379,11 +406,16 @@ class WorkerPool:
             worker.inflight.clear()
             for task in reversed(orphans):  # oldest first at the front of the queue
                 task.last_cause = cause
-                if task.attempts >= self._max_attempts or self._closing:
-                    failed.append(task)
-                else:
+                if not task.clear:
+                    task.last_cause = (
+                        f"{cause}; the frame was composited over the slot's previous content, "
+                        f"which the dead worker may have half overwritten, so it is not retried"
+                    )
+                if self._retryable(task):
                     self._retries += 1
                     self._pending.appendleft(task)
+                else:
+                    failed.append(task)
             if not self._closing:
                 if died_starting:
                     self._start_failures += 1
@@ -401,7 +433,7 @@ class WorkerPool:
             self._ready.notify_all()
         worker.conn.close()
         for task in failed:
-            self._listener.task_failed(task, self._broken or cause)
+            self._listener.task_failed(task, self._broken or task.last_cause)
         if replace:
             with self._lock:  # registered before the lock drops: no upload can miss it
                 replacement = self._spawn(worker.index)
@@ -461,6 +493,7 @@ class WorkerPool:
                 "bytes_sent": self._bytes_sent,
                 "bytes_received": self._bytes_received,
                 "protocol_errors": list(self._protocol_errors),
+                "protocol_error_count": self._protocol_error_count,
                 "broken": self._broken,
             }
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Final
 
+import psutil
+
 from engine.errors import SharedMemoryError
 
 PREFIX: Final = "framering"
@@ -153,3 +155,34 @@ def list_segments() -> list[str]:
     if not os.path.isdir(SHM_DIR):
         return []
     return sorted(name for name in os.listdir(SHM_DIR) if owner_pid(name) is not None)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists (a zombie counts as gone)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # exists, but we may not look at it: certainly not ours to reclaim
+
+
+def orphaned_segments() -> list[str]:
+    """framering segments whose owning process is gone (a parent killed with SIGKILL)."""
+    return [name for name in list_segments() if not pid_alive(owner_pid(name) or 0)]
+
+
+def reclaim_orphans(dry_run: bool = False) -> list[str]:
+    """Unlink every framering segment whose owner is gone; returns their names.
+
+    Never touches a segment whose owner is alive. A pid reused by an unrelated process makes
+    a segment look owned: it is left alone (the safe mistake).
+    """
+    names = orphaned_segments()
+    if not dry_run:
+        for name in names:
+            try:
+                os.unlink(os.path.join(SHM_DIR, name))
+            except FileNotFoundError:
+                pass  # Python's resource tracker got there first
+    return names

@@ -12,6 +12,7 @@ import numpy as np
 from engine.errors import EngineClosedError, FrameFailedError, SlotStateError, WaitTimeoutError
 from engine.layer import Layer
 from engine.ring import SlotState
+from engine.validation import check_timeout
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -94,7 +95,7 @@ class FrameSlot:
         self._check_usable("wait for")
         if not self._submitted:
             raise SlotStateError(f"{self!r}: wait() before submit()")
-        if not self._done.wait(timeout):
+        if not self._done.wait(check_timeout(timeout)):
             raise WaitTimeoutError(f"{self!r} not finished within {timeout} s")
         if self._failure is not None:
             raise self._failure

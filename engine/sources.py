@@ -23,6 +23,7 @@ import numpy as np
 from engine.errors import EngineClosedError, ForeignObjectError, SourceBusyError
 from engine.ring import PAGE
 from engine.shm import CreatedSegment
+from engine.validation import check_timeout
 
 # Buffers of a live source: one being written, the latest published one, and one still pinned
 # by a frame in flight. More buffers let more frames in flight read different pictures
@@ -105,7 +106,7 @@ class _SharedPicture:
     def free(self, timeout: float | None) -> None:
         """Wait until no frame reads the source, then unlink its segment."""
         with self._changed:
-            if not self._changed.wait_for(lambda: sum(self._pins) == 0, timeout):
+            if not self._changed.wait_for(lambda: sum(self._pins) == 0, check_timeout(timeout)):
                 raise SourceBusyError(
                     f"{self!r} is still read by {sum(self._pins)} frame(s) in flight"
                 )
@@ -167,6 +168,7 @@ class LiveSource(_SharedPicture):
         Blocks only while every other buffer is pinned by a frame in flight; raises
         :class:`SourceBusyError` after ``timeout`` seconds.
         """
+        timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             if self._writing is not None:

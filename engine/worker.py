@@ -13,9 +13,11 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Final
+from typing import Any, Final
 
+import cv2
 import numpy as np
 
 from engine import protocol
@@ -135,17 +137,22 @@ class Worker:
         return time.perf_counter_ns() - started
 
 
-def worker_main(conn: Connection, ring_name: str, parent_pid: int) -> None:
+def worker_main(
+    conn: Connection,
+    ring_name: str,
+    parent_pid: int,
+    initializer: Callable[..., Any] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> None:
     """Entry point of a worker process (the target given to ``Process``)."""
     # Ctrl+C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One compositing thread per worker process: N workers must not oversubscribe N cores.
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - a dependency, but transforms are optional here
-        pass
+    # (The kernels themselves are single-threaded; OpenCV would otherwise start one thread
+    # per core in every worker.)
+    cv2.setNumThreads(1)
+    if initializer is not None:
+        initializer(*initargs)
     warmup()  # loads the kernels from Numba's on-disk cache; the parent compiled them
     try:
         worker = Worker(conn, ring_name, parent_pid)

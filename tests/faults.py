@@ -1,0 +1,62 @@
+"""Fault injection for the crash tests, installed in workers through ``Engine(initializer=)``.
+
+``install(kind, marker_dir, scope)`` replaces the worker's compositing call with one that fails
+in the way ``kind`` says. ``scope="once"`` fails only the first frame that any worker of the
+engine renders (a marker file created with O_EXCL decides), so the retry must succeed;
+``scope="marked"`` fails every frame that has a layer at opacity :data:`MARK`, so that frame
+fails every attempt while other frames keep working; ``kind="startup"`` kills the worker while
+it starts, once per marker (``scope="once"``) or always (``scope="always"``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from typing import Any
+
+import engine.worker
+
+MARK = 0.123456  # opacity that marks a frame for scope="marked"
+
+
+def _claim(marker_dir: str) -> bool:
+    try:
+        os.close(os.open(os.path.join(marker_dir, "fired"), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
+
+def fire(kind: str) -> None:
+    if kind == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "segfault":
+        ctypes.string_at(0)  # read address 0: SIGSEGV
+    elif kind == "exit3":
+        os._exit(3)
+    elif kind == "raise":
+        raise RuntimeError("injected failure inside the kernel")
+    elif kind == "hang":
+        time.sleep(3600)
+    else:
+        raise ValueError(f"unknown fault {kind!r}")
+
+
+def install(kind: str, marker_dir: str, scope: str = "once") -> None:
+    if kind == "startup":
+        if scope == "always" or _claim(marker_dir):
+            os._exit(1)
+        return
+    original = engine.worker.composite_stack
+
+    def faulty(frame: Any, stack: Any, **kwargs: Any) -> None:
+        if scope == "marked":
+            if (stack.opacity == MARK).any():
+                fire(kind)
+        elif _claim(marker_dir):
+            fire(kind)
+        original(frame, stack, **kwargs)
+
+    engine.worker.composite_stack = faulty

@@ -1,0 +1,155 @@
+"""Bad input is refused in the caller's process with an engine error; the engine keeps working."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import (
+    Engine,
+    EngineClosedError,
+    ForeignObjectError,
+    FrameringError,
+    InvalidTypeError,
+    InvalidValueError,
+    Layer,
+    SlotStateError,
+)
+
+W, H = 48, 32
+
+
+@pytest.fixture(scope="module")
+def eng() -> Iterator[Engine]:
+    with Engine(W, H, slots=3, workers=1) as engine:
+        yield engine
+
+
+def good_picture() -> np.ndarray:
+    pixels = np.zeros((H, W, 4), np.uint8)
+    pixels[..., 0] = np.arange(W, dtype=np.uint8)
+    pixels[..., 3] = 255
+    return pixels
+
+
+BAD_ARRAYS = [
+    np.zeros((4, 4, 4), np.float32),  # wrong dtype
+    np.zeros((4, 4, 3), np.uint8),  # wrong number of channels
+    np.zeros((4, 4), np.uint8),  # wrong shape
+    np.zeros((8, 8, 4), np.uint8)[:, ::2],  # not contiguous
+    np.zeros((0, 4, 4), np.uint8),  # empty
+    "pixels",
+    None,
+]
+BAD_LAYER_FIELDS = [
+    {"opacity": float("nan")},
+    {"opacity": float("inf")},
+    {"opacity": -0.5},
+    {"opacity": 2},
+    {"opacity": "1"},
+    {"blend": "glow"},
+    {"blend": None},
+    {"x": 2**31},
+    {"y": -(2**31) - 1},
+    {"x": 1.5},
+    {"premultiplied": 1},
+]
+
+
+def bad_calls(eng: Engine, source: object) -> list[Callable[[], object]]:
+    calls: list[Callable[[], object]] = [lambda a=a: eng.upload(a) for a in BAD_ARRAYS]  # type: ignore[misc]
+    calls += [lambda f=f: eng.render([Layer(source, **f)]) for f in BAD_LAYER_FIELDS]  # type: ignore[arg-type, misc]
+    calls += [
+        lambda: eng.render("layers"),  # type: ignore[arg-type]
+        lambda: eng.render([source]),  # type: ignore[list-item]
+        lambda: eng.render([Layer(np.zeros((2, 2, 4), np.uint8))]),  # type: ignore[arg-type]
+        lambda: eng.live_source(0, 10),
+        lambda: eng.live_source(10, 2**31),
+        lambda: eng.live_source(10, 10, buffers=1),
+        lambda: eng.acquire(timeout="soon"),  # type: ignore[arg-type]
+        lambda: eng.acquire(timeout=-1),
+        lambda: eng.acquire(timeout=float("nan")),
+        lambda: eng.free("source"),  # type: ignore[arg-type]
+        lambda: eng.render([Layer(source)], timeout=float("inf")),
+    ]
+    return calls
+
+
+def misuse_slot(eng: Engine, source: object, step: int) -> None:
+    slot = eng.acquire(timeout=5)
+    try:
+        if step == 0:
+            slot.wait(timeout=1)  # before submit
+        elif step == 1:
+            slot.submit([Layer(source)])  # type: ignore[arg-type]
+            slot.submit([Layer(source)])  # type: ignore[arg-type]  # twice
+        elif step == 2:
+            slot.submit([Layer(source)], deadline=-1)  # type: ignore[arg-type]
+        elif step == 3:
+            slot.submit([Layer(source)], clear="yes")  # type: ignore[arg-type]
+    finally:
+        slot.release()
+    if step == 4:
+        slot.release()  # twice
+    if step == 5:
+        slot.wait(timeout=1)  # after release
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 40)), min_size=1, max_size=12))
+def test_random_malformed_calls_leave_a_working_engine(
+    eng: Engine, plan: list[tuple[bool, int]]
+) -> None:
+    picture = good_picture()
+    source = eng.upload(picture)
+    calls = bad_calls(eng, source)
+    for slot_misuse, choice in plan:
+        with pytest.raises(FrameringError) as caught:
+            if slot_misuse:
+                misuse_slot(eng, source, choice % 6)
+            else:
+                calls[choice % len(calls)]()
+        assert isinstance(caught.value, TypeError | ValueError | RuntimeError)
+    np.testing.assert_array_equal(eng.render([Layer(source)]), picture)
+    assert eng.metrics().ring_in_use == 0  # no slot leaked
+    eng.free(source)
+
+
+def test_errors_are_typed_as_python_expects(eng: Engine) -> None:
+    source = eng.upload(good_picture())
+    with pytest.raises(InvalidTypeError) as as_type:
+        eng.render([Layer(source, opacity="1")])  # type: ignore[arg-type]
+    assert isinstance(as_type.value, TypeError)
+    with pytest.raises(InvalidValueError, match=r"finite float in \[0, 1\]") as as_value:
+        eng.render([Layer(source, opacity=float("nan"))])
+    assert isinstance(as_value.value, ValueError)
+    with pytest.raises(SlotStateError), eng.acquire(timeout=5) as slot:
+        slot.wait()
+    eng.free(source)
+    with pytest.raises(ForeignObjectError, match="freed"):
+        eng.free(source)
+
+
+def test_every_call_after_close_says_closed() -> None:
+    eng = Engine(8, 8, slots=1, workers=1)
+    source = eng.upload(np.zeros((2, 2, 4), np.uint8))
+    slot = eng.acquire(timeout=5)
+    eng.close()
+    for call in [
+        lambda: eng.upload(np.zeros((2, 2, 4), np.uint8)),
+        lambda: eng.live_source(4, 4),
+        lambda: eng.acquire(timeout=1),
+        eng.try_acquire,
+        lambda: eng.render([]),
+        lambda: eng.free(source),
+        lambda: slot.submit([]),
+        slot.release,
+    ]:
+        with pytest.raises(EngineClosedError, match="closed"):
+            call()

@@ -1,0 +1,273 @@
+"""A live stream survives crashes, hangs and garbage (one table of crash scenarios)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from engine import Engine, EngineBrokenError, FrameFailedError, Layer, protocol, shm
+from kernels import PixelLayer, composite_stack
+from tests import faults
+
+W, H = 320, 180
+
+
+def scene(eng: Engine, opacity: float = 0.8) -> tuple[list[Layer], np.ndarray]:
+    rng = np.random.default_rng(11)
+    background = rng.integers(0, 256, (H, W, 4), dtype=np.uint8)
+    overlay = rng.integers(0, 256, (100, 200, 4), dtype=np.uint8)
+    sources = [eng.upload(background), eng.upload(overlay)]
+    layers = [Layer(sources[0]), Layer(sources[1], x=50, y=40, opacity=opacity)]
+    expected = np.empty((H, W, 4), np.uint8)
+    composite_stack(
+        expected, [PixelLayer(background), PixelLayer(overlay, x=50, y=40, opacity=opacity)]
+    )
+    return layers, expected
+
+
+# kind of failure, whether the worker process is replaced
+CRASH_CASES = [
+    pytest.param("sigkill", True, id="SIGKILL mid-frame"),
+    pytest.param("segfault", True, id="segfault mid-frame"),
+    pytest.param("exit3", True, id="os._exit(3) mid-frame"),
+    pytest.param("raise", False, id="exception inside the kernel"),
+    pytest.param("hang", True, id="hang past the deadline"),
+    pytest.param("startup", True, id="crash during start-up"),
+]
+
+
+@pytest.mark.parametrize(("kind", "replaced"), CRASH_CASES)
+def test_a_failure_once_costs_the_caller_nothing_but_latency(
+    kind: str, replaced: bool, tmp_path: Path
+) -> None:
+    with Engine(
+        W,
+        H,
+        slots=4,
+        workers=2,
+        deadline=1.0,
+        initializer=faults.install,
+        initargs=(kind, str(tmp_path), "once"),
+    ) as eng:
+        layers, expected = scene(eng)
+        slots = [eng.acquire(timeout=5) for _ in range(4)]
+        for slot in slots:
+            slot.submit(layers)
+        for slot in slots:
+            np.testing.assert_array_equal(slot.wait(timeout=60), expected)
+            slot.release()
+        metrics = eng.metrics()
+        assert (tmp_path / "fired").exists(), "the fault never fired"
+        assert metrics.frames_failed == 0
+        assert (metrics.worker_restarts >= 1) == replaced
+        if kind != "startup":
+            assert metrics.retries >= 1
+        assert metrics.active_workers == 2
+
+
+# kind of failure, what the error must say
+ALWAYS_FAILING = [
+    pytest.param("sigkill", "killed by SIGKILL", id="SIGKILL"),
+    pytest.param("segfault", "killed by SIGSEGV", id="segfault"),
+    pytest.param("exit3", "exited with code 3", id="os._exit(3)"),
+    pytest.param("raise", "injected failure inside the kernel", id="exception"),
+    pytest.param("hang", "deadline of 0.5 s", id="hang"),
+]
+
+
+@pytest.mark.parametrize(("kind", "cause"), ALWAYS_FAILING)
+def test_a_frame_failing_every_attempt_names_the_cause_and_only_it_fails(
+    kind: str, cause: str, tmp_path: Path
+) -> None:
+    with Engine(
+        W,
+        H,
+        slots=2,
+        workers=2,
+        deadline=0.5,
+        initializer=faults.install,
+        initargs=(kind, str(tmp_path), "marked"),
+    ) as eng:
+        layers, expected = scene(eng)
+        doomed, healthy = eng.acquire(timeout=5), eng.acquire(timeout=5)
+        doomed.submit([*layers, Layer(layers[1].source, opacity=faults.MARK)])
+        healthy.submit(layers)
+        with pytest.raises(FrameFailedError, match=cause) as failure:
+            doomed.wait(timeout=60)
+        assert failure.value.attempts == 2
+        np.testing.assert_array_equal(healthy.wait(timeout=60), expected)
+        doomed.release()
+        healthy.release()
+        again = eng.acquire(timeout=5)  # the failed slot is usable again
+        again.submit(layers)
+        np.testing.assert_array_equal(again.wait(timeout=60), expected)
+        again.release()
+        assert eng.metrics().frames_failed == 1
+
+
+def test_workers_that_always_die_while_starting_break_the_engine_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(EngineBrokenError, match=r"died while starting.*exited with code 1"):
+        Engine(W, H, workers=1, initializer=faults.install, initargs=("startup", "", "always"))
+    assert time.monotonic() - started < 60
+
+
+def test_a_frame_over_previous_content_is_not_retried_after_a_crash(tmp_path: Path) -> None:
+    with Engine(
+        W, H, slots=2, workers=1, initializer=faults.install, initargs=("sigkill", str(tmp_path))
+    ) as eng:
+        layers, _ = scene(eng)
+        with eng.acquire(timeout=5) as slot:
+            slot.submit(layers, clear=False)
+            with pytest.raises(FrameFailedError, match="previous content"):
+                slot.wait(timeout=60)
+
+
+GARBAGE = [
+    b"",
+    b"\x00",
+    b"not a framering message at all",
+    bytes([protocol.MAGIC, protocol.VERSION + 1, 4, 0]),  # future protocol version
+    bytes([protocol.MAGIC, protocol.VERSION, 250, 0]),  # unknown message type
+    protocol.encode_render(1, 0, 1, True, 0, 1, np.zeros(2, protocol.LAYER_RECORD))[:-7],
+    protocol.encode_attach(99, 10, 10, 1, "framering-0-0-nope"),  # a segment that is not there
+    protocol.encode_render(7, 0, 1, True, 0, 1, np.zeros(1, protocol.LAYER_RECORD)),  # no slot
+]
+
+
+def test_garbage_on_a_worker_pipe_is_answered_and_never_kills_it() -> None:
+    with Engine(W, H, slots=2, workers=1) as eng:
+        layers, expected = scene(eng)
+        pid = eng.worker_pids()[0]
+        worker = eng._pool._workers[0]
+        for junk in GARBAGE:
+            assert eng._pool._send(worker, junk)
+        np.testing.assert_array_equal(eng.render(layers), expected)
+        metrics = eng.metrics()
+        assert eng.worker_pids() == [pid] and metrics.worker_restarts == 0
+        assert metrics.protocol_errors >= 6
+
+
+def test_protocol_decoder_refuses_every_truncation_of_every_message() -> None:
+    messages = [
+        protocol.encode_hello(1),
+        protocol.encode_attach(1, 2, 3, 4, "framering-1-ab-src1"),
+        protocol.encode_detach(5),
+        protocol.encode_render(1, 2, 3, True, 0, 5, np.zeros(3, protocol.LAYER_RECORD)),
+        protocol.encode_done(1, 2, 3),
+        protocol.encode_failed(1, 2, "boom"),
+    ]
+    for message in messages:
+        protocol.decode(message)
+        for cut in range(len(message) - 1):
+            try:
+                protocol.decode(message[:cut])
+            except protocol.ProtocolError:
+                continue
+            # only variable-length tails may be cut silently (text of FAILED/ERROR)
+            assert message[:4] == protocol.encode_failed(0, 0, "")[:4], (message, cut)
+
+
+PARENT = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np
+    from engine import Engine, Layer
+
+    if __name__ == "__main__":
+        eng = Engine(64, 64, slots=2, workers=2)
+        source = eng.upload(np.zeros((8, 8, 4), np.uint8))
+        eng.render([Layer(source)])
+        from engine.shm import list_segments
+        print(json.dumps({"workers": eng.worker_pids(), "segments": list_segments()}), flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def test_workers_exit_when_the_parent_is_killed_and_segments_are_reclaimed(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    try:
+        line = parent.stdout.readline() if parent.stdout else b""
+        state = json.loads(line)
+        ours = [name for name in state["segments"] if shm.owner_pid(name) == parent.pid]
+        assert len(ours) == 2  # the ring and the source
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while any(shm.pid_alive(pid) for pid in state["workers"]):
+            assert time.monotonic() < deadline, "workers outlived their parent"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    # Python's resource tracker may already have unlinked them; if not, a new engine does
+    with Engine(16, 16, slots=1, workers=1):
+        left = set(shm.list_segments()) & set(ours)
+    assert not left, f"not reclaimed: {left}"
+
+
+def test_cleanup_never_touches_a_live_owners_segment() -> None:
+    with Engine(16, 16, slots=1, workers=1) as eng:
+        name = eng._ring.segment.name
+        assert name not in shm.orphaned_segments()
+        shm.reclaim_orphans()
+        assert name in shm.list_segments()
+
+
+def test_chaos_2000_frames_with_random_sigkills_each_delivered_once_and_exact() -> None:
+    rng = np.random.default_rng(2026)
+    with Engine(W, H, slots=8, workers=2, max_attempts=6) as eng:
+        layers, expected = scene(eng)
+        delivered: list[int] = []
+        in_flight = []
+        kills = 0
+        for index in range(2000):
+            slot = eng.acquire(timeout=30)
+            slot.submit(layers)
+            in_flight.append((index, slot))
+            if index % 150 == 75:
+                pids = eng.worker_pids()
+                if pids:
+                    os.kill(int(rng.choice(pids)), signal.SIGKILL)
+                    kills += 1
+            while len(in_flight) > 6:
+                number, done = in_flight.pop(0)
+                np.testing.assert_array_equal(done.wait(timeout=60), expected)
+                delivered.append(number)
+                done.release()
+        for number, done in in_flight:
+            np.testing.assert_array_equal(done.wait(timeout=60), expected)
+            delivered.append(number)
+            done.release()
+        metrics = eng.metrics()
+    assert delivered == list(range(2000))
+    assert kills >= 10 and metrics.worker_restarts >= 10 and metrics.frames_failed == 0
+
+
+def test_no_worker_process_outlives_its_engine() -> None:
+    eng = Engine(16, 16, slots=1, workers=2)
+    pids = eng.worker_pids()
+    eng.close()
+    for pid in pids:
+        assert not shm.pid_alive(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
