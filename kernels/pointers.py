@@ -20,7 +20,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.jit import KERNEL
+from kernels.jit import KERNEL_INLINE
 
 
 @intrinsic
@@ -35,7 +35,7 @@ def _address_to_voidptr(typingctx, address):  # type: ignore[no-untyped-def]
     return types.voidptr(address), codegen
 
 
-@KERNEL
+@KERNEL_INLINE
 def pixels_at(address, count):  # type: ignore[no-untyped-def]
     """A 1-d ``uint32`` array of ``count`` RGBA8 pixels starting at ``address``."""
     return numba.carray(_address_to_voidptr(address), count, np.uint32)

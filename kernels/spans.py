@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.blend import BlendMode, blend_channel
-from kernels.jit import KERNEL
+from kernels.jit import KERNEL, KERNEL_INLINE
 
 # Pixels whose alphas are tested together before blending: all 0 skips the chunk, all 255 (at
 # opacity 1) copies it. Each test and each call into the vector loop costs tens of nanoseconds
@@ -53,7 +53,7 @@ _SOURCE = int(BlendMode.SOURCE)
 _ADD = int(BlendMode.ADD)
 
 
-@KERNEL
+@KERNEL_INLINE
 def _f32(channel):  # type: ignore[no-untyped-def]
     """A channel byte (0-255, held in a uint32) as float32, through int32.
 
@@ -63,13 +63,13 @@ def _f32(channel):  # type: ignore[no-untyped-def]
     return np.float32(np.int32(channel))
 
 
-@KERNEL
+@KERNEL_INLINE
 def _round_u8(value):  # type: ignore[no-untyped-def]
     """floor(value + 0.5) for a value already known to lie in [0, 255]."""
     return np.uint32(np.int32(value + _F32_HALF))
 
 
-@KERNEL
+@KERNEL_INLINE
 def copy_span(dst, d, src, s, n):  # type: ignore[no-untyped-def]
     """Copy ``n`` pixels: an opaque layer at opacity 1, or ``source`` mode at opacity 1."""
     d = np.uint64(d)
@@ -79,7 +79,7 @@ def copy_span(dst, d, src, s, n):  # type: ignore[no-untyped-def]
         dst[d + i] = src[s + i]
 
 
-@KERNEL
+@KERNEL_INLINE
 def fill_span(dst, d, n, pixel):  # type: ignore[no-untyped-def]
     """Set ``n`` pixels to one packed value."""
     d = np.uint64(d)
@@ -88,7 +88,7 @@ def fill_span(dst, d, n, pixel):  # type: ignore[no-untyped-def]
         dst[d + i] = pixel
 
 
-@KERNEL
+@KERNEL_INLINE
 def alpha_and_or(pixels, start, n):  # type: ignore[no-untyped-def]
     """(AND, OR) of the alpha bytes of ``n`` pixels: (255, _) means all opaque, (_, 0) all clear."""
     start = np.uint64(start)
@@ -102,7 +102,7 @@ def alpha_and_or(pixels, start, n):  # type: ignore[no-untyped-def]
     return all_bits >> _SHIFT_A, any_bits >> _SHIFT_A
 
 
-@KERNEL
+@KERNEL_INLINE
 def _over_opaque_run(dst, d, src, s, n, k):  # type: ignore[no-untyped-def]
     # ab = 1:  Co = Cb + as * (Cs - Cb),  ao = 1,  with as = Sa * opacity / 255 = Sa * k
     d = np.uint64(d)
@@ -124,7 +124,7 @@ def _over_opaque_run(dst, d, src, s, n, k):  # type: ignore[no-untyped-def]
         dst[d + i] = r | (g << _SHIFT_G) | (b << _SHIFT_B) | _ALPHA_OPAQUE
 
 
-@KERNEL
+@KERNEL_INLINE
 def over_opaque_span(dst, d, src, s, n, k, full_opacity):  # type: ignore[no-untyped-def]
     """Normal, straight-alpha layer over a destination run known to be opaque."""
     if n < 2 * CHUNK:
@@ -144,7 +144,7 @@ def over_opaque_span(dst, d, src, s, n, k, full_opacity):  # type: ignore[no-unt
         _over_opaque_run(dst, d + i, src, s + i, n - i, k)
 
 
-@KERNEL
+@KERNEL_INLINE
 def over_clear_span(dst, d, src, s, n, k):  # type: ignore[no-untyped-def]
     """Normal, straight-alpha layer over a transparent black run: written without reading.
 
