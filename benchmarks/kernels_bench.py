@@ -8,81 +8,29 @@ them alike; figures are medians, and the ratio kernel/memcpy is the one that mat
 Every picture is checked against the float64 reference first, so no figure comes from a wrong
 frame.
 
-    python benchmarks/kernels_bench.py [--quick] [--workload NAME ...] [--json PATH]
+    python -m benchmarks.kernels_bench [--quick] [--workload NAME ...] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 import kernels
 from kernels import LayerStack, composite_stack
 from kernels.reference import composite_stack_reference, premultiplied_difference
-from kernels.workloads import WORKLOAD_NAMES, Workload, build
+from kernels.workloads import WORKLOAD_NAMES, build
+
+from .baselines import pillow
+from .timing import machine, progress_done, timed_blocks
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def timed_blocks(
-    tools: dict[str, Callable[[], object]], blocks: int, per_block: int, label: str
-) -> dict[str, list[float]]:
-    """Seconds per call of each tool: ``blocks`` rounds, each timing ``per_block`` calls."""
-    samples: dict[str, list[float]] = {name: [] for name in tools}
-    for tool in tools.values():  # warm-up: caches, page faults, JIT
-        tool()
-    for block in range(blocks):
-        for name, tool in tools.items():
-            for _ in range(per_block):
-                started = time.perf_counter()
-                tool()
-                samples[name].append(time.perf_counter() - started)
-        print(f"\r  {label}: block {block + 1}/{blocks}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
-    return samples
-
-
-def pillow_compositor(workload: Workload) -> tuple[Callable[[], Image.Image], list[Image.Image]]:
-    """Pillow's alpha_composite, layer by layer, onto a transparent frame.
-
-    Pillow has no global opacity, so each layer's alpha is scaled by its opacity once, in
-    set-up (a user would cache that too); positions outside the frame are cropped the same way.
-    """
-    prepared = []
-    for layer in workload.layers:
-        pixels = layer.pixels
-        if layer.opacity != 1.0:
-            pixels = pixels.copy()
-            pixels[..., 3] = np.floor(pixels[..., 3] * layer.opacity + 0.5).astype(np.uint8)
-        image = Image.fromarray(pixels, "RGBA")
-        h, w = pixels.shape[:2]
-        left, top = max(-layer.x, 0), max(-layer.y, 0)
-        right = min(w, workload.width - layer.x)
-        bottom = min(h, workload.height - layer.y)
-        if left < right and top < bottom:
-            dest = (layer.x + left, layer.y + top)
-            prepared.append((image, dest, (left, top, right, bottom)))
-    images: list[Image.Image] = []
-
-    def run() -> Image.Image:
-        frame = Image.new("RGBA", (workload.width, workload.height))
-        for image, dest, box in prepared:
-            frame.alpha_composite(image, dest=dest, source=box)
-        images[:] = [frame]
-        return frame
-
-    return run, images
 
 
 def bench_workload(name: str, quick: bool) -> dict[str, object]:
@@ -94,7 +42,7 @@ def bench_workload(name: str, quick: bool) -> dict[str, object]:
     copied_bytes = workload.layer_bytes + workload.frame_bytes
     source = np.ones(copied_bytes, np.uint8)
     target = np.empty_like(source)
-    pillow, pillow_frame = pillow_compositor(workload)
+    pillow_run, pillow_frame = pillow(workload)
 
     big = workload.frame_bytes > 10_000_000
     per_block = (2 if big else 10) if quick else (5 if big else 30)
@@ -108,11 +56,14 @@ def bench_workload(name: str, quick: bool) -> dict[str, object]:
         per_block,
         name,
     )
-    pillow_samples = timed_blocks({"pillow": pillow}, 1 if quick else 3, 2 if big else 5, "pillow")
+    pillow_samples = timed_blocks(
+        {"pillow": pillow_run}, 1 if quick else 3, 2 if big else 5, "pillow"
+    )
+    progress_done()
     samples.update(pillow_samples)
 
     kernel_error = float(premultiplied_difference(frame, reference).max())
-    pillow_error = float(premultiplied_difference(np.asarray(pillow_frame[0]), reference).max())
+    pillow_error = float(premultiplied_difference(pillow_frame(), reference).max())
     record: dict[str, object] = {"workload": name, "bytes_copied_by_memcpy": copied_bytes}
     for tool, values in samples.items():
         record[tool] = {
@@ -128,24 +79,6 @@ def bench_workload(name: str, quick: bool) -> dict[str, object]:
     record["kernel_max_error"] = kernel_error
     record["pillow_max_error"] = pillow_error
     return record
-
-
-def machine() -> dict[str, object]:
-    import os
-
-    versions = {}
-    for package in ("numpy", "numba", "llvmlite", "pillow"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "versions": versions,
-    }
 
 
 TARGETS = {"studio-1080p": 150.0, "sprites-1080p": 100.0, "stress-4k": 70.0}

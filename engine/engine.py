@@ -320,6 +320,7 @@ class Engine:
         slot = FrameSlot(self, index, next(self._sequence))
         self._held[index] = slot
         self._ring.set_state(index, SlotState.ACQUIRED)
+        self._ring.sequences[index] = slot.sequence
         return slot
 
     def _release(self, slot: FrameSlot) -> None:
@@ -364,7 +365,7 @@ class Engine:
         pins: list[tuple[Source | LiveSource, int]] = []
         with self._lock:
             self._check_open()
-            for source_id in np.unique(records["source"]).tolist():
+            for source_id in set(records["source"].tolist()):
                 source = self._sources.get(source_id)
                 if source is None:  # freed between validation and now
                     raise ForeignObjectError(f"source {source_id} was freed")
@@ -395,11 +396,14 @@ class Engine:
     # --- TaskListener: called by the pool's manager thread
     def task_dispatched(self, task: Task) -> None:
         self._ring.set_state(task.slot, SlotState.RENDERING)
-        self._ring.table["attempt"][task.slot] = task.attempts
+        self._ring.attempts[task.slot] = task.attempts
+
+    def task_requeued(self, task: Task) -> None:
+        self._ring.set_state(task.slot, SlotState.QUEUED)
 
     def task_done(self, task: Task, kernel_ns: int) -> None:
         now = time.perf_counter_ns()
-        self._end(task, SlotState.DONE, None, now)
+        self._end(task, SlotState.DONE, None, now, kernel_ns)
         self._recorder.completed((now - task.submitted_ns) / 1e9, kernel_ns / 1e9)
 
     def task_failed(self, task: Task, cause: str) -> None:
@@ -417,12 +421,19 @@ class Engine:
         self._end(task, SlotState.FAILED, failure, time.perf_counter_ns())
         self._recorder.failed()
 
-    def _end(self, task: Task, state: SlotState, failure: BaseException | None, now: int) -> None:
+    def _end(
+        self,
+        task: Task,
+        state: SlotState,
+        failure: BaseException | None,
+        now: int,
+        kernel_ns: int = 0,
+    ) -> None:
         with self._lock:
             slot = self._tasks.pop(task.id, None)
             if slot is None:
                 return
-            slot.kernel_ns = 0
+            slot.kernel_ns = kernel_ns
             self._ring.set_state(slot.index, state)
             pins, slot._pins = slot._pins, []
             slot._finish(failure, now)

@@ -17,7 +17,8 @@ Who owns what::
                        deadline    -> SIGKILL the hung worker (then as above)
 
 Shared state (`pending`, each worker's `inflight`) is guarded by one lock that is never held
-while writing to a pipe, so a full pipe can never stall the manager thread. At most
+while writing to a pipe, so a full pipe can never stall the manager thread (it is held while a
+replacement process starts, so that no upload can miss the new worker). At most
 ``MAX_QUEUED_PER_WORKER`` tasks sit in a worker's pipe; the rest wait in `pending`.
 """
 
@@ -26,13 +27,14 @@ from __future__ import annotations
 import enum
 import multiprocessing
 import os
+import selectors
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -77,9 +79,16 @@ class Task:
 
 
 class TaskListener(Protocol):
-    """What the pool tells its owner; every call comes from the manager thread (or close)."""
+    """What the pool tells its owner, from whichever thread moved the task on (the manager
+    thread mostly; a caller's thread when its own ``submit`` dispatched the task).
+
+    ``task_dispatched`` and ``task_requeued`` are called with the pool's lock held, so that
+    the slot states they record follow the real order of events; they must only record
+    (no locks, no blocking). ``task_done`` and ``task_failed`` are called without it.
+    """
 
     def task_dispatched(self, task: Task) -> None: ...
+    def task_requeued(self, task: Task) -> None: ...
     def task_done(self, task: Task, kernel_ns: int) -> None: ...
     def task_failed(self, task: Task, cause: str) -> None: ...
 
@@ -259,12 +268,12 @@ class WorkerPool:
             if not worker.inflight:
                 worker.head_since = time.monotonic()
             worker.inflight[task.id] = task
+            self._listener.task_dispatched(task)
             sends.append((worker, task))
         return sends
 
     def _send_all(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
         for worker, task in sends:
-            self._listener.task_dispatched(task)
             y0, y1 = task.rows
             data = protocol.encode_render(
                 task.id, task.slot, task.attempts, task.clear, y0, y1, task.records
@@ -281,33 +290,65 @@ class WorkerPool:
 
     # ----------------------------------------------------------------- manager thread
     def _manage(self) -> None:
-        while True:
-            with self._lock:
-                if self._closing and not any(
-                    w.state in (WorkerState.STARTING, WorkerState.READY) for w in self._workers
-                ):
-                    return
-                live = [
-                    w for w in self._workers if w.state in (WorkerState.STARTING, WorkerState.READY)
-                ]
-                timeout = self._next_deadline_in(live)
-            watched: list[object] = [self._wake_reader]
-            for worker in live:
-                watched += [worker.conn, worker.process.sentinel]
-            ready = wait(watched, timeout)
-            if self._wake_reader in ready:
+        # One epoll set for the life of the pool, changed only when workers come and go:
+        # ``multiprocessing.connection.wait`` builds and tears down a selector on every call,
+        # tens of microseconds a frame on the hot path.
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        watched: dict[int, WorkerHandle] = {}  # id(handle) -> handle registered
+        try:
+            while True:
+                with self._lock:
+                    live = [
+                        w
+                        for w in self._workers
+                        if w.state in (WorkerState.STARTING, WorkerState.READY)
+                    ]
+                    if self._closing and not live:
+                        return
+                    timeout = self._next_deadline_in(live)
+                self._watch(selector, watched, live)
+                ready = selector.select(timeout)
+                for key, _ in ready:
+                    if key.data is None:
+                        self._drain_wake_pipe()
+                    elif key.data[0] == "result":
+                        self._drain(key.data[1])
+                for key, _ in ready:
+                    if key.data is not None and key.data[0] == "death":
+                        self._drain(key.data[1])  # results it sent before dying still count
+                        self._on_death(key.data[1])
+                self._kill_overdue(live)
+        finally:
+            selector.close()
+
+    @staticmethod
+    def _watch(
+        selector: selectors.BaseSelector,
+        watched: dict[int, WorkerHandle],
+        live: list[WorkerHandle],
+    ) -> None:
+        """Make the selector watch exactly the live workers' pipes and sentinels."""
+        wanted = {id(w): w for w in live}
+        for key in [k for k in watched if k not in wanted]:
+            worker = watched.pop(key)
+            for fileobj in (worker.conn, worker.process.sentinel):
                 try:
-                    while self._wake_reader.poll():
-                        self._wake_reader.recv_bytes()
-                except (EOFError, OSError):
-                    pass
-            for worker in live:
-                if worker.conn in ready:
-                    self._drain(worker)
-                if worker.process.sentinel in ready:
-                    self._drain(worker)  # results it sent before dying still count
-                    self._on_death(worker)
-            self._kill_overdue(live)
+                    selector.unregister(fileobj)
+                except (KeyError, ValueError, OSError):
+                    pass  # closed already
+        for key, worker in wanted.items():
+            if key not in watched:
+                selector.register(worker.conn, selectors.EVENT_READ, ("result", worker))
+                selector.register(worker.process.sentinel, selectors.EVENT_READ, ("death", worker))
+                watched[key] = worker
+
+    def _drain_wake_pipe(self) -> None:
+        try:
+            while self._wake_reader.poll():
+                self._wake_reader.recv_bytes()
+        except (EOFError, OSError):
+            pass
 
     def _next_deadline_in(self, live: list[WorkerHandle]) -> float:
         now = time.monotonic()
@@ -379,6 +420,7 @@ class WorkerPool:
                     if self._retryable(task):
                         self._retries += 1
                         self._pending.appendleft(task)
+                        self._listener.task_requeued(task)
                     else:
                         failed = task
                 sends = self._assign_pending()
@@ -414,6 +456,7 @@ class WorkerPool:
                 if self._retryable(task):
                     self._retries += 1
                     self._pending.appendleft(task)
+                    self._listener.task_requeued(task)
                 else:
                     failed.append(task)
             if not self._closing:

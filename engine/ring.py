@@ -25,7 +25,8 @@ Slot states, all written by the parent::
 
     FREE --acquire--> ACQUIRED --submit--> QUEUED --dispatch--> RENDERING --+--> DONE
       ^                                       ^                            |      |
-      |                                       +---- retry (worker died) ---+      |
+      |                                       +-- retry (worker died or ---+      |
+      |                                           answered FAILED)               |
       +------------------------------ release -----------------------------+--- FAILED
 
 Workers read the table only to check that a task still owns its slot before writing into it.
@@ -81,6 +82,11 @@ class FrameRing:
         self.height: int = height
         self.slots: int = slots
         self.table = np.ndarray((slots,), SLOT_TABLE, buffer=buf, offset=HEADER_BYTES)
+        # field views made once: a structured-array field lookup costs a microsecond or two,
+        # and every frame changes its slot's state five times
+        self._states = self.table["state"]
+        self.attempts = self.table["attempt"]
+        self.sequences = self.table["sequence"]
         self._frames = [
             np.ndarray((height, width, 4), np.uint8, buffer=buf, offset=pixels + i * stride)
             for i in range(slots)
@@ -102,12 +108,15 @@ class FrameRing:
         return self._frames[slot]
 
     def state(self, slot: int) -> SlotState:
-        return SlotState(int(self.table["state"][slot]))
+        return SlotState(int(self._states[slot]))
 
     def set_state(self, slot: int, state: SlotState) -> None:
-        self.table["state"][slot] = state
+        self._states[slot] = state
 
     def release_views(self) -> None:
         """Drop this object's views so the segment can be unmapped."""
         self._frames = []
         self.table = np.empty(0, SLOT_TABLE)
+        self._states = self.table["state"]
+        self.attempts = self.table["attempt"]
+        self.sequences = self.table["sequence"]

@@ -4,13 +4,15 @@ Runs in a process started with ``spawn``. It speaks only the binary protocol of
 ``engine.protocol`` and never lets a bad message or a failing task end it: a message that does
 not parse is answered with ERROR, a task that raises is answered with FAILED (carrying the
 traceback's text), and the loop goes on. It exits when the parent sends STOP, when its pipe
-closes, or when it sees its parent is gone (checked at least every ``PARENT_CHECK_S``).
+closes, or when its watchdog thread sees its parent is gone (every ``PARENT_CHECK_S``, even
+in the middle of a frame).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -25,11 +27,15 @@ from engine.protocol import LAYER_OPAQUE, LAYER_PREMULTIPLIED
 from engine.ring import FrameRing, SlotState
 from engine.shm import AttachedSegment
 from engine.sources import buffer_views
-from kernels import LayerStack, composite_stack, warmup
+from kernels import BufferTable, LayerStack, composite_stack, warmup
 
-# How often an idle worker checks that its parent is alive. A parent killed with SIGKILL
-# closes the pipe (seen at once), but a parent stuck with the pipe open is only noticed here.
+# How often a worker's watchdog thread checks that its parent is alive. A dead parent also
+# closes the pipe, but a worker busy in a frame (or hung in one) only notices through the
+# watchdog, which runs while the kernel holds no GIL.
 PARENT_CHECK_S: Final = 0.5
+# Buffer tables kept for reuse; a scene switching among more combinations than this just
+# rebuilds them (the cache is cleared, not evicted one by one: simple, and rare).
+MAX_CACHED_TABLES: Final = 64
 
 
 class _AttachedSource:
@@ -50,17 +56,26 @@ class Worker:
         self.parent_pid = parent_pid
         self.ring = FrameRing.attach(ring_name)
         self.sources: dict[int, _AttachedSource] = {}
+        # Checked buffers per combination of (source, buffer) a frame used: a live loop
+        # reuses a handful of them, so a frame's set-up is only its per-layer columns.
+        self.tables: dict[tuple[bytes, bytes], BufferTable] = {}
 
-    def parent_alive(self) -> bool:
-        return os.getppid() == self.parent_pid
+    def _buffer_table(self, keys: list[int], opaque: list[int]) -> BufferTable:
+        """The checked buffers of (source << 16 | buffer) keys, in that order."""
+        buffers = []
+        for key in keys:
+            source_id, buffer = key >> 16, key & 0xFFFF
+            source = self.sources.get(source_id)
+            if source is None:
+                raise ValueError(f"unknown source {source_id} (not attached or freed)")
+            if buffer >= len(source.views):
+                raise ValueError(f"source {source_id} has no buffer {buffer}")
+            buffers.append(source.views[buffer])
+        return BufferTable(buffers, [bool(o) for o in opaque])
 
     def serve(self) -> None:
         self.conn.send_bytes(protocol.encode_hello(os.getpid()))
         while True:
-            if not self.conn.poll(PARENT_CHECK_S):
-                if not self.parent_alive():
-                    return
-                continue
             try:
                 data = self.conn.recv_bytes()
             except (EOFError, OSError):
@@ -77,6 +92,7 @@ class Worker:
             elif isinstance(message, protocol.Attach):
                 self.attach(message)
             elif isinstance(message, protocol.Detach):
+                self.tables.clear()  # tables hold views of the source's buffers
                 source = self.sources.pop(message.source, None)
                 if source is not None:
                     source.close()
@@ -84,6 +100,8 @@ class Worker:
                 self.conn.send_bytes(protocol.encode_error(f"unexpected {type(message).__name__}"))
 
     def attach(self, message: protocol.Attach) -> None:
+        if message.source in self.sources:
+            return  # a replacement worker may be told twice (at spawn and by an upload)
         try:
             self.sources[message.source] = _AttachedSource(message)
         except Exception as error:  # a later RENDER naming it fails with a clear message
@@ -108,33 +126,37 @@ class Worker:
         records = task.layers
         keys = records["source"].astype(np.int64) << 16 | records["buffer"]
         unique, index = np.unique(keys, return_inverse=True)
-        buffers = []
-        opaque = []
-        for key in unique.tolist():
-            source_id, buffer = key >> 16, key & 0xFFFF
-            source = self.sources.get(source_id)
-            if source is None:
-                raise ValueError(f"unknown source {source_id} (not attached or freed)")
-            if buffer >= len(source.views):
-                raise ValueError(f"source {source_id} has no buffer {buffer}")
-            buffers.append(source.views[buffer])
-            first = int(np.flatnonzero(keys == key)[0])
-            opaque.append(bool(records["flags"][first] & LAYER_OPAQUE))
+        opaque_bits = np.zeros(len(unique), np.int64)
+        opaque_bits[index.reshape(-1)] = records["flags"] & LAYER_OPAQUE
+        cache_key = (unique.tobytes(), opaque_bits.tobytes())
+        table = self.tables.get(cache_key)
+        if table is None:
+            table = self._buffer_table(unique.tolist(), opaque_bits.tolist())
+            if len(self.tables) >= MAX_CACHED_TABLES:
+                self.tables.clear()
+            self.tables[cache_key] = table
         stack = LayerStack.from_buffers(
             ring.width,
             ring.height,
-            buffers,
+            table,
             index=index.reshape(-1),
             x=records["x"],
             y=records["y"],
             opacity=records["opacity"],
             modes=records["mode"],
             premultiplied=(records["flags"] & LAYER_PREMULTIPLIED) != 0,
-            opaque=opaque,
         )
         started = time.perf_counter_ns()
         composite_stack(ring.frame(task.slot), stack, rows=(task.y0, task.y1), clear=task.clear)
         return time.perf_counter_ns() - started
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit the worker at once when its parent is gone: nothing may outlive the engine."""
+    while True:
+        time.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent_pid:
+            os._exit(0)
 
 
 def worker_main(
@@ -153,6 +175,7 @@ def worker_main(
     cv2.setNumThreads(1)
     if initializer is not None:
         initializer(*initargs)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     warmup()  # loads the kernels from Numba's on-disk cache; the parent compiled them
     try:
         worker = Worker(conn, ring_name, parent_pid)

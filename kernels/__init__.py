@@ -6,12 +6,20 @@ function validates its arguments in Python and then runs a kernel that trusts th
 
 from kernels.blend import BLEND_MODE_NAMES, BlendMode
 from kernels.fill import clear, fill
-from kernels.stack import LayerStack, PixelLayer, composite_layer, composite_stack, is_opaque
+from kernels.stack import (
+    BufferTable,
+    LayerStack,
+    PixelLayer,
+    composite_layer,
+    composite_stack,
+    is_opaque,
+)
 from kernels.warmup import warmup
 
 __all__ = [
     "BLEND_MODE_NAMES",
     "BlendMode",
+    "BufferTable",
     "LayerStack",
     "PixelLayer",
     "clear",

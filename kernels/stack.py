@@ -40,6 +40,7 @@ from kernels.spans import (
 from kernels.validate import (
     INT32_MAX,
     INT32_MIN,
+    MAX_SIDE,
     check_opacity,
     check_position,
     check_rgba,
@@ -84,6 +85,43 @@ class PixelLayer:
 def is_opaque(pixels: np.ndarray) -> bool:
     """True if every alpha byte of an RGBA8 picture is 255 (one read of the alpha channel)."""
     return bool(pixels[..., 3].min() == 255)
+
+
+class BufferTable:
+    """Layer buffers checked once: addresses, sizes and opaque flags, reusable by many stacks.
+
+    Checking a buffer (dtype, shape, contiguity, alignment; scanning alpha when ``opaque`` is
+    not given) is the costly part of preparing a stack; a caller that composites the same
+    buffers frame after frame builds the table once. It keeps the buffers alive.
+    """
+
+    __slots__ = ("addresses", "buffers", "flags", "heights", "widths")
+
+    def __init__(
+        self, buffers: Sequence[np.ndarray], opaque: Sequence[bool | None] | None = None
+    ) -> None:
+        self.buffers = tuple(
+            check_rgba(b, f"buffers[{i}]", writable=False) for i, b in enumerate(buffers)
+        )
+        if opaque is None:
+            opaque = [None] * len(self.buffers)
+        if len(opaque) != len(self.buffers):
+            raise ValueError("opaque must give one value per buffer")
+        self.flags = np.array(
+            [
+                FLAG_OPAQUE if (is_opaque(b) if o is None else bool(o)) else 0
+                for b, o in zip(self.buffers, opaque, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        self.addresses = np.array([b.ctypes.data for b in self.buffers], dtype=np.int64)
+        self.widths = np.array([b.shape[1] for b in self.buffers], dtype=np.int64)
+        self.heights = np.array([b.shape[0] for b in self.buffers], dtype=np.int64)
+        for column in (self.flags, self.addresses, self.widths, self.heights):
+            column.setflags(write=False)
+
+    def __len__(self) -> int:
+        return len(self.buffers)
 
 
 class LayerStack:
@@ -167,7 +205,7 @@ class LayerStack:
         cls,
         width: int,
         height: int,
-        buffers: Sequence[np.ndarray],
+        buffers: Sequence[np.ndarray] | BufferTable,
         *,
         index: np.ndarray,
         x: np.ndarray,
@@ -181,17 +219,21 @@ class LayerStack:
 
         Sizes and addresses come from the buffers themselves, so the kernel can never be told
         a wrong size. Every column is checked with vectorised numpy, which keeps this cheap for
-        stacks of hundreds of layers.
+        stacks of hundreds of layers. Pass a :class:`BufferTable` (and no ``opaque``) to reuse
+        buffers checked once for many stacks, as the engine's workers do.
         """
         width = check_position(width, "width")
         height = check_position(height, "height")
-        if not (1 <= width <= 16384 and 1 <= height <= 16384):
+        if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
             raise ValueError(
-                f"frame size must be between 1x1 and 16384x16384, not {width}x{height}"
+                f"frame size must be between 1x1 and {MAX_SIDE}x{MAX_SIDE}, not {width}x{height}"
             )
-        checked = tuple(
-            check_rgba(b, f"buffers[{i}]", writable=False) for i, b in enumerate(buffers)
-        )
+        if isinstance(buffers, BufferTable):
+            if opaque is not None:
+                raise ValueError("a BufferTable carries its own opaque flags")
+            table = buffers
+        else:
+            table = BufferTable(buffers, opaque)
         n = len(index)
         columns = {"index": index, "x": x, "y": y, "opacity": opacity, "modes": modes}
         columns["premultiplied"] = premultiplied
@@ -201,52 +243,40 @@ class LayerStack:
         for name in ("index", "x", "y", "modes"):
             if columns[name].dtype.kind not in "iu":
                 raise TypeError(f"{name} must hold integers, not {columns[name].dtype}")
-        if n and (index.min() < 0 or index.max() >= len(checked)):
-            raise ValueError(f"index values must lie in [0, {len(checked)})")
-        for name in ("x", "y"):
-            column = columns[name]
-            if n and (column.min() < INT32_MIN or column.max() > INT32_MAX):
-                raise ValueError(f"{name} positions must fit in int32")
         if opacity.dtype.kind != "f":
             raise TypeError(f"opacity must hold floats, not {opacity.dtype}")
-        if n and not (np.isfinite(opacity).all() and opacity.min() >= 0.0 and opacity.max() <= 1.0):
-            raise ValueError("opacity values must be finite floats in [0, 1]")
-        if n and (modes.min() < 0 or modes.max() >= _N_MODES):
-            raise ValueError(f"modes must be BlendMode values in [0, {_N_MODES})")
         if premultiplied.dtype != bool:
             raise TypeError(f"premultiplied must be a bool array, not {premultiplied.dtype}")
-        if opaque is None:
-            opaque = [None] * len(checked)
-        if len(opaque) != len(checked):
-            raise ValueError("opaque must give one value per buffer")
-        buffer_opaque = np.array(
-            [is_opaque(b) if o is None else bool(o) for b, o in zip(checked, opaque, strict=True)],
-            dtype=bool,
-        )
-        buffer_address = np.array([b.ctypes.data for b in checked], dtype=np.int64)
-        buffer_w = np.array([b.shape[1] for b in checked], dtype=np.int64)
-        buffer_h = np.array([b.shape[0] for b in checked], dtype=np.int64)
+        if n:
+            if index.min() < 0 or index.max() >= len(table):
+                raise ValueError(f"index values must lie in [0, {len(table)})")
+            for name in ("x", "y"):
+                column = columns[name]
+                if column.min() < INT32_MIN or column.max() > INT32_MAX:
+                    raise ValueError(f"{name} positions must fit in int32")
+            if not (np.isfinite(opacity).all() and opacity.min() >= 0.0 and opacity.max() <= 1.0):
+                raise ValueError("opacity values must be finite floats in [0, 1]")
+            if modes.min() < 0 or modes.max() >= _N_MODES:
+                raise ValueError(f"modes must be BlendMode values in [0, {_N_MODES})")
 
         index = index.astype(np.int64, copy=False)
-        w = buffer_w[index]
-        h = buffer_h[index]
+        w = table.widths[index]
+        h = table.heights[index]
         x = x.astype(np.int64)
         y = y.astype(np.int64)
         visible = (opacity > 0.0) & (x < width) & (x + w > 0) & (y < height) & (y + h > 0)
         keep = np.flatnonzero(visible)
+        index = index[keep]
 
         stack = cls.__new__(cls)
         stack.width = width
         stack.height = height
-        stack.addresses = np.ascontiguousarray(buffer_address[index][keep])
-        stack.geometry = np.ascontiguousarray(np.stack([x, y, w, h], axis=1)[keep])
-        stack.opacity = np.ascontiguousarray(opacity.astype(np.float64)[keep])
-        stack.modes = np.ascontiguousarray(modes.astype(np.int64)[keep])
-        flags = np.where(buffer_opaque[index], FLAG_OPAQUE, 0) | np.where(
-            premultiplied, FLAG_PREMULTIPLIED, 0
-        )
-        stack.flags = np.ascontiguousarray(flags.astype(np.int64)[keep])
-        stack._buffers = checked
+        stack.addresses = table.addresses[index]
+        stack.geometry = np.stack([x[keep], y[keep], w[keep], h[keep]], axis=1)
+        stack.opacity = opacity[keep].astype(np.float64)
+        stack.modes = modes[keep].astype(np.int64)
+        stack.flags = table.flags[index] | np.where(premultiplied[keep], FLAG_PREMULTIPLIED, 0)
+        stack._buffers = table.buffers
         for column in (stack.addresses, stack.geometry, stack.opacity, stack.modes, stack.flags):
             column.setflags(write=False)
         return stack

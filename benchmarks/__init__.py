@@ -1,0 +1,1 @@
+"""framering's benchmarks (installed as ``framering_benchmarks``; run with ``framering bench``)."""

@@ -1,0 +1,72 @@
+"""Timing helpers shared by the benchmarks: blocks of repetitions, summaries, progress."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+
+import psutil
+
+
+def timed_blocks(
+    tools: dict[str, Callable[[], object]], blocks: int, per_block: int, label: str
+) -> dict[str, list[float]]:
+    """Seconds per call of each tool: ``blocks`` rounds, each timing ``per_block`` calls.
+
+    Blocks of the tools alternate, so that drift of a noisy machine hits all of them alike;
+    one warm-up call each comes first (caches, page faults, JIT).
+    """
+    samples: dict[str, list[float]] = {name: [] for name in tools}
+    for tool in tools.values():
+        tool()
+    for block in range(blocks):
+        for name, tool in tools.items():
+            for _ in range(per_block):
+                started = time.perf_counter()
+                tool()
+                samples[name].append(time.perf_counter() - started)
+        progress(f"{label}: block {block + 1}/{blocks}")
+    return samples
+
+
+def summary(values: list[float]) -> dict[str, float | int]:
+    """Median, min, max and count of repeated measurements."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "repetitions": len(values),
+    }
+
+
+def progress(text: str) -> None:
+    """One status line on stderr, rewritten in place."""
+    print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
+
+
+def progress_done() -> None:
+    print(file=sys.stderr)
+
+
+def machine() -> dict[str, object]:
+    """Where the figures were measured."""
+    versions = {}
+    for package in ("framering", "numpy", "numba", "llvmlite", "opencv-python-headless", "pillow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "versions": versions,
+    }
