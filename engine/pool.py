@@ -31,6 +31,7 @@ import selectors
 import signal
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -290,12 +291,29 @@ class WorkerPool:
 
     # ----------------------------------------------------------------- manager thread
     def _manage(self) -> None:
+        try:
+            self._manage_loop()
+        except BaseException:  # a bug here must not leave every waiter hanging for ever
+            reason = f"the manager thread crashed:\n{traceback.format_exc()}"
+            with self._ready:
+                self._broken = reason
+                tasks = list(self._pending)
+                self._pending.clear()
+                for worker in self._workers:
+                    tasks += worker.inflight.values()
+                    worker.inflight.clear()
+                self._ready.notify_all()
+            for task in tasks:
+                self._listener.task_failed(task, reason)
+            raise
+
+    def _manage_loop(self) -> None:
         # One epoll set for the life of the pool, changed only when workers come and go:
         # ``multiprocessing.connection.wait`` builds and tears down a selector on every call,
         # tens of microseconds a frame on the hot path.
         selector = selectors.DefaultSelector()
         selector.register(self._wake_reader, selectors.EVENT_READ, None)
-        watched: dict[int, WorkerHandle] = {}  # id(handle) -> handle registered
+        watched: dict[int, tuple[int, int]] = {}  # id(handle) -> its registered fds
         try:
             while True:
                 with self._lock:
@@ -325,23 +343,27 @@ class WorkerPool:
     @staticmethod
     def _watch(
         selector: selectors.BaseSelector,
-        watched: dict[int, WorkerHandle],
+        watched: dict[int, tuple[int, int]],
         live: list[WorkerHandle],
     ) -> None:
-        """Make the selector watch exactly the live workers' pipes and sentinels."""
+        """Make the selector watch exactly the live workers' pipes and sentinels.
+
+        Entries are dropped by file descriptor number, recorded when registered: a dead
+        worker's pipe is closed by then, and its number may already belong to its replacement.
+        """
         wanted = {id(w): w for w in live}
         for key in [k for k in watched if k not in wanted]:
-            worker = watched.pop(key)
-            for fileobj in (worker.conn, worker.process.sentinel):
+            for fd in watched.pop(key):
                 try:
-                    selector.unregister(fileobj)
-                except (KeyError, ValueError, OSError):
-                    pass  # closed already
+                    selector.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
         for key, worker in wanted.items():
             if key not in watched:
-                selector.register(worker.conn, selectors.EVENT_READ, ("result", worker))
-                selector.register(worker.process.sentinel, selectors.EVENT_READ, ("death", worker))
-                watched[key] = worker
+                conn_fd, sentinel_fd = worker.conn.fileno(), worker.process.sentinel
+                selector.register(conn_fd, selectors.EVENT_READ, ("result", worker))
+                selector.register(sentinel_fd, selectors.EVENT_READ, ("death", worker))
+                watched[key] = (conn_fd, sentinel_fd)
 
     def _drain_wake_pipe(self) -> None:
         try:
