@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (~30 s)")
     parser.add_argument("--workload", action="append", choices=WORKLOAD_NAMES)
     parser.add_argument("--json", type=Path, help="where to write the results")
+    parser.add_argument("--json-dir", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args(argv)
     print(f"compiling kernels: {kernels.warmup():.2f} s", file=sys.stderr)
     records = [bench_workload(name, args.quick) for name in args.workload or WORKLOAD_NAMES]
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{TARGETS[name]:>5.0f}% {verdict:<2}{pillow['fps']:>10.1f}"
             f"{kernel['fps'] / pillow['fps']:>8.1f}x{r['kernel_max_error']:>5.0f}"
         )
-    output = args.json or RESULTS / f"kernels-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    output = args.json or args.json_dir / f"kernels-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"machine": machine(), "results": records}, indent=2))
     print(f"results written to {output}")

@@ -29,6 +29,23 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the benchmarks need the optional 'bench' extra
+    # (Pillow, matplotlib), and `framering demo` must work without it.
+    try:
+        from framering_benchmarks import engine_bench, kernels_bench
+    except ImportError as error:
+        print(f"framering bench needs: pip install 'framering[bench]' ({error})")
+        return 2
+    argv = ["--workers", str(args.workers)] if args.workers else []
+    argv += ["--out", args.out]
+    if args.kernels:
+        return kernels_bench.main(([] if args.full else ["--quick"]) + ["--json-dir", args.out])
+    return engine_bench.main(
+        argv + (["--full"] if args.full else []) + (["--smoke"] if args.smoke else [])
+    )
+
+
 def _cleanup(args: argparse.Namespace) -> int:
     """Unlink segments left by engines whose process died (never one whose owner lives)."""
     orphans = orphaned_segments() if args.dry_run else reclaim_orphans()
@@ -53,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="framering-demo.png", help="PNG of the last frame")
     demo.add_argument("--video", default=None, help="also write the run as this MP4")
     demo.set_defaults(run=_demo)
+    bench = commands.add_parser(
+        "bench", help="measure throughput, latency and scaling beside numpy, OpenCV, Pillow, ..."
+    )
+    bench.add_argument("--full", action="store_true", help="every workload, longer (minutes)")
+    bench.add_argument("--workers", type=int, default=None, help="default: physical cores")
+    bench.add_argument("--out", default="benchmarks/results", help="results folder")
+    bench.add_argument("--kernels", action="store_true", help="the single-thread kernel bench")
+    bench.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # for tests
+    bench.set_defaults(run=_bench)
     cleanup = commands.add_parser(
         "cleanup", help="remove shared memory left by engines whose process was killed"
     )

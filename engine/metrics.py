@@ -1,4 +1,4 @@
-"""Engine statistics: recorded at two points (dispatch, completion), read as frozen snapshots."""
+"""Engine statistics: recorded at two points (submit, completion), read as frozen snapshots."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class Metrics:
     frames_failed: int
     """Frames that failed every attempt."""
     retries: int
-    """Frames sent again because the worker holding them died or hung."""
+    """Frames sent again: the worker holding them died or hung, or answered with an error."""
     worker_restarts: int
     """Workers started to replace dead ones."""
     average_processing_time: float
@@ -76,7 +76,8 @@ class Metrics:
     ipc_bytes_received: int
     """Bytes read from the worker pipes since the start."""
     protocol_errors: int
-    """Messages that did not parse, on either side, since the start (should stay 0)."""
+    """Worker messages that did not parse, and ERROR replies of workers (a message of ours
+    they could not parse or act on, such as a source they could not attach): should stay 0."""
     workers: tuple[WorkerMetrics, ...]
     """Per-worker figures."""
 

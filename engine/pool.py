@@ -162,6 +162,7 @@ class WorkerPool:
         self._protocol_errors: deque[str] = deque(maxlen=16)  # the latest texts
         self._protocol_error_count = 0
         self._closing = False
+        self._generation = 0  # bumped whenever a worker is added, dies or stops
         self._broken: str | None = None
         self._ready = threading.Condition(self._lock)
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
@@ -314,6 +315,7 @@ class WorkerPool:
         selector = selectors.DefaultSelector()
         selector.register(self._wake_reader, selectors.EVENT_READ, None)
         watched: dict[int, tuple[int, int]] = {}  # id(handle) -> its registered fds
+        generation = -1
         try:
             while True:
                 with self._lock:
@@ -325,7 +327,9 @@ class WorkerPool:
                     if self._closing and not live:
                         return
                     timeout = self._next_deadline_in(live)
-                self._watch(selector, watched, live)
+                if generation != self._generation:
+                    generation = self._generation
+                    self._watch(selector, watched, live)
                 ready = selector.select(timeout)
                 for key, _ in ready:
                     if key.data is None:
@@ -334,7 +338,7 @@ class WorkerPool:
                         self._drain(key.data[1])
                 for key, _ in ready:
                     if key.data is not None and key.data[0] == "death":
-                        self._drain(key.data[1])  # results it sent before dying still count
+                        self._drain(key.data[1], all_pending=True)  # its last results count
                         self._on_death(key.data[1])
                 self._kill_overdue(live)
         finally:
@@ -383,23 +387,31 @@ class WorkerPool:
 
     def _kill_overdue(self, live: list[WorkerHandle]) -> None:
         now = time.monotonic()
-        for worker in live:
-            with self._lock:
+        overdue = []
+        with self._lock:
+            for worker in live:
                 if not worker.inflight or worker.kill_reason is not None:
                     continue
                 head = next(iter(worker.inflight.values()))
                 if now < worker.head_since + head.deadline_s:
                     continue
                 worker.kill_reason = f"exceeded its deadline of {head.deadline_s:g} s (hung?)"
+                overdue.append(worker)
+        for worker in overdue:
             try:
                 worker.process.kill()
             except (OSError, AttributeError):
                 pass
 
-    def _drain(self, worker: WorkerHandle) -> None:
+    def _drain(self, worker: WorkerHandle, *, all_pending: bool = False) -> None:
+        """Read one message (the selector said there is one), or all of them before a death.
+
+        One at a time on the hot path: asking ``poll()`` whether there is more costs a system
+        call per frame, and the level-triggered selector reports any rest at once anyway.
+        """
         while True:
             try:
-                if not worker.conn.poll():
+                if all_pending and not worker.conn.poll():
                     return
                 data = worker.conn.recv_bytes()
             except (EOFError, OSError):
@@ -412,6 +424,8 @@ class WorkerPool:
                 self._protocol_error(f"worker {worker.index}: {error}")
                 continue
             self._handle(worker, message)
+            if not all_pending:
+                return
 
     def _protocol_error(self, text: str) -> None:
         with self._lock:
@@ -466,6 +480,7 @@ class WorkerPool:
                 return
             died_starting = worker.state is WorkerState.STARTING
             worker.state = WorkerState.STOPPED if self._closing else WorkerState.DEAD
+            self._generation += 1
             orphans = list(worker.inflight.values())
             worker.inflight.clear()
             for task in reversed(orphans):  # oldest first at the front of the queue
@@ -503,6 +518,7 @@ class WorkerPool:
             with self._lock:  # registered before the lock drops: no upload can miss it
                 replacement = self._spawn(worker.index)
                 self._workers[self._workers.index(worker)] = replacement
+                self._generation += 1
                 self._restarts += 1
                 sources = list(self._sources.values())
             self._send_sources(replacement, sources)
@@ -536,6 +552,7 @@ class WorkerPool:
                 worker.inflight.clear()
                 if worker.state is not WorkerState.DEAD:
                     worker.state = WorkerState.STOPPED
+            self._generation += 1
         for worker in workers:
             worker.conn.close()
         self._wake_reader.close()

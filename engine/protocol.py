@@ -2,7 +2,7 @@
 
 Every message is one ``send_bytes`` on a pipe: a 4-byte header (magic, version, type) and a
 fixed-size body, plus, for a render task, a packed array of per-layer records. A 1080p frame of
-four layers is a 132-byte message whatever the size of its pixels; the pixels stay in shared
+four layers is a 128-byte message whatever the size of its pixels; the pixels stay in shared
 memory and are named by (source id, buffer index, slot index).
 
     parent -> worker                              worker -> parent
@@ -11,7 +11,9 @@ memory and are named by (source id, buffer index, slot index).
     RENDER   task id, slot, rows, layer records   FAILED  task id, slot, error text
     STOP                                          ERROR   text (a message that did not parse)
 
-Task types to come (transform, composite) take new message types; a frame split into row
+Task ids are the tasks' sequence numbers, unique and increasing per engine; with the attempt
+counter they tell a retry from a stale reply. Task types to come (transform, composite) take
+new message types; a frame split into row
 bands is already expressible (``y0``/``y1`` of RENDER).
 """
 

@@ -6,8 +6,9 @@ Lifetimes, as ``multiprocessing.shared_memory`` intends them but stricter:
   ``SharedMemory`` so that Python's resource tracker unlinks them should the process die
   without closing the engine.
 - Workers only attach. They must not register with the resource tracker (CPython issue
-  82300): the tracker would unlink a segment as soon as any worker exits, under the parent's
-  feet. They therefore open the file behind the segment and map it themselves.
+  82300): depending on the Python version and start method, an attaching process's tracker
+  unlinks the segment, or warns of a leak, when that process exits, and ownership becomes
+  ambiguous. They therefore open the file behind the segment and map it themselves.
 - A segment's name says who owns it: ``framering-<owner pid>-<engine token>-<what>``, so that
   segments of a process killed with SIGKILL can be recognised and reclaimed safely (never one
   whose owner is still alive).

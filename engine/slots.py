@@ -47,7 +47,12 @@ class FrameSlot:
         """Nanoseconds the worker spent in the compositing kernel."""
 
     def __repr__(self) -> str:
-        state = "released" if self._released else self.state.name
+        if self._released:
+            state = "released"
+        elif self._engine.closed:
+            state = "engine closed"
+        else:
+            state = self.state.name
         return f"FrameSlot(index={self.index}, sequence={self.sequence}, {state})"
 
     @property
@@ -55,6 +60,7 @@ class FrameSlot:
         """Where the frame is now (see ``engine.ring`` for the state diagram)."""
         if self._released:
             return SlotState.FREE
+        self._engine._check_open()
         return self._engine._ring.state(self.index)
 
     @property

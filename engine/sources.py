@@ -69,7 +69,7 @@ class _SharedPicture:
         self._pins = [0] * buffers
         self._latest = 0
         self._freed = False
-        self._changed = threading.Condition()
+        self._changed = threading.Condition(threading.Lock())  # never re-entered
 
     @property
     def segment_name(self) -> str:
@@ -95,7 +95,8 @@ class _SharedPicture:
     def unpin(self, buffer: int) -> None:
         with self._changed:
             self._pins[buffer] -= 1
-            self._changed.notify_all()
+            if self._pins[buffer] == 0:  # what writers and free() wait for
+                self._changed.notify_all()
 
     @property
     def pinned(self) -> int:

@@ -1,7 +1,7 @@
 """The one place that says how framering's pixel kernels are compiled.
 
-Every kernel uses :data:`KERNEL` so that nobody hard-codes a JIT flag in a hot loop (a test
-checks this). The choices, and why:
+Every kernel uses :data:`KERNEL` (or :data:`KERNEL_INLINE`, the same options plus inlining)
+so that nobody hard-codes a JIT flag in a hot loop (a test checks this). The choices, and why:
 
 - ``nopython=True``: a kernel that fell back to object mode would be a hundred times slower
   and would hold the GIL.

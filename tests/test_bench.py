@@ -1,0 +1,29 @@
+"""The benchmark pipeline runs end to end (a smoke run: its figures mean nothing)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.cli import main
+
+
+def test_framering_bench_writes_a_table_json_and_target_verdicts(
+    tmp_path: Path, capsys: object
+) -> None:
+    assert main(["bench", "--smoke", "--workers", "2", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "framering engine" in printed and "memcpy of the same bytes" in printed
+    assert "targets" in printed
+    (result,) = tmp_path.glob("engine-*.json")
+    record = json.loads(result.read_text())
+    tools = {r["tool"] for r in record["records"]}
+    assert {"framering engine", "numpy float32", "OpenCV", "Pillow alpha_composite"} <= tools
+    assert "multiprocessing.Pool (pickled)" in tools
+    engine = [r for r in record["records"] if r["tool"] == "framering engine"]
+    assert {r["workers"] for r in engine} == {1, 2}
+    for r in record["records"]:
+        assert r.get("max_error") is None or r["max_error"] <= 2, r  # pictures checked
+    throughput = [r for r in record["records"] if r["metric"] == "throughput"]
+    assert all("max_error" in r for r in throughput if "memcpy" not in r["tool"])
+    assert record["machine"]["versions"]["numpy"]
