@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -39,3 +40,34 @@ def _address_to_voidptr(typingctx, address):  # type: ignore[no-untyped-def]
 def pixels_at(address, count):  # type: ignore[no-untyped-def]
     """A 1-d ``uint32`` array of ``count`` RGBA8 pixels starting at ``address``."""
     return numba.carray(_address_to_voidptr(address), count, np.uint32)
+
+
+@intrinsic
+def _prefetch(typingctx, address):  # type: ignore[no-untyped-def]
+    """``llvm.prefetch`` (read, keep in all cache levels): a hint that never faults."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
+            "llvm.prefetch.p0",
+        )
+        pointer = builder.inttoptr(args[0], byte_pointer)
+        builder.call(function, [pointer, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(address), codegen
+
+
+@KERNEL_INLINE
+def prefetch_pixels(address, count):  # type: ignore[no-untyped-def]
+    """Ask for ``count`` pixels from ``address`` on to be brought into cache (one hint a line).
+
+    A prefetch never faults, so an address past a buffer's end is harmless.
+    """
+    for offset in range(0, count * 4, 64):
+        _prefetch(address + offset)

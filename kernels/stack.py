@@ -27,7 +27,7 @@ import numpy as np
 
 from kernels.blend import BlendMode
 from kernels.jit import KERNEL
-from kernels.pointers import pixels_at
+from kernels.pointers import pixels_at, prefetch_pixels
 from kernels.spans import (
     alpha_and_or,
     copy_span,
@@ -348,6 +348,10 @@ _STARTS_ROW = 2  # a copy that spans the whole width: nothing below it is visibl
 _STRAIGHT_NORMAL = 4  # normal mode, straight alpha: the vectorised float32 paths apply
 _OPAQUE = 8  # every alpha byte is 255
 _PREMULTIPLIED = 16
+# Rows ahead at which each layer's next span is prefetched. The hardware prefetcher loses
+# track when one row reads six layers' rows in turn; asking for the same span a couple of
+# rows ahead gives DRAM the time one or two rows take to composite.
+PREFETCH_ROWS = 2
 # Most later copying layers in a row for which the row-starting layer is copied around them.
 # A studio scene has one or two (camera, a full-screen still); two hundred opaque sprites made
 # the quadratic gap search cost ten times the copy it saved.
@@ -488,6 +492,8 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
             s = (y - ly) * w + (x0 - x)
             d = row + x0
             kind = kinds[j]
+            if y + PREFETCH_ROWS < ly + h:  # this layer's span a few rows down
+                prefetch_pixels(addresses[j] + 4 * (s + PREFETCH_ROWS * w), n)
             if pending_clear:
                 # the row is still conceptually transparent black: zero what this layer
                 # does not cover, and write its own span without reading it
