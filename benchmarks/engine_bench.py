@@ -457,23 +457,24 @@ def plots(out: Results, plan: Plan, folder: Path, stamp: str) -> list[Path]:
         memcpy = [out.get("memcpy of the same bytes", name, n, "throughput") for n in ns]
         ax.plot(ns, engine, "o-", label="framering engine", linewidth=2)
         ax.plot(ns, memcpy, "s--", label="memcpy of the same bytes (bandwidth limit)")
-        for tool in (
+        baseline_tools = (
             "framering kernel, 1 thread",
             "numpy float32",
             "OpenCV",
             "Pillow alpha_composite",
             "multiprocessing.Pool (pickled)",
-        ):
+        )
+        for colour, tool in enumerate(baseline_tools, start=2):
             value = out.get(tool, name, plan.workers if "Pool" in tool else 1, "throughput")
             if value:
-                ax.axhline(value, linestyle=":", label=tool, color=None)
+                ax.axhline(value, linestyle=":", linewidth=1.5, color=f"C{colour}", label=tool)
         ax.set_title(name)
         ax.set_xlabel("workers (processes)")
         ax.set_ylabel("frames per second")
         ax.set_yscale("log")
         ax.set_xticks(ns)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower right")
+    axes[0][0].legend(fontsize=7, loc="center right")
     fig.tight_layout()
     path = folder / f"throughput-{stamp}.png"
     fig.savefig(path, dpi=110)
