@@ -34,6 +34,7 @@ from engine.metrics import Metrics, WorkerMetrics
 from engine.ring import SlotState
 from engine.slots import FrameSlot
 from engine.sources import LiveSource, Source
+from engine.stream import StreamFrame
 
 __all__ = [
     "AcquireTimeoutError",
@@ -57,6 +58,7 @@ __all__ = [
     "SlotStateError",
     "Source",
     "SourceBusyError",
+    "StreamFrame",
     "WaitTimeoutError",
     "WorkerMetrics",
     "physical_cores",

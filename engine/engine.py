@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import itertools
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 import psutil
 
+from engine.asyncio_bridge import AsyncBridge
 from engine.errors import (
     AcquireTimeoutError,
     EngineBrokenError,
@@ -27,10 +29,12 @@ from engine.errors import (
 from engine.layer import Layer, pack_layers
 from engine.metrics import Metrics, Recorder, WorkerMetrics
 from engine.pool import SourceInfo, Task, WorkerPool
+from engine.protocol import LAYER_OPAQUE
 from engine.ring import FrameRing, SlotState
 from engine.shm import CreatedSegment, new_engine_token, reclaim_orphans, segment_name
 from engine.slots import FrameSlot, frame_failed
 from engine.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source, buffer_stride
+from engine.stream import AsyncFrameStream, FrameStream, Policy, Scene, StreamFrame
 from engine.validation import check_timeout, checked, positive_int, positive_seconds
 from kernels import is_opaque, warmup
 from kernels.validate import MAX_SIDE, check_rgba
@@ -108,6 +112,7 @@ class Engine:
         self._sources: dict[int, Source | LiveSource] = {}
         self._recorder = Recorder()
         self._processes: dict[int, psutil.Process] = {}
+        self._async: AsyncBridge | None = None
         if initializer is not None and not callable(initializer):
             raise InvalidTypeError("initializer must be callable")
         warmup()  # compile and write Numba's cache now, so workers only load it
@@ -192,6 +197,11 @@ class Engine:
             self._lock.notify_all()
         for source in sources:
             source.discard()
+        if self._async is not None:
+            self._async.notify()  # async waiters re-check and see the closed engine
+            bridge, self._async = self._async, None
+            if not bridge.loop.is_closed():
+                bridge.loop.call_soon_threadsafe(bridge.close)
         self._ring.release_views()
         self._ring.segment.close_and_unlink()
         _open_engines.discard(self)
@@ -222,6 +232,8 @@ class Engine:
         *,
         buffers: int = DEFAULT_LIVE_BUFFERS,
         opaque: bool = False,
+        stall_timeout: float | None = None,
+        fallback: Source | Literal["transparent"] | None = None,
     ) -> LiveSource:
         """A picture a producer rewrites in place (a camera, a decoder): see :class:`LiveSource`.
 
@@ -229,6 +241,12 @@ class Engine:
             width, height: size of every picture.
             buffers: pictures in its small ring (at least 2: one written, one read).
             opaque: promise that every picture written has alpha 255 (copied, not blended).
+            stall_timeout: seconds without a new picture after which the source counts as
+                stalled (None: never). Until then, and without a fallback, frames show the
+                last picture.
+            fallback: what a stalled source shows instead, until pictures arrive again: an
+                uploaded :class:`Source` (a still image, drawn where the live one was) or
+                ``"transparent"``. ``metrics().stalled_frames`` counts the frames that did.
         """
         self._check_open()
         width = positive_int(width, "width", MAX_SIDE)
@@ -236,8 +254,16 @@ class Engine:
         buffers = positive_int(buffers, "buffers", 64)
         if buffers < 2:
             raise InvalidValueError("a live source needs at least 2 buffers")
+        if stall_timeout is not None:
+            stall_timeout = positive_seconds(stall_timeout, "stall_timeout")
+        if fallback is not None and fallback != "transparent":
+            if not isinstance(fallback, Source):
+                raise InvalidTypeError("fallback must be an uploaded Source or 'transparent'")
+            fallback.check_owner(self.token)
         source = self._new_source(LiveSource, width, height, buffers, "a live source")
         source.opaque = bool(opaque)
+        source.stall_timeout = stall_timeout
+        source.fallback = fallback
         self._register(source)
         return source
 
@@ -340,6 +366,72 @@ class Engine:
         self._ring.set_state(slot.index, SlotState.FREE)
         self._free.append(slot.index)
         self._lock.notify_all()
+        if self._async is not None:
+            self._async.notify()
+
+    def _has_free_slot(self) -> bool:
+        return bool(self._free) or self._closed
+
+    # ------------------------------------------------------------------ asyncio and streams
+    def _bridge(self) -> AsyncBridge:
+        """The event-loop bridge of the running loop (made on first use)."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async.loop is not loop:
+            if self._async is not None:
+                self._async.close()
+            self._async = AsyncBridge(loop)
+        return self._async
+
+    async def acquire_async(self, timeout: float | None = None) -> FrameSlot:
+        """:meth:`acquire` for asyncio: awaits a free slot without blocking the loop."""
+        timeout = check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bridge = self._bridge()
+        while True:
+            slot = self.try_acquire()
+            if slot is not None:
+                return slot
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise AcquireTimeoutError(f"all {self.slots} slots stayed busy for {timeout} s")
+            try:
+                await asyncio.wait_for(bridge.wait_for(self._has_free_slot), remaining)
+            except TimeoutError:
+                continue  # the loop head raises with the message
+
+    def stream(
+        self,
+        scene: Scene,
+        fps: float = 60.0,
+        inflight: int | None = None,
+        *,
+        policy: Policy = "drop",
+        frames: int | None = None,
+    ) -> Iterator[StreamFrame]:
+        """Frames of ``scene(t, index)`` in order on a fixed clock (see ``engine.stream``).
+
+        Args:
+            scene: returns the layer stack of frame ``index`` at presentation time ``t``.
+            fps: the clock's rate.
+            inflight: frames submitted ahead (default: enough to keep every worker busy).
+            policy: ``drop``, ``repeat`` or ``block``: what a late frame's tick gets.
+            frames: stop after this many ticks (default: until the caller stops iterating).
+        """
+        self._check_open()
+        return iter(FrameStream(self, scene, fps, inflight, policy, frames))
+
+    def astream(
+        self,
+        scene: Scene,
+        fps: float = 60.0,
+        inflight: int | None = None,
+        *,
+        policy: Policy = "drop",
+        frames: int | None = None,
+    ) -> AsyncIterator[StreamFrame]:
+        """:meth:`stream` for ``async for``."""
+        self._check_open()
+        return AsyncFrameStream(self, scene, fps, inflight, policy, frames).__aiter__()
 
     def render(self, layers: Sequence[Layer], timeout: float | None = 10.0) -> np.ndarray:
         """Composite one frame and return a copy of it (for one-off use and tests)."""
@@ -361,6 +453,7 @@ class Engine:
         if not isinstance(clear, bool):
             raise InvalidTypeError("clear must be a bool")
         records = pack_layers(layers, self.token)
+        self._apply_fallbacks(records)
         pinned: dict[int, int] = {}
         pins: list[tuple[Source | LiveSource, int]] = []
         with self._lock:
@@ -392,6 +485,30 @@ class Engine:
         except BaseException as error:
             self.task_failed(task, str(error))
             raise
+
+    def _apply_fallbacks(self, records: np.ndarray) -> None:
+        """Swap stalled live sources for their fallbacks in a frame's records."""
+        stalled = False
+        now = time.monotonic()
+        for source_id in set(records["source"].tolist()):
+            source = self._sources.get(source_id)
+            if not isinstance(source, LiveSource) or not source.stalled(now):
+                continue
+            if source.fallback is None:
+                continue  # keeps showing its last picture
+            stalled = True
+            rows = records["source"] == source_id
+            if source.fallback == "transparent":
+                records["opacity"][rows] = 0.0
+            else:
+                fallback = source.fallback
+                fallback.check_owner(self.token)
+                records["source"][rows] = fallback.id
+                opaque_bit = LAYER_OPAQUE if fallback.opaque else 0
+                kept = records["flags"][rows] & np.uint8(0xFF ^ LAYER_OPAQUE)
+                records["flags"][rows] = kept | np.uint8(opaque_bit)
+        if stalled:
+            self._recorder.stalled()
 
     # --- TaskListener: called by the pool's manager thread
     def task_dispatched(self, task: Task) -> None:
@@ -437,6 +554,8 @@ class Engine:
             self._ring.set_state(slot.index, state)
             pins, slot._pins = slot._pins, []
             slot._finish(failure, now)
+            if self._async is not None:
+                self._async.notify()
             if slot._release_when_done and self._held.get(slot.index) is slot:
                 self._free_slot(slot)
         for source, buffer in pins:

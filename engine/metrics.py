@@ -78,6 +78,17 @@ class Metrics:
     protocol_errors: int
     """Worker messages that did not parse, and ERROR replies of workers (a message of ours
     they could not parse or act on, such as a source they could not attach): should stay 0."""
+    stream_late: int
+    """Stream frames not finished by their tick (``Engine.stream``/``astream``)."""
+    stream_dropped: int
+    """Stream ticks skipped: late frames thrown away, or never submitted because too late."""
+    stream_repeated: int
+    """Stream ticks that showed the previous frame again (``repeat`` policy)."""
+    delivery_jitter_p50: float
+    """Median of (delivery time - tick) of stream frames over the recent window, seconds."""
+    delivery_jitter_p99: float
+    stalled_frames: int
+    """Frames that showed a live source's fallback because the source had stalled."""
     workers: tuple[WorkerMetrics, ...]
     """Per-worker figures."""
 
@@ -92,6 +103,21 @@ class Recorder:
         self._latency: deque[float] = deque(maxlen=SAMPLE_WINDOW)
         self._kernel: deque[float] = deque(maxlen=SAMPLE_WINDOW)
         self._completions: deque[float] = deque()
+        self._jitter: deque[float] = deque(maxlen=SAMPLE_WINDOW)
+        self.stream = {"late": 0, "dropped": 0, "repeated": 0}
+        self.stalled_frames = 0
+
+    def stream_event(self, kind: str) -> None:
+        with self._lock:
+            self.stream[kind] += 1
+
+    def stream_delivery(self, jitter_s: float) -> None:
+        with self._lock:
+            self._jitter.append(jitter_s)
+
+    def stalled(self) -> None:
+        with self._lock:
+            self.stalled_frames += 1
 
     def completed(self, latency_s: float, kernel_s: float) -> None:
         now = time.monotonic()
@@ -107,12 +133,14 @@ class Recorder:
         with self._lock:
             self.frames_failed += 1
 
-    def timings(self) -> dict[str, float]:
+    def timings(self) -> dict[str, float | int]:
         now = time.monotonic()
         with self._lock:
             latency = np.array(self._latency, dtype=np.float64)
             kernel = np.array(self._kernel, dtype=np.float64)
             recent = sum(1 for t in self._completions if t >= now - 1.0)
+            jitter = np.array(self._jitter, dtype=np.float64)
+            stream = dict(self.stream)
 
         def pct(values: np.ndarray, q: float) -> float:
             return float(np.percentile(values, q)) if values.size else 0.0
@@ -126,4 +154,10 @@ class Recorder:
             "kernel_p90": pct(kernel, 90),
             "kernel_p99": pct(kernel, 99),
             "throughput_fps": float(recent),
+            "stream_late": stream["late"],
+            "stream_dropped": stream["dropped"],
+            "stream_repeated": stream["repeated"],
+            "delivery_jitter_p50": pct(jitter, 50),
+            "delivery_jitter_p99": pct(jitter, 99),
+            "stalled_frames": self.stalled_frames,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 from types import TracebackType
@@ -106,6 +107,18 @@ class FrameSlot:
         if self._failure is not None:
             raise self._failure
         return self._engine._ring.frame(self.index)
+
+    async def wait_async(self, timeout: float | None = None) -> np.ndarray:
+        """:meth:`wait` for asyncio: the event loop is woken by the engine, nothing polls."""
+        self._check_usable("wait for")
+        if not self._submitted:
+            raise SlotStateError(f"{self!r}: wait_async() before submit()")
+        bridge = self._engine._bridge()
+        try:
+            await asyncio.wait_for(bridge.wait_for(self._done.is_set), check_timeout(timeout))
+        except TimeoutError:
+            raise WaitTimeoutError(f"{self!r} not finished within {timeout} s") from None
+        return self.wait(0)
 
     def try_wait(self) -> np.ndarray | None:
         """The finished frame, or None if it is not finished yet (never blocks)."""

@@ -151,6 +151,15 @@ class LiveSource(_SharedPicture):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._writing: int | None = None
         self.version = 0  # how many pictures were published
+        self.published_at = time.monotonic()  # creation counts: a source never written stalls
+        self.stall_timeout: float | None = None
+        self.fallback: Source | str | None = None
+
+    def stalled(self, now: float | None = None) -> bool:
+        """No picture published for longer than ``stall_timeout`` seconds."""
+        if self.stall_timeout is None:
+            return False
+        return (time.monotonic() if now is None else now) - self.published_at > self.stall_timeout
 
     def __repr__(self) -> str:
         return f"LiveSource(id={self.id}, {self.width}x{self.height}, buffers={self.buffers})"
@@ -199,4 +208,5 @@ class LiveSource(_SharedPicture):
             self._writing = None
             self._latest = buffer
             self.version += 1
+            self.published_at = time.monotonic()
             self._changed.notify_all()

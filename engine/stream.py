@@ -1,0 +1,247 @@
+"""Paced, in-order output: frames on a fixed clock, and what to do when one is late.
+
+A live loop wants frame ``i`` at ``start + i / fps``. :class:`FrameStream` submits frames ahead
+(at most ``inflight`` at once, so every worker stays busy) and hands them over in order on that
+clock. When a frame is not finished by its tick, the policy decides:
+
+- ``drop``: skip the tick; the late frame is thrown away when it finishes. Frames whose tick
+  has already passed are not even submitted, so overload never builds a queue and latency
+  stays bounded.
+- ``repeat``: emit the previous frame again at that tick (``repeated=True``), and throw the
+  late one away.
+- ``block``: wait for the late frame and shift the clock by the delay (nothing is lost, the
+  stream runs slower).
+
+A yielded :class:`StreamFrame`'s pixels are a view into shared memory, valid until the next
+frame is requested: encode or copy it before asking for the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+import numpy as np
+
+from engine.errors import InvalidValueError
+from engine.layer import Layer
+from engine.slots import FrameSlot
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+Policy = Literal["drop", "repeat", "block"]
+POLICIES: Final = ("drop", "repeat", "block")
+# Longest a `block` stream waits for one late frame before it gives up with an error.
+BLOCK_LIMIT_S: Final = 30.0
+
+Scene = Callable[[float, int], Sequence[Layer]]
+
+
+@dataclass(frozen=True)
+class StreamFrame:
+    """One delivered frame. Times are ``time.perf_counter_ns()`` values."""
+
+    pixels: np.ndarray
+    """(height, width, 4) uint8 view into shared memory, valid until the next frame."""
+    index: int
+    """Frame (tick) number from 0."""
+    pts: float
+    """Presentation time in seconds from the start of the stream (``index / fps``)."""
+    submitted_ns: int
+    finished_ns: int
+    delivered_ns: int
+    repeated: bool = False
+    """True when this is the previous frame shown again (``repeat`` policy)."""
+
+
+class _Clock:
+    """The stream's schedule, and the bookkeeping shared by the sync and async drivers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        scene: Scene,
+        fps: float,
+        inflight: int | None,
+        policy: str,
+        frames: int | None,
+    ) -> None:
+        if not isinstance(fps, int | float) or not 0 < fps <= 1000:
+            raise InvalidValueError(f"fps must be a number in (0, 1000], not {fps!r}")
+        if policy not in POLICIES:
+            raise InvalidValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        if not callable(scene):
+            raise InvalidValueError("scene must be a callable scene(t, index) -> layers")
+        default = min(engine.slots - 1, 2 * max(engine.workers, 1) + 1)
+        self.inflight = max(1, min(engine.slots - 1, inflight or default))
+        if inflight is not None and inflight < 1:
+            raise InvalidValueError(f"inflight must be >= 1, not {inflight}")
+        self.engine = engine
+        self.scene = scene
+        self.interval = 1.0 / fps
+        self.policy = policy
+        self.frames = frames
+        self.start = time.perf_counter() + self.interval  # the first tick, one frame ahead
+        self.submit_next = 0  # next tick to submit
+        self.pending: deque[tuple[int, FrameSlot]] = deque()
+        self.previous: StreamFrame | None = None
+        self.previous_slot: FrameSlot | None = None
+
+    def tick(self, index: int) -> float:
+        return self.start + index * self.interval
+
+    def finished(self) -> bool:
+        """Every tick of a bounded stream was submitted (or skipped) and handed on."""
+        return self.frames is not None and self.submit_next >= self.frames and not self.pending
+
+    def submit_ahead(self, blocking: bool = True) -> None:
+        """Submit frames for upcoming ticks while there is room; skip ticks already past."""
+        recorder = self.engine._recorder
+        while len(self.pending) < self.inflight and (
+            self.frames is None or self.submit_next < self.frames
+        ):
+            index = self.submit_next
+            if self.policy != "block" and self.tick(index) < time.perf_counter():
+                recorder.stream_event("dropped")  # too late to be worth compositing
+                self.submit_next += 1
+                continue
+            slot = self.engine.try_acquire()
+            if slot is None:
+                if self.pending or not blocking:
+                    return  # delivering frees one (or the async driver awaits one)
+                slot = self.engine.acquire(timeout=BLOCK_LIMIT_S)
+            slot.submit(self.scene(index * self.interval, index))
+            self.pending.append((index, slot))
+            self.submit_next += 1
+
+    def deliver(self, index: int, slot: FrameSlot, repeated: bool = False) -> StreamFrame:
+        now = time.perf_counter_ns()
+        frame = StreamFrame(
+            slot.wait(0),
+            index,
+            index * self.interval,
+            slot.submitted_ns,
+            slot.finished_ns,
+            now,
+            repeated,
+        )
+        self.engine._recorder.stream_delivery((now / 1e9) - self.tick(index))
+        if self.previous_slot is not None and self.previous_slot is not slot:
+            self.previous_slot.release()
+        self.previous_slot = slot
+        self.previous = frame
+        return frame
+
+    def late(self, index: int, slot: FrameSlot) -> StreamFrame | None:
+        """The frame for ``index`` missed its tick: apply the policy (not ``block``)."""
+        self.engine._recorder.stream_event("late")
+        slot.release()  # thrown away when it finishes
+        if self.policy == "repeat" and self.previous is not None and self.previous_slot:
+            self.engine._recorder.stream_event("repeated")
+            return self.deliver(index, self.previous_slot, repeated=True)
+        self.engine._recorder.stream_event("dropped")
+        return None
+
+    def close(self) -> None:
+        for _, slot in self.pending:
+            if not slot._released:
+                slot.release()
+        self.pending.clear()
+        if self.previous_slot is not None and not self.previous_slot._released:
+            self.previous_slot.release()
+        self.previous_slot = None
+
+
+class FrameStream:
+    """Iterator of :class:`StreamFrame` on a fixed clock (``Engine.stream``)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        scene: Scene,
+        fps: float,
+        inflight: int | None,
+        policy: str,
+        frames: int | None,
+    ) -> None:
+        self._clock = _Clock(engine, scene, fps, inflight, policy, frames)
+
+    def __iter__(self) -> Iterator[StreamFrame]:
+        clock = self._clock
+        try:
+            while not clock.finished():
+                clock.submit_ahead()
+                if not clock.pending:
+                    continue
+                index, slot = clock.pending[0]
+                due = clock.tick(index)
+                remaining = due - time.perf_counter()
+                if remaining > 0:
+                    time.sleep(remaining)  # deliver on the tick, not before
+                clock.pending.popleft()
+                if clock.policy == "block":
+                    slot.wait(BLOCK_LIMIT_S)
+                    lag = time.perf_counter() - due
+                    if lag > clock.interval / 2:
+                        clock.engine._recorder.stream_event("late")
+                        clock.start += lag  # shift the clock
+                    frame: StreamFrame | None = clock.deliver(index, slot)
+                elif slot.done:
+                    frame = clock.deliver(index, slot)
+                else:
+                    frame = clock.late(index, slot)
+                if frame is not None:
+                    yield frame
+        finally:
+            clock.close()
+
+
+class AsyncFrameStream:
+    """``async for`` over :class:`StreamFrame` (``Engine.astream``): the same clock and policies,
+    with ``asyncio.sleep`` for ticks and the engine's event-loop bridge for completions."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        scene: Scene,
+        fps: float,
+        inflight: int | None,
+        policy: str,
+        frames: int | None,
+    ) -> None:
+        self._clock = _Clock(engine, scene, fps, inflight, policy, frames)
+
+    async def __aiter__(self) -> AsyncIterator[StreamFrame]:
+        clock = self._clock
+        try:
+            while not clock.finished():
+                clock.submit_ahead(blocking=False)
+                if not clock.pending:
+                    await clock.engine._bridge().wait_for(clock.engine._has_free_slot)
+                    continue
+                index, slot = clock.pending[0]
+                due = clock.tick(index)
+                remaining = due - time.perf_counter()
+                if remaining > 0:
+                    await asyncio.sleep(remaining)
+                clock.pending.popleft()
+                if clock.policy == "block":
+                    await slot.wait_async(BLOCK_LIMIT_S)
+                    lag = time.perf_counter() - due
+                    if lag > clock.interval / 2:
+                        clock.engine._recorder.stream_event("late")
+                        clock.start += lag
+                    frame: StreamFrame | None = clock.deliver(index, slot)
+                elif slot.done:
+                    frame = clock.deliver(index, slot)
+                else:
+                    frame = clock.late(index, slot)
+                if frame is not None:
+                    yield frame
+        finally:
+            clock.close()

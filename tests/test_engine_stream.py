@@ -1,0 +1,181 @@
+"""Paced in-order streams, overload policies, stalled sources, and asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from engine import Engine, Layer
+
+W, H = 64, 36
+
+
+@pytest.fixture(scope="module")
+def eng() -> Iterator[Engine]:
+    with Engine(W, H, slots=6, workers=2) as engine:
+        yield engine
+
+
+def numbered(eng: Engine, count: int) -> list[object]:
+    """Sources whose red channel is their number: a frame shows which index it is."""
+    sources = []
+    for value in range(count):
+        pixels = np.zeros((H, W, 4), np.uint8)
+        pixels[..., 0] = value
+        pixels[..., 3] = 255
+        sources.append(eng.upload(pixels, opaque=True))
+    return sources
+
+
+def test_stream_delivers_every_frame_in_order_on_the_clock(eng: Engine) -> None:
+    sources = numbered(eng, 30)
+    seen, delivered = [], []
+    started = time.perf_counter()
+    for frame in eng.stream(lambda t, i: [Layer(sources[i])], fps=60, frames=30):
+        assert frame.pixels.shape == (H, W, 4)
+        assert frame.pts == pytest.approx(frame.index / 60)
+        assert frame.submitted_ns <= frame.finished_ns <= frame.delivered_ns
+        seen.append(int(frame.pixels[0, 0, 0]))
+        delivered.append(time.perf_counter() - started)
+    assert seen == list(range(30))  # in order, each frame its own picture, none missing
+    assert delivered[-1] == pytest.approx(30 / 60, abs=0.1)  # paced, not as fast as possible
+    metrics = eng.metrics()
+    assert metrics.delivery_jitter_p99 < 0.05
+    for source in sources:
+        eng.free(source)
+
+
+def slow_scene(sources: list[object], overlay: object) -> object:
+    """Each frame costs ~3 frame intervals at 200 fps: a 3x overload."""
+
+    def scene(t: float, index: int) -> list[Layer]:
+        time.sleep(0.015)  # the producer side is slow: frames cannot keep up with the clock
+        return [Layer(sources[index % len(sources)]), Layer(overlay, opacity=0.5)]
+
+    return scene
+
+
+def settled(eng: Engine) -> bool:
+    """Every slot back in the ring (frames thrown away are freed when they finish)."""
+    deadline = time.monotonic() + 5
+    while eng.metrics().ring_in_use and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return eng.metrics().ring_in_use == 0
+
+
+@pytest.mark.parametrize("policy", ["drop", "repeat", "block"])
+def test_overload_follows_the_policy_and_never_builds_a_queue(eng: Engine, policy: str) -> None:
+    sources = numbered(eng, 8)
+    overlay = eng.upload(np.full((H, W, 4), 200, np.uint8))
+    before = eng.metrics()
+    frames = list(
+        (f.index, f.repeated, f.delivered_ns - f.submitted_ns)
+        for f in eng.stream(slow_scene(sources, overlay), fps=200, frames=60, policy=policy)
+    )
+    after = eng.metrics()
+    late = after.stream_late - before.stream_late
+    dropped = after.stream_dropped - before.stream_dropped
+    repeated = after.stream_repeated - before.stream_repeated
+    indices = [i for i, _, _ in frames]
+    assert indices == sorted(indices)  # in order whatever happens
+    latencies = [lat / 1e9 for _, _, lat in frames]
+    assert max(latencies) < 0.5  # bounded: no backlog grows over the run
+    if policy == "drop":
+        assert dropped > 10 and repeated == 0
+        assert len(frames) + dropped >= 60
+    elif policy == "repeat":
+        assert repeated > 0 and any(r for _, r, _ in frames)
+    else:
+        assert len(frames) == 60 and dropped == 0 and late > 0  # nothing lost, clock shifted
+    assert settled(eng)  # every slot back when the stream ends
+    for source in [*sources, overlay]:
+        eng.free(source)
+
+
+def test_breaking_out_of_a_stream_releases_its_slots(eng: Engine) -> None:
+    (source,) = numbered(eng, 1)
+    for frame in eng.stream(lambda t, i: [Layer(source)], fps=120):
+        if frame.index == 5:
+            break
+    assert settled(eng)
+    eng.free(source)
+
+
+def test_a_stalled_live_source_switches_to_its_fallback_until_pictures_return(
+    eng: Engine,
+) -> None:
+    still = eng.upload(np.full((H, W, 4), 77, np.uint8), opaque=True)
+    camera = eng.live_source(W, H, opaque=True, stall_timeout=0.1, fallback=still)
+    with camera.write() as pixels:
+        pixels[...] = 5
+    assert eng.render([Layer(camera)])[0, 0, 0] == 5  # fresh: the camera picture
+    time.sleep(0.15)
+    before = eng.metrics().stalled_frames
+    assert eng.render([Layer(camera)])[0, 0, 0] == 77  # stalled: the still image
+    assert eng.metrics().stalled_frames == before + 1
+    with camera.write() as pixels:
+        pixels[...] = 9
+    assert eng.render([Layer(camera)])[0, 0, 0] == 9  # pictures again: back to live
+    blank = eng.live_source(W, H, stall_timeout=0.01, fallback="transparent")
+    time.sleep(0.02)
+    assert (eng.render([Layer(still), Layer(blank)]) == 77).all()
+    for source in (camera, blank, still):
+        eng.free(source)
+
+
+def test_asyncio_acquire_wait_and_astream(eng: Engine) -> None:
+    sources = numbered(eng, 10)
+
+    async def main() -> list[int]:
+        slot = await eng.acquire_async(timeout=5)
+        slot.submit([Layer(sources[3])])
+        frame = await slot.wait_async(timeout=5)
+        assert frame[0, 0, 0] == 3
+        slot.release()
+        # many frames awaited concurrently on one loop thread
+        slots = [await eng.acquire_async(timeout=5) for _ in range(4)]
+        for i, s in enumerate(slots):
+            s.submit([Layer(sources[i])])
+        pictures = await asyncio.gather(*(s.wait_async(timeout=5) for s in slots))
+        assert [int(p[0, 0, 0]) for p in pictures] == [0, 1, 2, 3]
+        for s in slots:
+            s.release()
+        seen = []
+        async for f in eng.astream(lambda t, i: [Layer(sources[i])], fps=100, frames=10):
+            seen.append(int(f.pixels[0, 0, 0]))
+        return seen
+
+    assert asyncio.run(main()) == list(range(10))
+    assert settled(eng)
+    for source in sources:
+        eng.free(source)
+
+
+def test_acquire_async_waits_for_a_release_without_blocking_the_loop(eng: Engine) -> None:
+    async def main() -> float:
+        held = [await eng.acquire_async() for _ in range(eng.slots)]
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, held[0].release)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        task = asyncio.create_task(ticker())
+        started = time.perf_counter()
+        slot = await eng.acquire_async(timeout=5)
+        waited = time.perf_counter() - started
+        task.cancel()
+        for s in [slot, *held[1:]]:
+            s.release()
+        assert ticks >= 5  # the loop kept running while we waited
+        return waited
+
+    assert 0.04 <= asyncio.run(main()) < 1.0
