@@ -16,15 +16,18 @@ def _demo(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         workers=args.workers,
         slots=args.slots,
-        output=Path(args.output),
-        video=Path(args.video) if args.video else None,
+        png=Path(args.png),
+        output=Path(args.output) if args.output else None,
+        input=Path(args.input) if args.input else None,
     )
+    source = f"{args.input} under the studio overlays" if args.input else "studio-1080p live"
     print(
-        f"studio-1080p live: {result.frames} frames in {result.seconds:.1f} s "
-        f"({result.frames / result.seconds:.1f} fps, target {args.fps:g}), "
-        f"latency p50 {result.latency_p50 * 1e3:.2f} ms p99 {result.latency_p99 * 1e3:.2f} ms, "
-        f"{result.late} late; last frame in {result.output}"
-        + (f", video in {args.video}" if args.video else "")
+        f"{source}: {result.frames} frames in {result.seconds:.1f} s "
+        f"({result.frames / result.seconds:.1f} fps), latency p50 "
+        f"{result.latency_p50 * 1e3:.2f} ms p99 {result.latency_p99 * 1e3:.2f} ms, "
+        f"{result.late} late, {result.dropped} dropped, delivery jitter p99 "
+        f"{result.jitter_p99 * 1e3:.1f} ms; last frame in {result.png}"
+        + (f", video in {result.output}" if result.output else "")
     )
     return 0
 
@@ -63,12 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="composite the studio-1080p reference scene live through the engine"
     )
-    demo.add_argument("--fps", type=float, default=60.0, help="target frame rate (default 60)")
+    demo.add_argument("--fps", type=float, default=None, help="frame rate (60, or the clip's)")
     demo.add_argument("--seconds", type=float, default=5.0, help="how long to run (default 5)")
     demo.add_argument("--workers", type=int, default=None, help="default: physical cores")
     demo.add_argument("--slots", type=int, default=8, help="frame slots in the ring")
-    demo.add_argument("--output", default="framering-demo.png", help="PNG of the last frame")
-    demo.add_argument("--video", default=None, help="also write the run as this MP4")
+    demo.add_argument("--input", default=None, help="a video clip to composite under overlays")
+    demo.add_argument("--output", default=None, help="write the run as this MP4")
+    demo.add_argument("--png", default="framering-demo.png", help="PNG of the last frame")
     demo.set_defaults(run=_demo)
     bench = commands.add_parser(
         "bench", help="measure throughput, latency and scaling beside numpy, OpenCV, Pillow, ..."
