@@ -69,14 +69,18 @@ class Plan:
     memory_frames: int
     baseline_blocks: int
     pool_frames: int
+    stream_seconds: float = 10.0
+    overload_seconds: float = 5.0
 
 
 def plan_for(full: bool, workers: int, smoke: bool = False) -> Plan:
     if smoke:  # proves the whole pipeline runs, in seconds; its figures mean nothing
-        return Plan(False, ("studio-1080p",), workers, 0.2, 1, 0.3, 50, 1, 2)
+        return Plan(False, ("studio-1080p",), workers, 0.2, 1, 0.3, 50, 1, 2, 0.5, 0.5)
     if full:
-        return Plan(True, WORKLOAD_NAMES, workers, 2.0, 5, 20.0, 10_000, 5, 40)
-    return Plan(False, ("studio-1080p", "sprites-1080p"), workers, 1.0, 3, 3.0, 1_000, 3, 10)
+        return Plan(True, WORKLOAD_NAMES, workers, 2.0, 5, 20.0, 10_000, 5, 40, 60.0, 20.0)
+    return Plan(
+        False, ("studio-1080p", "sprites-1080p"), workers, 1.0, 3, 3.0, 1_000, 3, 10, 10.0, 5.0
+    )
 
 
 @dataclass
@@ -300,6 +304,52 @@ def bench_engine(workload: Workload, reference: np.ndarray, plan: Plan, out: Res
             )
 
 
+# ----------------------------------------------------------------------------- live streams
+def bench_streams(plan: Plan, out: Results) -> None:
+    """``Engine.stream`` paced at 60 fps on studio-1080p, and stress-4k at 2x overload."""
+    cases = [("studio-1080p", None, plan.stream_seconds), ("stress-4k", 2.0, plan.overload_seconds)]
+    if len(plan.workloads) == 1:  # the smoke plan: no 4K set-up
+        cases = cases[:1]
+    for name, overload, seconds in cases:
+        workload = build(name)
+        with Engine(workload.width, workload.height, slots=8, workers=plan.workers) as eng:
+            layers = engine_layers(eng, workload)
+            fps = 60.0
+            if overload is not None:
+                capacity, _ = saturate(eng, layers, 1.0, 2 * plan.workers + 1)
+                fps = overload * capacity
+            label = f"{name} stream at {fps:.0f} fps" + (
+                f" ({overload:g}x overload)" if overload else ""
+            )
+            progress(f"{label}, drop policy, {seconds:g} s")
+            latencies = []
+            for frame in eng.stream(lambda t, i, s=layers: s, fps=fps, frames=int(seconds * fps)):
+                latencies.append((frame.finished_ns - frame.submitted_ns) / 1e9)
+            m = eng.metrics()
+            if not latencies:
+                out.notes.append(f"{label}: no frame delivered in {seconds:g} s")
+                continue
+            half = max(1, len(latencies) // 2)
+            out.add(
+                "framering stream",
+                name,
+                plan.workers,
+                f"stream latency at {fps:.0f} fps",
+                "s",
+                latencies,
+                fps=fps,
+                overload=overload,
+                delivered=len(latencies),
+                late=m.stream_late,
+                dropped=m.stream_dropped,
+                jitter_p99=m.delivery_jitter_p99,
+                p99=float(np.percentile(latencies, 99)),
+                p99_first_half=float(np.percentile(latencies[:half], 99)),
+                p99_second_half=float(np.percentile(latencies[half:] or latencies, 99)),
+            )
+            out.latencies[label] = latencies
+
+
 # ----------------------------------------------------------------------------- baselines
 def bench_baselines(workload: Workload, reference: np.ndarray, plan: Plan, out: Results) -> None:
     name = workload.name
@@ -406,6 +456,27 @@ def verdicts(out: Results, plan: Plan) -> list[str]:
                 f"{r['metric']} over {r['frames']} frames < 1 MB",
                 f"{growth / 1e6:.2f} MB",
                 growth < TARGET_RSS_GROWTH_BYTES,
+            )
+    for r in out.records:
+        if r["tool"] != "framering stream":
+            continue
+        p99 = float(r["p99"])  # type: ignore[arg-type]
+        if r["overload"] is None:
+            line(
+                "studio-1080p stream at 60 fps: no dropped frame, jitter p99 < 2 ms, "
+                "latency p99 < 5 ms",
+                f"{r['dropped']} dropped of {int(r['delivered']) + int(r['dropped'])}, jitter "
+                f"p99 {float(r['jitter_p99']) * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms",
+                r["dropped"] == 0 and float(r["jitter_p99"]) < 0.002 and p99 < 0.005,
+            )
+        else:
+            first = float(r["p99_first_half"])  # type: ignore[arg-type]
+            second = float(r["p99_second_half"])  # type: ignore[arg-type]
+            line(
+                f"{r['workload']} at {r['overload']}x overload, drop policy: latency bounded",
+                f"p99 {first * 1e3:.1f} ms then {second * 1e3:.1f} ms, {r['dropped']} dropped, "
+                f"{r['delivered']} delivered",
+                second <= 1.5 * first and int(r["dropped"]) > 0,  # type: ignore[call-overload]
             )
     return lines
 
@@ -522,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         reference = composite_stack_reference(workload.width, workload.height, workload.layers)
         bench_engine(workload, reference, plan, out)
         bench_baselines(workload, reference, plan, out)
+    bench_streams(plan, out)
     progress_done()
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

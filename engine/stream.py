@@ -38,6 +38,9 @@ Policy = Literal["drop", "repeat", "block"]
 POLICIES: Final = ("drop", "repeat", "block")
 # Longest a `block` stream waits for one late frame before it gives up with an error.
 BLOCK_LIMIT_S: Final = 30.0
+# Recent frames whose submit-to-done time sets how far ahead a frame is submitted. Small, so
+# the stream adapts within a fraction of a second when the load changes.
+LATENCY_WINDOW: Final = 8
 
 Scene = Callable[[float, int], Sequence[Layer]]
 
@@ -89,6 +92,10 @@ class _Clock:
         self.start = time.perf_counter() + self.interval  # the first tick, one frame ahead
         self.submit_next = 0  # next tick to submit
         self.pending: deque[tuple[int, FrameSlot]] = deque()
+        # Recent submit-to-done times (a late frame counts with how long it had by its tick):
+        # a frame is only submitted for a tick at least that far ahead, so under overload the
+        # stream composites the frames it can deliver instead of ones it will throw away.
+        self.recent: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.previous: StreamFrame | None = None
         self.previous_slot: FrameSlot | None = None
 
@@ -106,7 +113,8 @@ class _Clock:
             self.frames is None or self.submit_next < self.frames
         ):
             index = self.submit_next
-            if self.policy != "block" and self.tick(index) < time.perf_counter():
+            lead = max(self.recent) if self.recent and self.policy != "block" else 0.0
+            if self.policy != "block" and self.tick(index) < time.perf_counter() + lead:
                 recorder.stream_event("dropped")  # too late to be worth compositing
                 self.submit_next += 1
                 continue
@@ -121,6 +129,8 @@ class _Clock:
 
     def deliver(self, index: int, slot: FrameSlot, repeated: bool = False) -> StreamFrame:
         now = time.perf_counter_ns()
+        if not repeated:
+            self.recent.append((slot.finished_ns - slot.submitted_ns) / 1e9)
         frame = StreamFrame(
             slot.wait(0),
             index,
@@ -140,6 +150,7 @@ class _Clock:
     def late(self, index: int, slot: FrameSlot) -> StreamFrame | None:
         """The frame for ``index`` missed its tick: apply the policy (not ``block``)."""
         self.engine._recorder.stream_event("late")
+        self.recent.append(time.perf_counter() - slot.submitted_ns / 1e9)  # and counting
         slot.release()  # thrown away when it finishes
         if self.policy == "repeat" and self.previous is not None and self.previous_slot:
             self.engine._recorder.stream_event("repeated")
