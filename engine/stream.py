@@ -1,6 +1,6 @@
 """Paced, in-order output: frames on a fixed clock, and what to do when one is late.
 
-A live loop wants frame ``i`` at ``start + i / fps``. :class:`FrameStream` submits frames ahead
+A live loop wants frame ``i`` at ``start + i / fps``. ``Engine.stream`` submits frames ahead
 (at most ``inflight`` at once, so every worker stays busy) and hands them over in order on that
 clock. When a frame is not finished by its tick, the policy decides:
 
@@ -158,6 +158,23 @@ class _Clock:
         self.engine._recorder.stream_event("dropped")
         return None
 
+    def hand_over(self) -> StreamFrame | None:
+        """The head frame's tick has come: deliver it, or apply the policy if it is late.
+
+        With ``block`` the driver has waited for the frame already; a delay of more than half
+        a frame shifts the clock.
+        """
+        index, slot = self.pending.popleft()
+        if self.policy == "block":
+            lag = time.perf_counter() - self.tick(index)
+            if lag > self.interval / 2:
+                self.engine._recorder.stream_event("late")
+                self.start += lag  # shift the clock
+            return self.deliver(index, slot)
+        if slot.done:
+            return self.deliver(index, slot)
+        return self.late(index, slot)
+
     def close(self) -> None:
         for _, slot in self.pending:
             if not slot._released:
@@ -168,91 +185,59 @@ class _Clock:
         self.previous_slot = None
 
 
-class FrameStream:
-    """Iterator of :class:`StreamFrame` on a fixed clock (``Engine.stream``)."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        scene: Scene,
-        fps: float,
-        inflight: int | None,
-        policy: str,
-        frames: int | None,
-    ) -> None:
-        self._clock = _Clock(engine, scene, fps, inflight, policy, frames)
-
-    def __iter__(self) -> Iterator[StreamFrame]:
-        clock = self._clock
-        try:
-            while not clock.finished():
-                clock.submit_ahead()
-                if not clock.pending:
-                    continue
-                index, slot = clock.pending[0]
-                due = clock.tick(index)
-                remaining = due - time.perf_counter()
-                if remaining > 0:
-                    time.sleep(remaining)  # deliver on the tick, not before
-                clock.pending.popleft()
-                if clock.policy == "block":
-                    slot.wait(BLOCK_LIMIT_S)
-                    lag = time.perf_counter() - due
-                    if lag > clock.interval / 2:
-                        clock.engine._recorder.stream_event("late")
-                        clock.start += lag  # shift the clock
-                    frame: StreamFrame | None = clock.deliver(index, slot)
-                elif slot.done:
-                    frame = clock.deliver(index, slot)
-                else:
-                    frame = clock.late(index, slot)
-                if frame is not None:
-                    yield frame
-        finally:
-            clock.close()
+def stream_frames(
+    engine: Engine,
+    scene: Scene,
+    fps: float,
+    inflight: int | None,
+    policy: str,
+    frames: int | None,
+) -> Iterator[StreamFrame]:
+    """The synchronous driver of a :class:`_Clock` (``Engine.stream``)."""
+    clock = _Clock(engine, scene, fps, inflight, policy, frames)
+    try:
+        while not clock.finished():
+            clock.submit_ahead()
+            if not clock.pending:
+                continue
+            index, slot = clock.pending[0]
+            remaining = clock.tick(index) - time.perf_counter()
+            if remaining > 0:
+                time.sleep(remaining)  # deliver on the tick, not before
+            if clock.policy == "block":
+                slot.wait(BLOCK_LIMIT_S)
+            frame = clock.hand_over()
+            if frame is not None:
+                yield frame
+    finally:
+        clock.close()
 
 
-class AsyncFrameStream:
-    """``async for`` over :class:`StreamFrame` (``Engine.astream``): the same clock and policies,
-    with ``asyncio.sleep`` for ticks and the engine's event-loop bridge for completions."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        scene: Scene,
-        fps: float,
-        inflight: int | None,
-        policy: str,
-        frames: int | None,
-    ) -> None:
-        self._clock = _Clock(engine, scene, fps, inflight, policy, frames)
-
-    async def __aiter__(self) -> AsyncIterator[StreamFrame]:
-        clock = self._clock
-        try:
-            while not clock.finished():
-                clock.submit_ahead(blocking=False)
-                if not clock.pending:
-                    await clock.engine._bridge().wait_for(clock.engine._has_free_slot)
-                    continue
-                index, slot = clock.pending[0]
-                due = clock.tick(index)
-                remaining = due - time.perf_counter()
-                if remaining > 0:
-                    await asyncio.sleep(remaining)
-                clock.pending.popleft()
-                if clock.policy == "block":
-                    await slot.wait_async(BLOCK_LIMIT_S)
-                    lag = time.perf_counter() - due
-                    if lag > clock.interval / 2:
-                        clock.engine._recorder.stream_event("late")
-                        clock.start += lag
-                    frame: StreamFrame | None = clock.deliver(index, slot)
-                elif slot.done:
-                    frame = clock.deliver(index, slot)
-                else:
-                    frame = clock.late(index, slot)
-                if frame is not None:
-                    yield frame
-        finally:
-            clock.close()
+async def astream_frames(
+    engine: Engine,
+    scene: Scene,
+    fps: float,
+    inflight: int | None,
+    policy: str,
+    frames: int | None,
+) -> AsyncIterator[StreamFrame]:
+    """The asyncio driver (``Engine.astream``): the same clock and policies, with
+    ``asyncio.sleep`` for ticks and the engine's event-loop bridge for completions."""
+    clock = _Clock(engine, scene, fps, inflight, policy, frames)
+    try:
+        while not clock.finished():
+            clock.submit_ahead(blocking=False)
+            if not clock.pending:
+                await engine._bridge().wait_for(engine._has_free_slot)
+                continue
+            index, slot = clock.pending[0]
+            remaining = clock.tick(index) - time.perf_counter()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+            if clock.policy == "block":
+                await slot.wait_async(BLOCK_LIMIT_S)
+            frame = clock.hand_over()
+            if frame is not None:
+                yield frame
+    finally:
+        clock.close()
