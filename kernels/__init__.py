@@ -6,14 +6,8 @@ function validates its arguments in Python and then runs a kernel that trusts th
 
 from kernels.blend import BLEND_MODE_NAMES, BlendMode
 from kernels.fill import clear, fill
-from kernels.stack import (
-    BufferTable,
-    LayerStack,
-    PixelLayer,
-    composite_layer,
-    composite_stack,
-    is_opaque,
-)
+from kernels.layers import BufferTable, LayerStack, PixelLayer, is_opaque
+from kernels.stack import composite_layer, composite_stack
 from kernels.warmup import warmup
 
 __all__ = [

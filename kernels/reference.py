@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kernels.blend import BlendMode
-from kernels.stack import PixelLayer
+from kernels.layers import PixelLayer
 
 
 def blend_function(mode: BlendMode, cb: np.ndarray, cs: np.ndarray) -> np.ndarray:

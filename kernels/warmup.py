@@ -8,7 +8,8 @@ import numpy as np
 
 from kernels.blend import BlendMode
 from kernels.fill import fill
-from kernels.stack import PixelLayer, composite_stack
+from kernels.layers import PixelLayer
+from kernels.stack import composite_stack
 
 
 def warmup() -> float:

@@ -1,0 +1,261 @@
+"""The layer table the kernels take: pictures, placement and blending, validated once.
+
+:class:`PixelLayer` is one layer as a caller describes it; :class:`BufferTable` holds checked
+buffers that many stacks can share; :class:`LayerStack` is the packed, immutable table of
+addresses and integer geometry that ``composite_stack`` hands to the kernel, which trusts it
+completely. Everything that could make a kernel read out of bounds is proven here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from kernels.blend import BlendMode
+from kernels.validate import (
+    INT32_MAX,
+    INT32_MIN,
+    MAX_SIDE,
+    check_opacity,
+    check_position,
+    check_rgba,
+)
+
+# Bits of the per-layer flags column.
+FLAG_OPAQUE: Final = 1  # every alpha byte of the buffer is 255
+FLAG_PREMULTIPLIED: Final = 2  # RGB is premultiplied by alpha
+
+_N_MODES = len(BlendMode)
+
+
+@dataclass(frozen=True, slots=True)
+class PixelLayer:
+    """One layer for the kernels: an RGBA8 picture, where it goes and how it blends.
+
+    Attributes:
+        pixels: (h, w, 4) uint8 C-contiguous RGBA8; read-only arrays are fine.
+        x, y: where the layer's top-left pixel lands in the frame; may be negative or past the
+            edge, the part outside the frame is clipped.
+        opacity: global factor in [0, 1] applied on top of the per-pixel alpha.
+        blend: a :class:`BlendMode` or its name (``"normal"``, ``"multiply"``, ...).
+        premultiplied: the RGB channels are premultiplied by alpha.
+        opaque: every alpha is 255 (lets the kernel copy instead of blend). ``None`` measures
+            it by reading the alpha channel once; a wrong ``True`` gives wrong pixels, never a
+            memory error.
+    """
+
+    pixels: np.ndarray
+    x: int = 0
+    y: int = 0
+    opacity: float = 1.0
+    blend: BlendMode | str = BlendMode.NORMAL
+    premultiplied: bool = False
+    opaque: bool | None = None
+
+
+def is_opaque(pixels: np.ndarray) -> bool:
+    """True if every alpha byte of an RGBA8 picture is 255 (one read of the alpha channel)."""
+    return bool(pixels[..., 3].min() == 255)
+
+
+class BufferTable:
+    """Layer buffers checked once: addresses, sizes and opaque flags, reusable by many stacks.
+
+    Checking a buffer (dtype, shape, contiguity, alignment; scanning alpha when ``opaque`` is
+    not given) is the costly part of preparing a stack; a caller that composites the same
+    buffers frame after frame builds the table once. It keeps the buffers alive.
+    """
+
+    __slots__ = ("addresses", "buffers", "flags", "heights", "widths")
+
+    def __init__(
+        self, buffers: Sequence[np.ndarray], opaque: Sequence[bool | None] | None = None
+    ) -> None:
+        self.buffers = tuple(
+            check_rgba(b, f"buffers[{i}]", writable=False) for i, b in enumerate(buffers)
+        )
+        if opaque is None:
+            opaque = [None] * len(self.buffers)
+        if len(opaque) != len(self.buffers):
+            raise ValueError("opaque must give one value per buffer")
+        self.flags = np.array(
+            [
+                FLAG_OPAQUE if (is_opaque(b) if o is None else bool(o)) else 0
+                for b, o in zip(self.buffers, opaque, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        self.addresses = np.array([b.ctypes.data for b in self.buffers], dtype=np.int64)
+        self.widths = np.array([b.shape[1] for b in self.buffers], dtype=np.int64)
+        self.heights = np.array([b.shape[0] for b in self.buffers], dtype=np.int64)
+        for column in (self.flags, self.addresses, self.widths, self.heights):
+            column.setflags(write=False)
+
+    def __len__(self) -> int:
+        return len(self.buffers)
+
+
+class LayerStack:
+    """A validated, packed table of layers for frames of one size, ready for the kernel.
+
+    Build one with :meth:`prepare` (from :class:`PixelLayer` objects) or :meth:`from_buffers`
+    (from columns, for callers that already hold arrays of positions). Layers that cannot
+    change the frame (opacity 0, or entirely outside it) are dropped here. The stack keeps
+    its buffers alive, so it may be reused for many frames while their pixels change.
+
+    A stack is immutable: its columns are read-only arrays, because the kernel trusts them
+    (a size or address changed after validation would make it read out of bounds). To move
+    a layer, prepare a new stack; that costs microseconds.
+    """
+
+    __slots__ = (
+        "_buffers",
+        "addresses",
+        "flags",
+        "geometry",
+        "height",
+        "modes",
+        "opacity",
+        "width",
+    )
+
+    width: int
+    height: int
+    addresses: np.ndarray  # int64 (n,): address of each layer's first pixel
+    geometry: np.ndarray  # int64 (n, 4): x, y, w, h
+    opacity: np.ndarray  # float64 (n,)
+    modes: np.ndarray  # int64 (n,): BlendMode values
+    flags: np.ndarray  # int64 (n,): FLAG_OPAQUE | FLAG_PREMULTIPLIED
+    _buffers: tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return int(self.addresses.shape[0])
+
+    @classmethod
+    def prepare(cls, width: int, height: int, layers: Sequence[PixelLayer]) -> LayerStack:
+        """Validate ``layers`` (bottom first) for a ``width`` x ``height`` frame and pack them."""
+        if not isinstance(layers, Sequence):
+            raise TypeError(f"layers must be a sequence of PixelLayer, not {type(layers).__name__}")
+        buffers: list[np.ndarray] = []
+        opaque: list[bool | None] = []
+        slot_of: dict[int, int] = {}
+        index, xs, ys, opacity, modes, premultiplied = [], [], [], [], [], []
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, PixelLayer):
+                raise TypeError(f"layers[{i}] must be a PixelLayer, not {type(layer).__name__}")
+            key = id(layer.pixels)
+            if key not in slot_of:
+                slot_of[key] = len(buffers)
+                buffers.append(check_rgba(layer.pixels, f"layers[{i}].pixels", writable=False))
+                opaque.append(layer.opaque)
+            elif layer.opaque is not None:
+                opaque[slot_of[key]] = layer.opaque
+            index.append(slot_of[key])
+            xs.append(check_position(layer.x, f"layers[{i}].x"))
+            ys.append(check_position(layer.y, f"layers[{i}].y"))
+            opacity.append(check_opacity(layer.opacity, f"layers[{i}].opacity"))
+            modes.append(int(BlendMode.parse(layer.blend)))
+            if not isinstance(layer.premultiplied, bool | np.bool_):
+                raise TypeError(f"layers[{i}].premultiplied must be a bool")
+            premultiplied.append(bool(layer.premultiplied))
+        return cls.from_buffers(
+            width,
+            height,
+            buffers,
+            index=np.array(index, dtype=np.int64),
+            x=np.array(xs, dtype=np.int64),
+            y=np.array(ys, dtype=np.int64),
+            opacity=np.array(opacity, dtype=np.float64),
+            modes=np.array(modes, dtype=np.int64),
+            premultiplied=np.array(premultiplied, dtype=bool),
+            opaque=opaque,
+        )
+
+    @classmethod
+    def from_buffers(
+        cls,
+        width: int,
+        height: int,
+        buffers: Sequence[np.ndarray] | BufferTable,
+        *,
+        index: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        opacity: np.ndarray,
+        modes: np.ndarray,
+        premultiplied: np.ndarray,
+        opaque: Sequence[bool | None] | None = None,
+    ) -> LayerStack:
+        """Pack a stack given as columns: layer ``i`` shows ``buffers[index[i]]``.
+
+        Sizes and addresses come from the buffers themselves, so the kernel can never be told
+        a wrong size. Every column is checked with vectorised numpy, which keeps this cheap for
+        stacks of hundreds of layers. Pass a :class:`BufferTable` (and no ``opaque``) to reuse
+        buffers checked once for many stacks, as the engine's workers do.
+        """
+        width = check_position(width, "width")
+        height = check_position(height, "height")
+        if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+            raise ValueError(
+                f"frame size must be between 1x1 and {MAX_SIDE}x{MAX_SIDE}, not {width}x{height}"
+            )
+        if isinstance(buffers, BufferTable):
+            if opaque is not None:
+                raise ValueError("a BufferTable carries its own opaque flags")
+            table = buffers
+        else:
+            table = BufferTable(buffers, opaque)
+        n = len(index)
+        columns = {"index": index, "x": x, "y": y, "opacity": opacity, "modes": modes}
+        columns["premultiplied"] = premultiplied
+        for name, column in columns.items():
+            if not isinstance(column, np.ndarray) or column.shape != (n,):
+                raise ValueError(f"{name} must be a 1-d numpy array of {n} values")
+        for name in ("index", "x", "y", "modes"):
+            if columns[name].dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integers, not {columns[name].dtype}")
+        if opacity.dtype.kind != "f":
+            raise TypeError(f"opacity must hold floats, not {opacity.dtype}")
+        if premultiplied.dtype != bool:
+            raise TypeError(f"premultiplied must be a bool array, not {premultiplied.dtype}")
+        if n:
+            if index.min() < 0 or index.max() >= len(table):
+                raise ValueError(f"index values must lie in [0, {len(table)})")
+            for name in ("x", "y"):
+                column = columns[name]
+                if column.min() < INT32_MIN or column.max() > INT32_MAX:
+                    raise ValueError(f"{name} positions must fit in int32")
+            if not (np.isfinite(opacity).all() and opacity.min() >= 0.0 and opacity.max() <= 1.0):
+                raise ValueError("opacity values must be finite floats in [0, 1]")
+            if modes.min() < 0 or modes.max() >= _N_MODES:
+                raise ValueError(f"modes must be BlendMode values in [0, {_N_MODES})")
+
+        index = index.astype(np.int64, copy=False)
+        w = table.widths[index]
+        h = table.heights[index]
+        x = x.astype(np.int64)
+        y = y.astype(np.int64)
+        visible = (opacity > 0.0) & (x < width) & (x + w > 0) & (y < height) & (y + h > 0)
+        keep = np.flatnonzero(visible)
+        index = index[keep]
+
+        stack = cls.__new__(cls)
+        stack.width = width
+        stack.height = height
+        stack.addresses = table.addresses[index]
+        stack.geometry = np.stack([x[keep], y[keep], w[keep], h[keep]], axis=1)
+        stack.opacity = opacity[keep].astype(np.float64)
+        stack.modes = modes[keep].astype(np.int64)
+        stack.flags = table.flags[index] | np.where(premultiplied[keep], FLAG_PREMULTIPLIED, 0)
+        stack._buffers = table.buffers
+        for column in (stack.addresses, stack.geometry, stack.opacity, stack.modes, stack.flags):
+            column.setflags(write=False)
+        return stack
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if hasattr(self, "_buffers"):
+            raise AttributeError("a LayerStack is immutable; prepare a new one")
+        object.__setattr__(self, name, value)
