@@ -256,7 +256,9 @@ class WorkerPool:
 
     def _assign_pending(self) -> list[tuple[WorkerHandle, Task]]:
         """Move pending tasks to the least-loaded READY workers (lock held). No sending here."""
-        sends = []
+        sends: list[tuple[WorkerHandle, Task]] = []
+        if not self._pending:
+            return sends  # the common case on every completion
         while self._pending:
             ready = [w for w in self._workers if w.state is WorkerState.READY]
             if not ready:
