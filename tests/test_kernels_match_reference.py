@@ -11,10 +11,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import BlendMode, LayerStack, PixelLayer, composite_layer, composite_stack
+from kernels import BlendMode, LayerStack, PixelLayer, composite_layer, composite_stack, fill
 from kernels.reference import (
     composite_layer_reference,
     composite_stack_reference,
+    fill_reference,
     premultiplied_difference,
 )
 from tests.layers import frames, layers
@@ -118,3 +119,28 @@ def test_reference_workload_sized_frame_matches_reference() -> None:
     ]
     composite_stack(frame, stack)
     assert_close(frame, composite_stack_reference(1920, 1080, stack))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frames(),
+    st.tuples(*[st.integers(0, 255)] * 4),
+    st.none()
+    | st.tuples(st.integers(-50, 50), st.integers(-50, 50), st.integers(0, 60), st.integers(0, 60)),
+    st.data(),
+)
+def test_fill_matches_reference(
+    frame: np.ndarray,
+    color: tuple[int, int, int, int],
+    rect: tuple[int, int, int, int] | None,
+    data: st.DataObject,
+) -> None:
+    h = frame.shape[0]
+    y0 = data.draw(st.integers(0, h))
+    rows = (y0, data.draw(st.integers(y0, h)))
+    got = frame.copy()
+    fill(got, color, rect=rect, rows=rows)
+    want = fill_reference(frame, color, rect)
+    np.testing.assert_array_equal(got[rows[0] : rows[1]], want[rows[0] : rows[1]])
+    np.testing.assert_array_equal(got[: rows[0]], frame[: rows[0]])  # outside the band: as was
+    np.testing.assert_array_equal(got[rows[1] :], frame[rows[1] :])
