@@ -34,7 +34,14 @@ from engine.ring import FrameRing, SlotState
 from engine.shm import CreatedSegment, new_engine_token, reclaim_orphans, segment_name
 from engine.slots import FrameSlot, frame_failed
 from engine.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source, buffer_stride
-from engine.stream import Policy, Scene, StreamFrame, astream_frames, stream_frames
+from engine.stream import (
+    Policy,
+    Scene,
+    StreamClock,
+    StreamFrame,
+    astream_frames,
+    stream_frames,
+)
 from engine.validation import check_timeout, checked, positive_int, positive_seconds
 from kernels import is_opaque, warmup
 from kernels.validate import MAX_SIDE, check_rgba
@@ -418,7 +425,7 @@ class Engine:
             frames: stop after this many ticks (default: until the caller stops iterating).
         """
         self._check_open()
-        return stream_frames(self, scene, fps, inflight, policy, frames)
+        return stream_frames(StreamClock(self, scene, fps, inflight, policy, frames))
 
     def astream(
         self,
@@ -431,7 +438,7 @@ class Engine:
     ) -> AsyncIterator[StreamFrame]:
         """:meth:`stream` for ``async for``."""
         self._check_open()
-        return astream_frames(self, scene, fps, inflight, policy, frames)
+        return astream_frames(StreamClock(self, scene, fps, inflight, policy, frames))
 
     def render(self, layers: Sequence[Layer], timeout: float | None = 10.0) -> np.ndarray:
         """Composite one frame and return a copy of it (for one-off use and tests)."""

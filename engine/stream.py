@@ -62,7 +62,7 @@ class StreamFrame:
     """True when this is the previous frame shown again (``repeat`` policy)."""
 
 
-class _Clock:
+class StreamClock:
     """The stream's schedule, and the bookkeeping shared by the sync and async drivers."""
 
     def __init__(
@@ -185,16 +185,8 @@ class _Clock:
         self.previous_slot = None
 
 
-def stream_frames(
-    engine: Engine,
-    scene: Scene,
-    fps: float,
-    inflight: int | None,
-    policy: str,
-    frames: int | None,
-) -> Iterator[StreamFrame]:
-    """The synchronous driver of a :class:`_Clock` (``Engine.stream``)."""
-    clock = _Clock(engine, scene, fps, inflight, policy, frames)
+def stream_frames(clock: StreamClock) -> Iterator[StreamFrame]:
+    """The synchronous driver of a :class:`StreamClock` (``Engine.stream``)."""
     try:
         while not clock.finished():
             clock.submit_ahead()
@@ -213,17 +205,10 @@ def stream_frames(
         clock.close()
 
 
-async def astream_frames(
-    engine: Engine,
-    scene: Scene,
-    fps: float,
-    inflight: int | None,
-    policy: str,
-    frames: int | None,
-) -> AsyncIterator[StreamFrame]:
+async def astream_frames(clock: StreamClock) -> AsyncIterator[StreamFrame]:
     """The asyncio driver (``Engine.astream``): the same clock and policies, with
     ``asyncio.sleep`` for ticks and the engine's event-loop bridge for completions."""
-    clock = _Clock(engine, scene, fps, inflight, policy, frames)
+    engine = clock.engine
     try:
         while not clock.finished():
             clock.submit_ahead(blocking=False)

@@ -179,3 +179,12 @@ def test_acquire_async_waits_for_a_release_without_blocking_the_loop(eng: Engine
         return waited
 
     assert 0.04 <= asyncio.run(main()) < 1.0
+
+
+def test_bad_stream_arguments_are_refused_when_the_stream_is_made(eng: Engine) -> None:
+    with pytest.raises(ValueError, match="policy"):
+        eng.stream(lambda t, i: [], policy="skip")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fps"):
+        eng.stream(lambda t, i: [], fps=0)
+    with pytest.raises(ValueError, match="scene"):
+        eng.stream("not callable")  # type: ignore[arg-type]
