@@ -5,6 +5,7 @@ function validates its arguments in Python and then runs a kernel that trusts th
 """
 
 from kernels.blend import BLEND_MODE_NAMES, BlendMode
+from kernels.convert import FrameFormat, convert_frame
 from kernels.fill import clear, fill
 from kernels.layers import BufferTable, LayerStack, PixelLayer, is_opaque
 from kernels.stack import composite_layer, composite_stack
@@ -14,11 +15,13 @@ __all__ = [
     "BLEND_MODE_NAMES",
     "BlendMode",
     "BufferTable",
+    "FrameFormat",
     "LayerStack",
     "PixelLayer",
     "clear",
     "composite_layer",
     "composite_stack",
+    "convert_frame",
     "fill",
     "is_opaque",
     "warmup",

@@ -153,3 +153,22 @@ def premultiplied_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     pre = np.abs(fa[..., :3] * fa[..., 3:4] / 255.0 - fb[..., :3] * fb[..., 3:4] / 255.0)
     rgb = np.minimum(straight[..., :3], pre)
     return np.concatenate([rgb, straight[..., 3:4]], axis=-1)
+
+
+def yuv420_reference(
+    frame: np.ndarray, matrix: str = "bt709", value_range: str = "limited"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Y, Cb, Cr) planes of an RGBA8 frame in float64, chroma the mean of each 2x2 block,
+    straight from the formulas in ``kernels.convert`` (not rounded)."""
+    kr, kb = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}[matrix]
+    rgb = frame[..., :3].astype(np.float64) / 255.0
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    luma = kr * r + (1 - kr - kb) * g + kb * b
+    cb = (b - luma) / (2 * (1 - kb))
+    cr = (r - luma) / (2 * (1 - kr))
+    h, w = luma.shape
+    cb = cb.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    cr = cr.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    if value_range == "limited":
+        return 16 + 219 * luma, 128 + 224 * cb, 128 + 224 * cr
+    return 255 * luma, 128 + 255 * cb, 128 + 255 * cr

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from kernels.blend import BlendMode
+from kernels.convert import FrameFormat, convert_frame
 from kernels.fill import fill
 from kernels.layers import PixelLayer
 from kernels.stack import composite_stack
@@ -29,4 +30,6 @@ def warmup() -> float:
     composite_stack(frame, layers)
     composite_stack(frame, [PixelLayer(soft), PixelLayer(soft, x=3)])
     composite_stack(frame, [PixelLayer(soft)], clear=False)
+    for fmt in (FrameFormat.BGRA, FrameFormat.BGR, FrameFormat.I420, FrameFormat.NV12):
+        convert_frame(frame, np.empty(fmt.shape(70, 4), np.uint8), fmt)
     return time.perf_counter() - started

@@ -8,6 +8,7 @@ import pathlib
 import numba
 
 import kernels
+from kernels.convert import _swap_rb, _yuv420
 from kernels.fill import fill_kernel
 from kernels.jit import KERNEL_OPTIONS
 from kernels.stack import composite_stack_kernel
@@ -57,5 +58,5 @@ def test_kernels_package_knows_nothing_of_processes() -> None:
 def test_warmup_compiles_every_entry_point() -> None:
     # helpers are compiled into their callers; the entry points are what Python calls
     kernels.warmup()
-    for entry in (composite_stack_kernel, fill_kernel):
+    for entry in (composite_stack_kernel, fill_kernel, _swap_rb, _yuv420):
         assert entry.signatures, f"{entry.py_func.__qualname__} was not compiled by warmup()"
