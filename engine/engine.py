@@ -30,7 +30,7 @@ from engine.layer import Layer, pack_layers
 from engine.metrics import Metrics, Recorder, WorkerMetrics
 from engine.pool import SourceInfo, Task, WorkerPool
 from engine.protocol import LAYER_OPAQUE
-from engine.ring import FrameRing, SlotState
+from engine.ring import MATRIX_CODES, RANGE_CODES, FrameRing, SlotState
 from engine.shm import CreatedSegment, new_engine_token, reclaim_orphans, segment_name
 from engine.slots import FrameSlot, frame_failed
 from engine.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source, buffer_stride
@@ -43,7 +43,7 @@ from engine.stream import (
     stream_frames,
 )
 from engine.validation import check_timeout, checked, positive_int, positive_seconds
-from kernels import is_opaque, warmup
+from kernels import FrameFormat, is_opaque, warmup
 from kernels.validate import MAX_SIDE, check_rgba
 
 # A frame a worker has not finished after this many seconds is taken as hung: the worker is
@@ -84,6 +84,11 @@ class Engine:
         start_timeout: seconds to wait for the workers to start.
         initializer: called as ``initializer(*initargs)`` in every worker process when it
             starts (replacements included), before it takes frames; both must pickle.
+        output: the format ``wait()`` delivers frames in: ``rgba`` (default), ``bgra``,
+            ``bgr``, ``i420`` or ``nv12`` (planes as ``cv2`` lays them out). The worker
+            converts after compositing, so an encoder gets its format without a pass in the
+            caller. I420 and NV12 need an even width and height.
+        yuv_matrix, yuv_range: ``bt709``/``bt601`` and ``limited``/``full`` for I420/NV12.
 
     Use it as a context manager, or call :meth:`close`; it also closes at interpreter exit.
     """
@@ -100,6 +105,9 @@ class Engine:
         start_timeout: float = DEFAULT_START_TIMEOUT_S,
         initializer: Callable[..., Any] | None = None,
         initargs: tuple[Any, ...] = (),
+        output: FrameFormat | str = FrameFormat.RGBA,
+        yuv_matrix: str = "bt709",
+        yuv_range: str = "limited",
     ) -> None:
         self.width: Final = positive_int(width, "width", MAX_SIDE)
         self.height: Final = positive_int(height, "height", MAX_SIDE)
@@ -122,10 +130,32 @@ class Engine:
         self._async: AsyncBridge | None = None
         if initializer is not None and not callable(initializer):
             raise InvalidTypeError("initializer must be callable")
+        try:
+            self.output: Final = FrameFormat(output)
+        except ValueError:
+            formats = ", ".join(f.value for f in FrameFormat)
+            raise InvalidValueError(f"output must be one of {formats}, not {output!r}") from None
+        if yuv_matrix not in MATRIX_CODES or yuv_range not in RANGE_CODES:
+            raise InvalidValueError(
+                f"yuv_matrix must be one of {', '.join(MATRIX_CODES)} and yuv_range one of "
+                f"{', '.join(RANGE_CODES)}, not {yuv_matrix!r} and {yuv_range!r}"
+            )
+        if self.output in (FrameFormat.I420, FrameFormat.NV12) and (
+            self.width % 2 or self.height % 2
+        ):
+            raise InvalidValueError(
+                f"{self.output.value} needs an even width and height, not {width}x{height}"
+            )
         warmup()  # compile and write Numba's cache now, so workers only load it
         reclaim_orphans()  # segments of engines whose process was killed
         self._ring = FrameRing.create(
-            segment_name(self.token, "ring"), self.width, self.height, self.slots
+            segment_name(self.token, "ring"),
+            self.width,
+            self.height,
+            self.slots,
+            self.output,
+            yuv_matrix,
+            yuv_range,
         )
         try:
             self._pool = WorkerPool(

@@ -7,7 +7,10 @@ Byte layout (little-endian; created by the parent, attached by every worker)::
                     8  width     u32  frame width in pixels
                    12  height    u32  frame height in pixels
                    16  slots     u32  number of slots
-                   20  (pad)     u32
+                   20  format    u8   delivery format: 0 rgba, 1 bgra, 2 bgr, 3 i420, 4 nv12
+                   21  matrix    u8   YUV matrix: 0 bt601, 1 bt709
+                   22  range     u8   YUV range: 0 limited, 1 full
+                   23  (pad)     u8
                    24  stride    u64  bytes from one slot's pixels to the next
                    32  pixels    u64  offset of slot 0's pixels
                    40  (reserved)
@@ -15,7 +18,9 @@ Byte layout (little-endian; created by the parent, attached by every worker)::
                     0  state     u32  SlotState (written by the parent only)
                     4  attempt   u32  how many times the current frame was dispatched
                     8  sequence  u64  frame sequence number, unique per engine
-    offset pixels slot 0 pixels: height x width x 4 bytes of RGBA8, then padding to `stride`
+    offset pixels slot 0 pixels: height x width x 4 bytes of RGBA8, padded to a page; then,
+                  unless the format is rgba, the frame in the delivery format (what
+                  ``wait()`` returns), padded to `stride`
                   slot 1 pixels ...
 
 Slot pixels start on page boundaries (``stride`` is a multiple of 4096), so a slot never
@@ -41,11 +46,15 @@ from typing import Final
 import numpy as np
 
 from engine.shm import AttachedSegment, CreatedSegment
+from kernels.convert import FrameFormat
 
 MAGIC: Final = b"FRMRING1"
 HEADER_BYTES: Final = 64
 PAGE: Final = 4096
-_HEADER = struct.Struct("<8sIII4xQQ")
+_HEADER = struct.Struct("<8sIIIBBBxQQ")
+FORMAT_CODES: Final = {fmt: code for code, fmt in enumerate(FrameFormat)}
+MATRIX_CODES: Final = {"bt601": 0, "bt709": 1}
+RANGE_CODES: Final = {"limited": 0, "full": 1}
 SLOT_TABLE = np.dtype([("state", "<u4"), ("attempt", "<u4"), ("sequence", "<u8")])
 
 
@@ -62,9 +71,18 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def ring_bytes(width: int, height: int, slots: int) -> tuple[int, int, int]:
+def delivery_bytes(fmt: FrameFormat, width: int, height: int) -> int:
+    """Bytes of a slot's delivery area (none for rgba: the composited frame is delivered)."""
+    if fmt is FrameFormat.RGBA:
+        return 0
+    return _round_up(int(np.prod(fmt.shape(width, height))), PAGE)
+
+
+def ring_bytes(
+    width: int, height: int, slots: int, fmt: FrameFormat = FrameFormat.RGBA
+) -> tuple[int, int, int]:
     """(total size, slot stride, pixels offset) of a ring."""
-    stride = _round_up(width * height * 4, PAGE)
+    stride = _round_up(width * height * 4, PAGE) + delivery_bytes(fmt, width, height)
     pixels = _round_up(HEADER_BYTES + slots * SLOT_TABLE.itemsize, PAGE)
     return pixels + slots * stride, stride, pixels
 
@@ -75,7 +93,9 @@ class FrameRing:
     def __init__(self, segment: CreatedSegment | AttachedSegment) -> None:
         self.segment = segment
         buf = segment.buf
-        magic, width, height, slots, stride, pixels = _HEADER.unpack_from(buf)
+        magic, width, height, slots, fmt, matrix, value_range, stride, pixels = _HEADER.unpack_from(
+            buf
+        )
         if magic != MAGIC:
             raise ValueError(f"segment {segment.name} is not a framering ring")
         self.width: int = width
@@ -91,12 +111,50 @@ class FrameRing:
             np.ndarray((height, width, 4), np.uint8, buffer=buf, offset=pixels + i * stride)
             for i in range(slots)
         ]
+        self.format = list(FrameFormat)[fmt]
+        self.matrix = {code: name for name, code in MATRIX_CODES.items()}[matrix]
+        self.value_range = {code: name for name, code in RANGE_CODES.items()}[value_range]
+        rgba_bytes = _round_up(width * height * 4, PAGE)
+        self._delivered = (
+            self._frames
+            if self.format is FrameFormat.RGBA
+            else [
+                np.ndarray(
+                    self.format.shape(width, height),
+                    np.uint8,
+                    buffer=buf,
+                    offset=pixels + i * stride + rgba_bytes,
+                )
+                for i in range(slots)
+            ]
+        )
 
     @classmethod
-    def create(cls, name: str, width: int, height: int, slots: int) -> FrameRing:
-        size, stride, pixels = ring_bytes(width, height, slots)
+    def create(
+        cls,
+        name: str,
+        width: int,
+        height: int,
+        slots: int,
+        fmt: FrameFormat = FrameFormat.RGBA,
+        matrix: str = "bt709",
+        value_range: str = "limited",
+    ) -> FrameRing:
+        size, stride, pixels = ring_bytes(width, height, slots, fmt)
         segment = CreatedSegment.create(name, size, f"a ring of {slots} {width}x{height} slots")
-        _HEADER.pack_into(segment.buf, 0, MAGIC, width, height, slots, stride, pixels)
+        _HEADER.pack_into(
+            segment.buf,
+            0,
+            MAGIC,
+            width,
+            height,
+            slots,
+            FORMAT_CODES[fmt],
+            MATRIX_CODES[matrix],
+            RANGE_CODES[value_range],
+            stride,
+            pixels,
+        )
         return cls(segment)
 
     @classmethod
@@ -104,8 +162,12 @@ class FrameRing:
         return cls(AttachedSegment.attach(name))
 
     def frame(self, slot: int) -> np.ndarray:
-        """The (height, width, 4) uint8 view of a slot's pixels (no copy)."""
+        """The (height, width, 4) uint8 RGBA view a slot is composited into (no copy)."""
         return self._frames[slot]
+
+    def delivered(self, slot: int) -> np.ndarray:
+        """The slot's frame in the delivery format (the RGBA view itself for rgba)."""
+        return self._delivered[slot]
 
     def state(self, slot: int) -> SlotState:
         return SlotState(int(self._states[slot]))
@@ -116,6 +178,7 @@ class FrameRing:
     def release_views(self) -> None:
         """Drop this object's views so the segment can be unmapped."""
         self._frames = []
+        self._delivered = []
         self.table = np.empty(0, SLOT_TABLE)
         self._states = self.table["state"]
         self.attempts = self.table["attempt"]

@@ -106,7 +106,7 @@ class FrameSlot:
             raise WaitTimeoutError(f"{self!r} not finished within {timeout} s")
         if self._failure is not None:
             raise self._failure
-        return self._engine._ring.frame(self.index)
+        return self._engine._ring.delivered(self.index)
 
     async def wait_async(self, timeout: float | None = None) -> np.ndarray:
         """:meth:`wait` for asyncio: the event loop is woken by the engine, nothing polls."""

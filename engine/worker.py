@@ -27,7 +27,7 @@ from engine.protocol import LAYER_OPAQUE, LAYER_PREMULTIPLIED
 from engine.ring import FrameRing, SlotState
 from engine.shm import AttachedSegment
 from engine.sources import buffer_views
-from kernels import BufferTable, LayerStack, composite_stack, warmup
+from kernels import BufferTable, FrameFormat, LayerStack, composite_stack, convert_frame, warmup
 
 # How often a worker's watchdog thread checks that its parent is alive. A dead parent also
 # closes the pipe, but a worker busy in a frame (or hung in one) only notices through the
@@ -148,6 +148,14 @@ class Worker:
         )
         started = time.perf_counter_ns()
         composite_stack(ring.frame(task.slot), stack, rows=(task.y0, task.y1), clear=task.clear)
+        if ring.format is not FrameFormat.RGBA:  # what the encoder wants, in the slot
+            convert_frame(
+                ring.frame(task.slot),
+                ring.delivered(task.slot),
+                ring.format,
+                matrix=ring.matrix,
+                value_range=ring.value_range,
+            )
         return time.perf_counter_ns() - started
 
 

@@ -16,12 +16,13 @@ from engine import (
     Engine,
     EngineClosedError,
     ForeignObjectError,
+    InvalidValueError,
     Layer,
     SlotState,
     SlotStateError,
     WaitTimeoutError,
 )
-from kernels import BlendMode, PixelLayer, composite_stack
+from kernels import BlendMode, FrameFormat, PixelLayer, composite_stack, convert_frame
 from kernels.reference import composite_stack_reference, premultiplied_difference
 
 W, H = 160, 90
@@ -246,3 +247,37 @@ def test_close_with_frames_in_flight_fails_their_waiters_and_leaves_no_segment()
     with pytest.raises(EngineClosedError):
         engine.upload(np.zeros((2, 2, 4), np.uint8))
     engine.close()  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("output", "matrix", "value_range"),
+    [
+        ("bgr", "bt709", "limited"),
+        ("bgra", "bt709", "limited"),
+        ("i420", "bt601", "limited"),
+        ("nv12", "bt709", "full"),
+    ],
+)
+def test_frames_are_delivered_in_the_encoders_format(
+    output: str, matrix: str, value_range: str
+) -> None:
+    rng = np.random.default_rng(4)
+    pixels = picture(rng, H, W, opaque=True)
+    logo = picture(rng, 40, 60)
+    with Engine(
+        W, H, slots=2, workers=1, output=output, yuv_matrix=matrix, yuv_range=value_range
+    ) as engine:
+        layers = [Layer(engine.upload(pixels)), Layer(engine.upload(logo), x=20, y=10)]
+        got = engine.render(layers)
+    rgba = np.empty((H, W, 4), np.uint8)
+    composite_stack(rgba, [PixelLayer(pixels), PixelLayer(logo, x=20, y=10)])
+    want = np.empty(FrameFormat(output).shape(W, H), np.uint8)
+    convert_frame(rgba, want, output, matrix=matrix, value_range=value_range)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_yuv_output_needs_even_sizes() -> None:
+    with pytest.raises(InvalidValueError, match="even width and height"):
+        Engine(W + 1, H, slots=1, workers=1, output="i420")
+    with pytest.raises(InvalidValueError, match="output must be one of"):
+        Engine(W, H, slots=1, workers=1, output="yuyv")
