@@ -254,7 +254,8 @@ def run_demo(
                     print(
                         f"\r{delivered / (time.perf_counter() - started):6.1f} fps | latency "
                         f"p50 {m.latency_p50 * 1e3:5.2f} ms p99 {m.latency_p99 * 1e3:5.2f} ms | "
-                        f"late {m.stream_late} dropped {m.stream_dropped} | jitter p99 "
+                        f"late {m.stream_late} dropped {m.stream_dropped} repeated "
+                        f"{m.stream_repeated} | jitter p99 "
                         f"{m.delivery_jitter_p99 * 1e3:4.1f} ms | workers "
                         f"{_worker_status(eng, processes)}   ",
                         end="",
