@@ -490,12 +490,12 @@ class Engine:
         if not isinstance(clear, bool):
             raise InvalidTypeError("clear must be a bool")
         records = pack_layers(layers, self.token)
-        self._apply_fallbacks(records)
+        source_ids = self._apply_fallbacks(records, set(records["source"].tolist()))
         pinned: dict[int, int] = {}
         pins: list[tuple[Source | LiveSource, int]] = []
         with self._lock:
             self._check_open()
-            for source_id in set(records["source"].tolist()):
+            for source_id in source_ids:
                 source = self._sources.get(source_id)
                 if source is None:  # freed between validation and now
                     raise ForeignObjectError(f"source {source_id} was freed")
@@ -523,11 +523,14 @@ class Engine:
             self.task_failed(task, str(error))
             raise
 
-    def _apply_fallbacks(self, records: np.ndarray) -> None:
-        """Swap stalled live sources for their fallbacks in a frame's records."""
+    def _apply_fallbacks(self, records: np.ndarray, source_ids: set[int]) -> set[int]:
+        """Swap stalled live sources for their fallbacks in a frame's records.
+
+        Returns the frame's source ids after the swap (``source_ids`` when nothing stalled).
+        """
         stalled = False
         now = time.monotonic()
-        for source_id in set(records["source"].tolist()):
+        for source_id in source_ids:
             source = self._sources.get(source_id)
             if not isinstance(source, LiveSource) or not source.stalled(now):
                 continue
@@ -544,8 +547,10 @@ class Engine:
                 opaque_bit = LAYER_OPAQUE if fallback.opaque else 0
                 kept = records["flags"][rows] & np.uint8(0xFF ^ LAYER_OPAQUE)
                 records["flags"][rows] = kept | np.uint8(opaque_bit)
-        if stalled:
-            self._recorder.stalled()
+        if not stalled:
+            return source_ids
+        self._recorder.stalled()
+        return set(records["source"].tolist())
 
     # --- TaskListener: called by the pool's manager thread
     def task_dispatched(self, task: Task) -> None:
@@ -608,23 +613,23 @@ class Engine:
                 buffer_stride(s.width, s.height) * s.buffers for s in self._sources.values()
             )
         workers = []
-        for index, pid, state, done, inflight in pool["workers"]:  # type: ignore[attr-defined]
+        for index, pid, state, done, inflight in pool.workers:
             workers.append(WorkerMetrics(index, pid, state, done, inflight, self._rss(pid)))
         return Metrics(
             active_workers=sum(1 for w in workers if w.state == "ready"),
             busy_workers=sum(1 for w in workers if w.inflight),
-            pending_tasks=int(pool["pending"]) + int(pool["inflight"]),  # type: ignore[call-overload]
-            queued_tasks=int(pool["pending"]),  # type: ignore[call-overload]
+            pending_tasks=pool.queued + pool.inflight,
+            queued_tasks=pool.queued,
             frames_completed=self._recorder.frames_completed,
             frames_failed=self._recorder.frames_failed,
-            retries=int(pool["retries"]),  # type: ignore[call-overload]
-            worker_restarts=int(pool["restarts"]),  # type: ignore[call-overload]
+            retries=pool.retries,
+            worker_restarts=pool.restarts,
             ring_slots=self.slots,
             ring_in_use=in_use,
             shm_bytes=shm,
-            ipc_bytes_sent=int(pool["bytes_sent"]),  # type: ignore[call-overload]
-            ipc_bytes_received=int(pool["bytes_received"]),  # type: ignore[call-overload]
-            protocol_errors=int(pool["protocol_error_count"]),  # type: ignore[call-overload]
+            ipc_bytes_sent=pool.bytes_sent,
+            ipc_bytes_received=pool.bytes_received,
+            protocol_errors=pool.protocol_errors,
             workers=tuple(workers),
             **self._recorder.timings(),
         )

@@ -109,6 +109,20 @@ class WorkerHandle:
 
 
 @dataclass(frozen=True)
+class PoolSnapshot:
+    """The pool's counters at one moment (what ``Engine.metrics`` reports)."""
+
+    workers: tuple[tuple[int, int | None, str, int, int], ...]  # index, pid, state, done, held
+    queued: int
+    inflight: int
+    restarts: int
+    retries: int
+    bytes_sent: int
+    bytes_received: int
+    protocol_errors: int
+
+
+@dataclass(frozen=True)
 class SourceInfo:
     id: int
     name: str
@@ -159,7 +173,6 @@ class WorkerPool:
         self._retries = 0
         self._bytes_sent = 0
         self._bytes_received = 0
-        self._protocol_errors: deque[str] = deque(maxlen=16)  # the latest texts
         self._protocol_error_count = 0
         self._closing = False
         self._generation = 0  # bumped whenever a worker is added, dies or stops
@@ -422,24 +435,22 @@ class WorkerPool:
                 self._bytes_received += len(data)
             try:
                 message = protocol.decode(data)
-            except protocol.ProtocolError as error:
-                self._protocol_error(f"worker {worker.index}: {error}")
+            except protocol.ProtocolError:
+                self._count_protocol_error()
                 continue
             self._handle(worker, message)
             if not all_pending:
                 return
 
-    def _protocol_error(self, text: str) -> None:
+    def _count_protocol_error(self) -> None:
         with self._lock:
-            self._protocol_errors.append(text)
             self._protocol_error_count += 1
 
     def _handle(self, worker: WorkerHandle, message: protocol.Message) -> None:
         if isinstance(message, protocol.Hello):
             with self._ready:
                 if message.version != protocol.VERSION:
-                    self._protocol_errors.append(f"worker speaks protocol {message.version}")
-                    self._protocol_error_count += 1
+                    self._protocol_error_count += 1  # a worker of another version
                 worker.pid = message.pid
                 worker.state = WorkerState.READY
                 self._start_failures = 0
@@ -468,7 +479,7 @@ class WorkerPool:
                 self._listener.task_failed(failed, failed.last_cause)
             self._send_all(sends)
         elif isinstance(message, protocol.Error):
-            self._protocol_error(f"worker {worker.index}: {message.text}")
+            self._count_protocol_error()
 
     def _on_death(self, worker: WorkerHandle) -> None:
         worker.process.join(timeout=1.0)
@@ -562,24 +573,22 @@ class WorkerPool:
         return unfinished
 
     # ----------------------------------------------------------------- introspection
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> PoolSnapshot:
         """Counters for metrics, taken under the lock."""
         with self._lock:
-            return {
-                "workers": [
+            return PoolSnapshot(
+                workers=tuple(
                     (w.index, w.pid, w.state.value, w.frames_done, len(w.inflight))
                     for w in self._workers
-                ],
-                "pending": len(self._pending),
-                "inflight": sum(len(w.inflight) for w in self._workers),
-                "restarts": self._restarts,
-                "retries": self._retries,
-                "bytes_sent": self._bytes_sent,
-                "bytes_received": self._bytes_received,
-                "protocol_errors": list(self._protocol_errors),
-                "protocol_error_count": self._protocol_error_count,
-                "broken": self._broken,
-            }
+                ),
+                queued=len(self._pending),
+                inflight=sum(len(w.inflight) for w in self._workers),
+                restarts=self._restarts,
+                retries=self._retries,
+                bytes_sent=self._bytes_sent,
+                bytes_received=self._bytes_received,
+                protocol_errors=self._protocol_error_count,
+            )
 
     @property
     def broken(self) -> str | None:
@@ -590,9 +599,3 @@ class WorkerPool:
             return [
                 w.pid for w in self._workers if w.pid is not None and w.state is WorkerState.READY
             ]
-
-    def wake(self) -> None:
-        try:
-            self._wake_writer.send_bytes(b"x")
-        except OSError:
-            pass

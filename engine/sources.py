@@ -98,12 +98,6 @@ class _SharedPicture:
             if self._pins[buffer] == 0:  # what writers and free() wait for
                 self._changed.notify_all()
 
-    @property
-    def pinned(self) -> int:
-        """How many frames in flight read this source."""
-        with self._changed:
-            return sum(self._pins)
-
     def free(self, timeout: float | None) -> None:
         """Wait until no frame reads the source, then unlink its segment."""
         with self._changed:

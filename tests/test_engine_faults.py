@@ -35,6 +35,18 @@ def scene(eng: Engine, opacity: float = 0.8) -> tuple[list[Layer], np.ndarray]:
     return layers, expected
 
 
+def faulty_engine(kind: str, marker_dir: Path, scope: str, **options: object) -> Engine:
+    """A 2-worker engine whose workers fail as ``tests.faults.install`` says."""
+    return Engine(
+        W,
+        H,
+        workers=2,
+        initializer=faults.install,
+        initargs=(kind, str(marker_dir), scope),
+        **options,  # type: ignore[arg-type]
+    )
+
+
 # kind of failure, whether the worker process is replaced
 CRASH_CASES = [
     pytest.param("sigkill", True, id="SIGKILL mid-frame"),
@@ -50,15 +62,7 @@ CRASH_CASES = [
 def test_a_failure_once_costs_the_caller_nothing_but_latency(
     kind: str, replaced: bool, tmp_path: Path
 ) -> None:
-    with Engine(
-        W,
-        H,
-        slots=4,
-        workers=2,
-        deadline=1.0,
-        initializer=faults.install,
-        initargs=(kind, str(tmp_path), "once"),
-    ) as eng:
+    with faulty_engine(kind, tmp_path, "once", slots=4, deadline=1.0) as eng:
         layers, expected = scene(eng)
         slots = [eng.acquire(timeout=5) for _ in range(4)]
         for slot in slots:
@@ -89,15 +93,7 @@ ALWAYS_FAILING = [
 def test_a_frame_failing_every_attempt_names_the_cause_and_only_it_fails(
     kind: str, cause: str, tmp_path: Path
 ) -> None:
-    with Engine(
-        W,
-        H,
-        slots=2,
-        workers=2,
-        deadline=0.5,
-        initializer=faults.install,
-        initargs=(kind, str(tmp_path), "marked"),
-    ) as eng:
+    with faulty_engine(kind, tmp_path, "marked", slots=2, deadline=0.5) as eng:
         layers, expected = scene(eng)
         doomed, healthy = eng.acquire(timeout=5), eng.acquire(timeout=5)
         doomed.submit([*layers, Layer(layers[1].source, opacity=faults.MARK)])
