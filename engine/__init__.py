@@ -35,6 +35,8 @@ from engine.ring import SlotState
 from engine.slots import FrameSlot
 from engine.sources import LiveSource, Source
 from engine.stream import StreamFrame
+from engine.transitions import crossfade, wipe
+from kernels.transform import Transform
 
 __all__ = [
     "AcquireTimeoutError",
@@ -59,7 +61,10 @@ __all__ = [
     "Source",
     "SourceBusyError",
     "StreamFrame",
+    "Transform",
     "WaitTimeoutError",
     "WorkerMetrics",
+    "crossfade",
     "physical_cores",
+    "wipe",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import itertools
 import threading
 import time
@@ -22,15 +23,21 @@ from engine.errors import (
     EngineBrokenError,
     EngineClosedError,
     ForeignObjectError,
+    FrameFailedError,
+    FrameringError,
     InvalidTypeError,
     InvalidValueError,
     SlotStateError,
+    WaitTimeoutError,
 )
 from engine.layer import Layer, pack_layers
 from engine.metrics import Metrics, Recorder, WorkerMetrics
 from engine.pool import SourceInfo, Task, WorkerPool
-from engine.protocol import LAYER_OPAQUE
-from engine.ring import MATRIX_CODES, RANGE_CODES, FrameRing, SlotState
+from engine.protocol import (
+    LAYER_FRAME,
+    LAYER_OPAQUE,
+)
+from engine.ring import FORMAT_CODES, MATRIX_CODES, RANGE_CODES, FrameRing, SlotState
 from engine.shm import CreatedSegment, new_engine_token, reclaim_orphans, segment_name
 from engine.slots import FrameSlot, frame_failed
 from engine.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source, buffer_stride
@@ -44,6 +51,7 @@ from engine.stream import (
 )
 from engine.validation import check_timeout, checked, positive_int, positive_seconds
 from kernels import FrameFormat, is_opaque, warmup
+from kernels.transform import Transform
 from kernels.validate import MAX_SIDE, check_rgba
 
 # A frame a worker has not finished after this many seconds is taken as hung: the worker is
@@ -58,6 +66,18 @@ DEFAULT_START_TIMEOUT_S: Final = 120.0
 MAX_SLOTS: Final = 1024
 
 _open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+class _TransformJob:
+    """An ``Engine.transform`` task in flight: what it pinned, and how it ended."""
+
+    def __init__(self, target: Source) -> None:
+        self.target = target
+        self.done = threading.Event()
+        self.failure: BaseException | None = None
+        self.pins: list[tuple[Source | LiveSource, int]] = []
+        self.reads: tuple[FrameSlot, ...] = ()
+        self.abandoned = False
 
 
 @atexit.register
@@ -125,6 +145,7 @@ class Engine:
         self._held: dict[int, FrameSlot] = {}
         self._tasks: dict[int, FrameSlot] = {}
         self._sources: dict[int, Source | LiveSource] = {}
+        self._jobs: dict[int, _TransformJob] = {}
         self._recorder = Recorder()
         self._processes: dict[int, psutil.Process] = {}
         self._async: AsyncBridge | None = None
@@ -271,6 +292,9 @@ class Engine:
         opaque: bool = False,
         stall_timeout: float | None = None,
         fallback: Source | Literal["transparent"] | None = None,
+        format: FrameFormat | str = FrameFormat.RGBA,
+        yuv_matrix: str = "bt709",
+        yuv_range: str = "limited",
     ) -> LiveSource:
         """A picture a producer rewrites in place (a camera, a decoder): see :class:`LiveSource`.
 
@@ -278,6 +302,12 @@ class Engine:
             width, height: size of every picture.
             buffers: pictures in its small ring (at least 2: one written, one read).
             opaque: promise that every picture written has alpha 255 (copied, not blended).
+                Formats without alpha are opaque whatever this says.
+            format: what ``write()`` lends and the producer writes: ``rgba``, ``bgra``,
+                ``rgb``, ``bgr``, ``i420`` or ``nv12`` (as OpenCV lays them out). Workers
+                convert each new picture to RGBA once, then blend it.
+            yuv_matrix, yuv_range: how to read I420 and NV12 pictures (``bt709``/``bt601``,
+                ``limited``/``full``).
             stall_timeout: seconds without a new picture after which the source counts as
                 stalled (None: never). Until then, and without a fallback, frames show the
                 last picture.
@@ -297,11 +327,23 @@ class Engine:
             if not isinstance(fallback, Source):
                 raise InvalidTypeError("fallback must be an uploaded Source or 'transparent'")
             fallback.check_owner(self.token)
-        source = self._new_source(LiveSource, width, height, buffers, "a live source")
-        source.opaque = bool(opaque)
+        try:
+            fmt = FrameFormat(format)
+        except ValueError:
+            formats = ", ".join(f.value for f in FrameFormat)
+            raise InvalidValueError(f"format must be one of {formats}, not {format!r}") from None
+        if yuv_matrix not in MATRIX_CODES or yuv_range not in RANGE_CODES:
+            raise InvalidValueError(
+                f"yuv_matrix must be one of {', '.join(MATRIX_CODES)} and yuv_range one of "
+                f"{', '.join(RANGE_CODES)}, not {yuv_matrix!r} and {yuv_range!r}"
+            )
+        if fmt in (FrameFormat.I420, FrameFormat.NV12) and (width % 2 or height % 2):
+            raise InvalidValueError(f"{fmt.value} needs an even width and height")
+        source = self._new_source(LiveSource, width, height, buffers, "a live source", fmt)
+        source.opaque = bool(opaque) or fmt not in (FrameFormat.RGBA, FrameFormat.BGRA)
         source.stall_timeout = stall_timeout
         source.fallback = fallback
-        self._register(source)
+        self._register(source, MATRIX_CODES[yuv_matrix], RANGE_CODES[yuv_range])
         return source
 
     def _new_source(
@@ -311,21 +353,30 @@ class Engine:
         height: int,
         buffers: int,
         what: str,
+        fmt: FrameFormat = FrameFormat.RGBA,
     ) -> Source | LiveSource:
         source_id = next(self._source_ids)
-        size = buffer_stride(width, height) * buffers
+        size = buffer_stride(width, height, fmt) * buffers
         segment = CreatedSegment.create(segment_name(self.token, f"src{source_id}"), size, what)
-        return kind(self.token, source_id, segment, width, height, buffers, False)
+        return kind(self.token, source_id, segment, width, height, buffers, False, fmt)
 
-    def _register(self, source: Source | LiveSource) -> None:
+    def _register(self, source: Source | LiveSource, matrix: int = 1, value_range: int = 0) -> None:
         with self._lock:
             if self._closed:
                 source.discard()
                 raise EngineClosedError(f"{self!r} was closed")
             self._sources[source.id] = source
-        self._pool.attach_source(
-            SourceInfo(source.id, source.segment_name, source.width, source.height, source.buffers)
+        info = SourceInfo(
+            source.id,
+            source.segment_name,
+            source.width,
+            source.height,
+            source.buffers,
+            FORMAT_CODES[source.format],
+            matrix,
+            value_range,
         )
+        self._pool.attach_source(info)
 
     def free(self, source: Source | LiveSource, timeout: float | None = 5.0) -> None:
         """Release a source's shared memory once no frame in flight reads it.
@@ -392,8 +443,8 @@ class Engine:
             if self._held.get(slot.index) is not slot:
                 raise ForeignObjectError(f"{slot!r} is not held from {self!r}")
             slot._released = True
-            if slot._submitted and not slot._done.is_set():
-                slot._release_when_done = True  # the frame's end frees it
+            if (slot._submitted and not slot._done.is_set()) or slot._readers:
+                slot._release_when_done = True  # the frame's end (or its last reader's) frees it
                 return
             self._free_slot(slot)
 
@@ -489,21 +540,24 @@ class Engine:
         )
         if not isinstance(clear, bool):
             raise InvalidTypeError("clear must be a bool")
-        records = pack_layers(layers, self.token)
-        source_ids = self._apply_fallbacks(records, set(records["source"].tolist()))
-        pinned: dict[int, int] = {}
-        pins: list[tuple[Source | LiveSource, int]] = []
+        packed = pack_layers(layers, self.token, (self.width, self.height))
+        records = packed.records
+        source_ids = {
+            s
+            for s, f in zip(records["source"].tolist(), records["flags"].tolist(), strict=True)
+            if not f & LAYER_FRAME
+        }
+        source_ids = self._apply_fallbacks(records, source_ids)
         with self._lock:
             self._check_open()
-            for source_id in source_ids:
-                source = self._sources.get(source_id)
-                if source is None:  # freed between validation and now
-                    raise ForeignObjectError(f"source {source_id} was freed")
-                buffer = source.pin_latest()
-                pinned[source_id] = buffer
-                pins.append((source, buffer))
-            if pinned:
-                records["buffer"] = [pinned[s] for s in records["source"].tolist()]
+            for frame in packed.frames:
+                if frame is slot:
+                    raise InvalidValueError(f"{slot!r} cannot show itself as a layer")
+                if frame._released or self._held.get(frame.index) is not frame:
+                    raise SlotStateError(f"{frame!r} was released; it cannot be a layer")
+            pins = self._pin_sources(records, source_ids)
+            for frame in packed.frames:
+                frame._readers += 1
             task = Task(
                 id=next(self._task_ids),
                 slot=slot.index,
@@ -511,8 +565,10 @@ class Engine:
                 clear=clear,
                 rows=(0, self.height),
                 deadline_s=frame_deadline,
+                transforms=packed.transforms,
             )
             slot._pins = pins
+            slot._reads = packed.frames
             slot._submitted = True
             slot.submitted_ns = task.submitted_ns
             self._tasks[task.id] = slot
@@ -522,6 +578,30 @@ class Engine:
         except BaseException as error:
             self.task_failed(task, str(error))
             raise
+
+    def _pin_sources(
+        self, records: np.ndarray, source_ids: set[int]
+    ) -> list[tuple[Source | LiveSource, int]]:
+        """Lock held. Pin the latest buffer of every source a task reads, and write each
+        buffer's index and version into the task's records."""
+        pins: list[tuple[Source | LiveSource, int]] = []
+        if not source_ids:
+            return pins
+        pinned: dict[int, tuple[int, int]] = {}
+        for source_id in source_ids:
+            source = self._sources.get(source_id)
+            if source is None:  # freed between validation and now
+                for source, buffer in pins:
+                    source.unpin(buffer)
+                raise ForeignObjectError(f"source {source_id} was freed")
+            buffer, version = source.pin_latest()
+            pinned[source_id] = (buffer, version)
+            pins.append((source, buffer))
+        live = (records["flags"] & LAYER_FRAME) == 0  # frame rows name a slot, not a source
+        chosen = [pinned[s] for s in records["source"][live].tolist()]
+        records["buffer"][live] = [buffer for buffer, _ in chosen]
+        records["version"][live] = [version for _, version in chosen]
+        return pins
 
     def _apply_fallbacks(self, records: np.ndarray, source_ids: set[int]) -> set[int]:
         """Swap stalled live sources for their fallbacks in a frame's records.
@@ -537,7 +617,7 @@ class Engine:
             if source.fallback is None:
                 continue  # keeps showing its last picture
             stalled = True
-            rows = records["source"] == source_id
+            rows = (records["source"] == source_id) & ((records["flags"] & LAYER_FRAME) == 0)
             if source.fallback == "transparent":
                 records["opacity"][rows] = 0.0
             else:
@@ -550,34 +630,56 @@ class Engine:
         if not stalled:
             return source_ids
         self._recorder.stalled()
-        return set(records["source"].tolist())
+        sources = records["source"][(records["flags"] & LAYER_FRAME) == 0]
+        return set(sources.tolist())
 
     # --- TaskListener: called by the pool's manager thread
     def task_dispatched(self, task: Task) -> None:
+        if task.target:
+            return  # a transform task: no slot of the ring
         self._ring.set_state(task.slot, SlotState.RENDERING)
         self._ring.attempts[task.slot] = task.attempts
 
     def task_requeued(self, task: Task) -> None:
-        self._ring.set_state(task.slot, SlotState.QUEUED)
+        if not task.target:
+            self._ring.set_state(task.slot, SlotState.QUEUED)
 
     def task_done(self, task: Task, kernel_ns: int) -> None:
         now = time.perf_counter_ns()
+        if task.target:
+            self._end_job(task, None)
+            return
         self._end(task, SlotState.DONE, None, now, kernel_ns)
         self._recorder.completed((now - task.submitted_ns) / 1e9, kernel_ns / 1e9)
 
     def task_failed(self, task: Task, cause: str) -> None:
+        failure: BaseException | None = None
+        if self._closed:
+            failure = EngineClosedError(f"{self!r} was closed before the task finished")
+        elif self._pool.broken is not None:
+            failure = EngineBrokenError(self._pool.broken)
+        if task.target:
+            self._end_job(
+                task,
+                failure
+                or FrameFailedError(
+                    f"transform into source {task.target} failed after {task.attempts} "
+                    f"attempt(s): {cause}",
+                    cause=cause,
+                    attempts=task.attempts,
+                ),
+            )
+            return
         with self._lock:
             slot = self._tasks.get(task.id)
         if slot is None:
             return
-        failure: BaseException
-        if self._closed:
-            failure = EngineClosedError(f"{self!r} was closed before the frame finished")
-        elif self._pool.broken is not None:
-            failure = EngineBrokenError(self._pool.broken)
-        else:
-            failure = frame_failed(slot, cause, task.attempts)
-        self._end(task, SlotState.FAILED, failure, time.perf_counter_ns())
+        self._end(
+            task,
+            SlotState.FAILED,
+            failure or frame_failed(slot, cause, task.attempts),
+            time.perf_counter_ns(),
+        )
         self._recorder.failed()
 
     def _end(
@@ -598,10 +700,118 @@ class Engine:
             slot._finish(failure, now)
             if self._async is not None:
                 self._async.notify()
-            if slot._release_when_done and self._held.get(slot.index) is slot:
-                self._free_slot(slot)
+            self._free_if_unused(slot)
+            self._unread(slot._reads)
+            slot._reads = ()
         for source, buffer in pins:
             source.unpin(buffer)
+
+    def _unread(self, frames: Sequence[FrameSlot]) -> None:
+        """Lock held. Frames read as layers by a task that ended: one reader fewer each."""
+        for frame in frames:
+            frame._readers -= 1
+            self._free_if_unused(frame)
+
+    def _free_if_unused(self, slot: FrameSlot) -> None:
+        """Lock held. Free a released slot once its frame ended and no frame reads it."""
+        if (
+            slot._release_when_done
+            and slot._done.is_set()
+            and not slot._readers
+            and self._held.get(slot.index) is slot
+        ):
+            self._free_slot(slot)
+
+    # ------------------------------------------------------------------ transform tasks
+    def transform(
+        self,
+        source: Source | LiveSource | FrameSlot,
+        transform: Transform | None = None,
+        *,
+        timeout: float | None = 10.0,
+        **parameters: Any,
+    ) -> Source:
+        """Transform a picture once, in a worker, into a new :class:`Source`.
+
+        ``eng.transform(logo, size=(256, 256), interpolation="area")`` or
+        ``eng.transform(logo, Transform(...))``: the parameters are those of
+        :class:`kernels.transform.Transform`. The worker's OpenCV calls write the result
+        straight into the new source's shared memory. A live source gives its latest
+        picture, a finished frame slot its frame. Free the result with :meth:`free`.
+
+        Raises:
+            FrameFailedError: the transform failed on every attempt (``cause`` says why).
+            WaitTimeoutError: it did not finish within ``timeout`` (the source is freed
+                when the task ends).
+        """
+        self._check_open()
+        timeout = check_timeout(timeout)
+        if transform is None:
+            transform = checked(Transform, **parameters)
+        elif parameters:
+            raise InvalidTypeError("give a Transform or its parameters, not both")
+        elif not isinstance(transform, Transform):
+            raise InvalidTypeError(f"transform must be a Transform, not {type(transform).__name__}")
+        packed = pack_layers([Layer(source, transform=transform)], self.token, self.frame_size)
+        width, height = transform.output_size(
+            *(self.frame_size if isinstance(source, FrameSlot) else (source.width, source.height))
+        )
+        target = self._new_source(Source, width, height, 1, "a transformed source")
+        target.opaque = bool(packed.records["flags"][0] & LAYER_OPAQUE)
+        self._register(target)
+        job = _TransformJob(target)
+        records = packed.records
+        with self._lock:
+            self._check_open()
+            for frame in packed.frames:
+                if frame._released or self._held.get(frame.index) is not frame:
+                    raise SlotStateError(f"{frame!r} was released; it cannot be transformed")
+                frame._readers += 1
+            job.reads = packed.frames
+            job.pins = self._pin_sources(records, set() if packed.frames else {source.id})
+            task = Task(
+                id=next(self._task_ids),
+                slot=-1,
+                records=records,
+                clear=True,
+                rows=(0, 0),
+                deadline_s=self._deadline,
+                transforms=packed.transforms,
+                target=target.id,
+            )
+            self._jobs[task.id] = job
+        try:
+            self._pool.submit(task)
+        except BaseException as error:
+            self._end_job(task, EngineBrokenError(str(error)))
+            raise
+        if not job.done.wait(timeout):
+            job.abandoned = True
+            raise WaitTimeoutError(f"transform into {target!r} not finished within {timeout} s")
+        if job.failure is not None:
+            with contextlib.suppress(FrameringError):
+                self.free(target, timeout=0)
+            raise job.failure
+        return target
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of every frame."""
+        return (self.width, self.height)
+
+    def _end_job(self, task: Task, failure: BaseException | None) -> None:
+        with self._lock:
+            job = self._jobs.pop(task.id, None)
+            if job is None:
+                return
+            self._unread(job.reads)
+        for source, buffer in job.pins:
+            source.unpin(buffer)
+        job.failure = failure
+        job.done.set()
+        if job.abandoned and not self._closed:  # the caller gave up waiting: nobody owns it
+            with contextlib.suppress(FrameringError):
+                self.free(job.target, timeout=0)
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> Metrics:
@@ -610,7 +820,8 @@ class Engine:
         with self._lock:
             in_use = self.slots - len(self._free)
             shm = self._ring.segment.size + sum(
-                buffer_stride(s.width, s.height) * s.buffers for s in self._sources.values()
+                buffer_stride(s.width, s.height, s.format) * s.buffers
+                for s in self._sources.values()
             )
         workers = []
         for index, pid, state, done, inflight in pool.workers:

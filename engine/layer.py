@@ -8,11 +8,20 @@ from typing import Final
 
 import numpy as np
 
-from engine.errors import InvalidTypeError, InvalidValueError
-from engine.protocol import LAYER_OPAQUE, LAYER_PREMULTIPLIED, LAYER_RECORD
+from engine.errors import ForeignObjectError, InvalidTypeError, InvalidValueError, SlotStateError
+from engine.protocol import (
+    LAYER_FRAME,
+    LAYER_OPAQUE,
+    LAYER_PREMULTIPLIED,
+    LAYER_RECORD,
+    TRANSFORM_RECORD,
+    pack_transform,
+)
+from engine.slots import FrameSlot
 from engine.sources import LiveSource, Source
 from engine.validation import checked
 from kernels import BlendMode
+from kernels.transform import Transform
 from kernels.validate import INT32_MAX, INT32_MIN, check_opacity, check_position
 
 # Most layers one frame may have. A RENDER message carries 24 bytes a layer, so this keeps a
@@ -25,21 +34,27 @@ class Layer:
     """One layer of a frame: a source, where it goes, and how it blends.
 
     Attributes:
-        source: a :class:`Source` or :class:`LiveSource` of the same engine.
-        x, y: where the source's top-left pixel lands; negative or past the edge is fine,
-            what falls outside the frame is clipped. Must fit in int32.
+        source: a :class:`Source` or :class:`LiveSource` of the same engine, or a finished
+            :class:`FrameSlot` of it (a scene inside a scene): the slot cannot be reused
+            until every frame reading it has finished.
+        x, y: where the (transformed) source's top-left pixel lands; negative or past the
+            edge is fine, what falls outside the frame is clipped. Must fit in int32.
         opacity: global factor in [0, 1] on top of the per-pixel alpha.
         blend: a blend mode name (``"normal"``, ``"multiply"``, ``"screen"``, ...) or
             ``kernels.BlendMode``.
         premultiplied: the source's RGB is premultiplied by its alpha.
+        transform: a :class:`kernels.transform.Transform` (crop, flip, rotate, scale, turn)
+            the worker applies before blending; its result is cached per source picture, so
+            a static transformed layer costs what an untransformed one does.
     """
 
-    source: Source | LiveSource
+    source: Source | LiveSource | FrameSlot
     x: int = 0
     y: int = 0
     opacity: float = 1.0
     blend: str | BlendMode = "normal"
     premultiplied: bool = False
+    transform: Transform | None = None
 
 
 # Blend mode codes by every name BlendMode.parse accepts for them, for the per-layer fast path.
@@ -55,30 +70,82 @@ def _mode_code(blend: object) -> int:
     return code if code is not None else int(checked(BlendMode.parse, blend))
 
 
-def pack_layers(layers: Sequence[Layer], engine_token: str) -> np.ndarray:
+@dataclass(frozen=True, slots=True)
+class PackedLayers:
+    """A frame's layers as task records, plus what the caller must pin before sending."""
+
+    records: np.ndarray  # LAYER_RECORD; ``buffer`` and ``version`` of live sources left 0
+    transforms: np.ndarray  # TRANSFORM_RECORD, referenced 1-based by records["transform"]
+    frames: tuple[FrameSlot, ...]  # finished frames read as layers
+
+
+_NO_TRANSFORMS: Final = np.zeros(0, TRANSFORM_RECORD)
+
+
+def _check_frame_source(slot: FrameSlot, engine_token: str, i: int) -> None:
+    if slot._engine.token != engine_token:
+        raise ForeignObjectError(f"layers[{i}].source {slot!r} belongs to another engine")
+    if slot._released or not slot._submitted or not slot.done:
+        raise SlotStateError(
+            f"layers[{i}].source {slot!r} is not a finished frame: submit it and wait() for "
+            f"it before using it as a layer, and do not release it"
+        )
+    if slot._failure is not None:
+        raise SlotStateError(f"layers[{i}].source {slot!r} failed; it has no picture to show")
+
+
+def pack_layers(
+    layers: Sequence[Layer], engine_token: str, frame_size: tuple[int, int]
+) -> PackedLayers:
     """Validate ``layers`` (bottom first) and pack them as ``LAYER_RECORD``s.
 
-    The ``buffer`` column is left 0: the caller pins live sources after validation succeeds.
     This runs for every frame in the caller's thread, so each check has a fast path for the
     values a live loop passes (plain ints and floats in range, known blend names); anything
-    else goes through the full validators, which raise with the details.
+    else goes through the full validators, which raise with the details. ``frame_size`` is
+    the engine's (width, height): the size of a frame read as a layer.
     """
     if not isinstance(layers, Sequence) or isinstance(layers, str | bytes):
         raise InvalidTypeError(f"layers must be a list of Layer, not {type(layers).__name__}")
     if len(layers) > MAX_LAYERS:
         raise InvalidValueError(f"a frame may have at most {MAX_LAYERS} layers, not {len(layers)}")
-    ids, modes, flags, xs, ys, opacity = [], [], [], [], [], []
+    ids, modes, flags, xs, ys, opacity, transform_ix = [], [], [], [], [], [], []
+    transforms: dict[Transform, int] = {}
+    frames: dict[int, FrameSlot] = {}
     for i, layer in enumerate(layers):
         if type(layer) is not Layer:
             raise InvalidTypeError(f"layers[{i}] must be a Layer, not {type(layer).__name__}")
         source = layer.source
-        if type(source) is not Source and type(source) is not LiveSource:
+        kind = type(source)
+        if kind is Source or kind is LiveSource:
+            source.check_owner(engine_token)  # type: ignore[union-attr]
+            width, height = source.width, source.height  # type: ignore[union-attr]
+            opaque = source.opaque  # type: ignore[union-attr]
+            ids.append(source.id)  # type: ignore[union-attr]
+            flag = 0
+        elif kind is FrameSlot:
+            _check_frame_source(source, engine_token, i)  # type: ignore[arg-type]
+            width, height = frame_size
+            opaque = False  # unknown; the blend's alpha tests make opaque frames cheap anyway
+            frames[source.index] = source  # type: ignore[union-attr]
+            ids.append(source.index)  # type: ignore[union-attr]
+            flag = LAYER_FRAME
+        else:
             raise InvalidTypeError(
-                f"layers[{i}].source must be a Source or LiveSource, not {type(source).__name__}"
+                f"layers[{i}].source must be a Source, LiveSource or FrameSlot, not {kind.__name__}"
             )
-        source.check_owner(engine_token)
         if type(layer.premultiplied) is not bool:
             raise InvalidTypeError(f"layers[{i}].premultiplied must be a bool")
+        transform = layer.transform
+        if transform is None:
+            transform_ix.append(0)
+        elif type(transform) is Transform:
+            checked(transform.output_size, width, height)  # the crop lies inside the source
+            opaque = opaque and transform.keeps_opacity()
+            transform_ix.append(transforms.setdefault(transform, len(transforms) + 1))
+        else:
+            raise InvalidTypeError(
+                f"layers[{i}].transform must be a Transform or None, not {type(transform).__name__}"
+            )
         x, y, o = layer.x, layer.y, layer.opacity
         if type(x) is not int or not INT32_MIN <= x <= INT32_MAX:
             x = checked(check_position, x, f"layers[{i}].x")
@@ -86,10 +153,10 @@ def pack_layers(layers: Sequence[Layer], engine_token: str) -> np.ndarray:
             y = checked(check_position, y, f"layers[{i}].y")
         if type(o) is not float or not 0.0 <= o <= 1.0:  # NaN fails the comparison too
             o = checked(check_opacity, o, f"layers[{i}].opacity")
-        ids.append(source.id)
         modes.append(_mode_code(layer.blend))
         flags.append(
-            (LAYER_OPAQUE if source.opaque else 0)
+            flag
+            | (LAYER_OPAQUE if opaque else 0)
             | (LAYER_PREMULTIPLIED if layer.premultiplied else 0)
         )
         xs.append(x)
@@ -102,4 +169,15 @@ def pack_layers(layers: Sequence[Layer], engine_token: str) -> np.ndarray:
     records["x"] = xs
     records["y"] = ys
     records["opacity"] = opacity
-    return records
+    packed_transforms = _NO_TRANSFORMS
+    if transforms:
+        records["transform"] = transform_ix
+        packed_transforms = np.zeros(len(transforms), TRANSFORM_RECORD)
+        for transform, number in transforms.items():
+            pack_transform(transform, packed_transforms[number - 1 : number])
+    if frames:
+        for index, slot in frames.items():
+            records["version"][
+                (records["source"] == index) & (records["flags"] & LAYER_FRAME != 0)
+            ] = slot.sequence & 0xFFFFFFFF
+    return PackedLayers(records, packed_transforms, tuple(frames.values()))

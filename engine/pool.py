@@ -63,9 +63,13 @@ class WorkerState(enum.Enum):
     STOPPED = "stopped"
 
 
+_NO_TRANSFORMS: Final = np.zeros(0, protocol.TRANSFORM_RECORD)
+
+
 @dataclass(eq=False)
 class Task:
-    """One frame (or band of one) to composite: what is sent, and what it went through."""
+    """One frame (or band of one) to composite, or one transform into a new source (``target``
+    is its source id, ``slot`` is then -1): what is sent, and what it went through."""
 
     id: int
     slot: int
@@ -73,6 +77,8 @@ class Task:
     clear: bool
     rows: tuple[int, int]
     deadline_s: float
+    transforms: np.ndarray = field(default_factory=lambda: _NO_TRANSFORMS)
+    target: int = 0
     attempts: int = 0
     worker: int | None = None
     submitted_ns: int = field(default_factory=time.perf_counter_ns)
@@ -129,6 +135,9 @@ class SourceInfo:
     width: int
     height: int
     buffers: int
+    format: int = 0  # engine.ring.FORMAT_CODES
+    matrix: int = 1
+    value_range: int = 0
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -223,7 +232,16 @@ class WorkerPool:
 
     @staticmethod
     def _attach_message(info: SourceInfo) -> bytes:
-        return protocol.encode_attach(info.id, info.width, info.height, info.buffers, info.name)
+        return protocol.encode_attach(
+            info.id,
+            info.width,
+            info.height,
+            info.buffers,
+            info.name,
+            info.format,
+            info.matrix,
+            info.value_range,
+        )
 
     def _send(self, worker: WorkerHandle, data: bytes) -> bool:
         """Write one message; False if the worker's pipe is gone (its death is seen elsewhere)."""
@@ -291,10 +309,22 @@ class WorkerPool:
 
     def _send_all(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
         for worker, task in sends:
-            y0, y1 = task.rows
-            data = protocol.encode_render(
-                task.id, task.slot, task.attempts, task.clear, y0, y1, task.records
-            )
+            if task.target:
+                data = protocol.encode_transform(
+                    task.id, task.target, task.records[0], task.transforms[0]
+                )
+            else:
+                y0, y1 = task.rows
+                data = protocol.encode_render(
+                    task.id,
+                    task.slot,
+                    task.attempts,
+                    task.clear,
+                    y0,
+                    y1,
+                    task.records,
+                    task.transforms,
+                )
             self._send(worker, data)
 
     def _retryable(self, task: Task) -> bool:

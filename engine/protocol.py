@@ -6,15 +6,21 @@ four layers is a 128-byte message whatever the size of its pixels; the pixels st
 memory and are named by (source id, buffer index, slot index).
 
     parent -> worker                              worker -> parent
-    ATTACH   source id, size, buffers, name       HELLO   protocol version, pid
-    DETACH   source id                            DONE    task id, slot, kernel ns
-    RENDER   task id, slot, rows, layer records   FAILED  task id, slot, error text
-    STOP                                          ERROR   text (a message that did not parse)
+    ATTACH    source id, size, buffers, format,   HELLO   protocol version, pid
+              name
+    DETACH    source id                           DONE    task id, slot, kernel ns
+    RENDER    task id, slot, rows, layer records, FAILED  task id, slot, error text
+              transform records
+    TRANSFORM task id, target source id, one      ERROR   text (a message that did not parse)
+              layer record, one transform record
+    STOP
 
 Task ids are the tasks' sequence numbers, unique and increasing per engine; with the attempt
-counter they tell a retry from a stale reply. Task types to come (transform, composite) take
-new message types; a frame split into row
-bands is already expressible (``y0``/``y1`` of RENDER).
+counter they tell a retry from a stale reply. A frame split into row bands is already
+expressible (``y0``/``y1`` of RENDER). A layer names its pixels as (source id, buffer index,
+version), or, with ``LAYER_FRAME``, as (slot index, 0, frame sequence): a finished frame of the
+ring read as a layer (nesting). A transform travels as its parameters, so a worker needs no
+state beyond its attached sources to run one, and a replacement worker runs it the same.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from typing import Final
 import numpy as np
 
 from engine.errors import ProtocolError
+from kernels.transform import FLIPS, INTERPOLATIONS, Transform
 
 MAGIC: Final = 0xF7
-VERSION: Final = 1
+VERSION: Final = 2
 # Longest error text a worker sends back (a traceback's tail is what matters).
 MAX_TEXT_BYTES: Final = 4096
 # Longest segment name in ATTACH (POSIX allows 255; ours are ~40).
@@ -47,27 +54,84 @@ class Kind(enum.IntEnum):
     FAILED = 6
     ERROR = 7
     STOP = 8
+    TRANSFORM = 9
 
 
-# Per-layer record of a RENDER task: 24 bytes, aligned.
+# Per-layer record of a RENDER task: 32 bytes, aligned.
 LAYER_RECORD = np.dtype(
     [
-        ("source", "<u4"),
+        ("source", "<u4"),  # source id, or slot index with LAYER_FRAME
         ("buffer", "<u2"),
         ("mode", "u1"),
-        ("flags", "u1"),  # bit 0: the source is opaque; bit 1: premultiplied
+        ("flags", "u1"),  # LAYER_* bits
         ("x", "<i4"),
         ("y", "<i4"),
         ("opacity", "<f8"),
+        ("version", "<u4"),  # which picture the buffer holds (for the transform cache)
+        ("transform", "<u2"),  # 0: none; else 1 + index into the task's transform records
+        ("pad", "<u2"),
     ]
 )
 LAYER_OPAQUE: Final = 1
 LAYER_PREMULTIPLIED: Final = 2
+LAYER_FRAME: Final = 4  # the source is a finished frame of the ring: ``source`` is its slot
+
+# A transform's parameters (see ``kernels.transform.Transform``): 56 bytes, aligned.
+TRANSFORM_RECORD = np.dtype(
+    [
+        ("crop", "<i4", (4,)),  # x, y, width, height; width 0: no crop
+        ("flip", "u1"),  # 0 none, 1 horizontal, 2 vertical, 3 both
+        ("rotate", "u1"),  # quarter turns clockwise
+        ("interpolation", "u1"),  # index into INTERPOLATIONS
+        ("pad", "u1"),
+        ("size", "<u4", (2,)),  # width, height; 0: no scaling
+        ("pad2", "<u4"),
+        ("angle", "<f8"),
+        ("center", "<f8", (2,)),  # NaN: the picture's centre
+    ]
+)
+
+_FLIP_CODES: Final = {None: 0, **{name: i + 1 for i, name in enumerate(FLIPS)}}
+_FLIP_NAMES: Final = {code: name for name, code in _FLIP_CODES.items()}
+_INTERPOLATION_NAMES: Final = list(INTERPOLATIONS)
+
+
+def pack_transform(transform: Transform, out: np.ndarray) -> None:
+    """Write ``transform`` into ``out``, a TRANSFORM_RECORD array of one element."""
+    record = out[0]
+    record["crop"] = transform.crop if transform.crop is not None else (0, 0, 0, 0)
+    record["flip"] = _FLIP_CODES[transform.flip]
+    record["rotate"] = transform.rotate // 90
+    record["interpolation"] = _INTERPOLATION_NAMES.index(transform.interpolation)
+    record["size"] = transform.size if transform.size is not None else (0, 0)
+    record["angle"] = transform.angle
+    record["center"] = transform.center if transform.center is not None else (np.nan, np.nan)
+
+
+def unpack_transform(record: np.void) -> Transform:
+    """The :class:`Transform` of a TRANSFORM_RECORD; raises ProtocolError if it makes none."""
+    try:
+        crop = tuple(int(v) for v in record["crop"])
+        size = tuple(int(v) for v in record["size"])
+        center = tuple(float(v) for v in record["center"])
+        return Transform(
+            crop=crop if crop[2] else None,  # type: ignore[arg-type]
+            flip=_FLIP_NAMES[int(record["flip"])],
+            rotate=int(record["rotate"]) * 90,
+            size=size if size[0] else None,  # type: ignore[arg-type]
+            interpolation=_INTERPOLATION_NAMES[int(record["interpolation"])],
+            angle=float(record["angle"]),
+            center=None if np.isnan(center[0]) else center,  # type: ignore[arg-type]
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise ProtocolError(f"bad transform record: {error}") from None
+
 
 _HELLO = struct.Struct("<HI")  # protocol version, pid
-_ATTACH = struct.Struct("<IIIHH")  # source id, width, height, buffers, name length
+_ATTACH = struct.Struct("<IIIHBBBxH")  # id, width, height, buffers, format, matrix, range, name len
 _DETACH = struct.Struct("<I")
-_RENDER = struct.Struct("<QIHBxIII")  # task id, slot, attempt, clear, y0, y1, layer count
+_RENDER = struct.Struct("<QIHBxIIIH")  # task, slot, attempt, clear, y0, y1, layers, transforms
+_TRANSFORM = struct.Struct("<QI")  # task id, target source id
 _DONE = struct.Struct("<QIQ")  # task id, slot, kernel nanoseconds
 _FAILED = struct.Struct("<QIH")  # task id, slot, text length
 
@@ -85,6 +149,9 @@ class Attach:
     height: int
     buffers: int
     name: str
+    format: int = 0  # a code of engine.ring.FORMAT_CODES: what the buffers hold
+    matrix: int = 1  # engine.ring.MATRIX_CODES, for YUV formats
+    value_range: int = 0  # engine.ring.RANGE_CODES, for YUV formats
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +168,17 @@ class Render:
     y0: int
     y1: int
     layers: np.ndarray  # LAYER_RECORD array
+    transforms: np.ndarray  # TRANSFORM_RECORD array
+
+
+@dataclass(frozen=True, slots=True)
+class TransformTask:
+    """Run one transform of one source's buffer into another source (``Engine.transform``)."""
+
+    task: int
+    target: int
+    layer: np.ndarray  # LAYER_RECORD scalar: the source picture
+    transform: np.ndarray  # TRANSFORM_RECORD scalar
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +205,7 @@ class Stop:
     pass
 
 
-Message = Hello | Attach | Detach | Render | Done | Failed | Error | Stop
+Message = Hello | Attach | Detach | Render | TransformTask | Done | Failed | Error | Stop
 
 
 def _header(kind: Kind) -> bytes:
@@ -143,24 +221,57 @@ def encode_hello(pid: int) -> bytes:
     return _header(Kind.HELLO) + _HELLO.pack(VERSION, pid)
 
 
-def encode_attach(source: int, width: int, height: int, buffers: int, name: str) -> bytes:
+def encode_attach(
+    source: int,
+    width: int,
+    height: int,
+    buffers: int,
+    name: str,
+    fmt: int = 0,
+    matrix: int = 1,
+    value_range: int = 0,
+) -> bytes:
     data = name.encode("ascii")
     if len(data) > MAX_NAME_BYTES:
         raise ProtocolError(f"segment name longer than {MAX_NAME_BYTES} bytes: {name!r}")
-    return _header(Kind.ATTACH) + _ATTACH.pack(source, width, height, buffers, len(data)) + data
+    body = _ATTACH.pack(source, width, height, buffers, fmt, matrix, value_range, len(data))
+    return _header(Kind.ATTACH) + body + data
 
 
 def encode_detach(source: int) -> bytes:
     return _header(Kind.DETACH) + _DETACH.pack(source)
 
 
+_NO_TRANSFORMS = np.zeros(0, TRANSFORM_RECORD)
+
+
 def encode_render(
-    task: int, slot: int, attempt: int, clear: bool, y0: int, y1: int, layers: np.ndarray
+    task: int,
+    slot: int,
+    attempt: int,
+    clear: bool,
+    y0: int,
+    y1: int,
+    layers: np.ndarray,
+    transforms: np.ndarray = _NO_TRANSFORMS,
 ) -> bytes:
-    if layers.dtype != LAYER_RECORD:
-        raise ProtocolError("layers must be a LAYER_RECORD array")
-    body = _RENDER.pack(task, slot, attempt, clear, y0, y1, len(layers))
-    return _header(Kind.RENDER) + body + layers.tobytes()
+    if layers.dtype != LAYER_RECORD or transforms.dtype != TRANSFORM_RECORD:
+        raise ProtocolError("layers and transforms must be LAYER_RECORD and TRANSFORM_RECORD")
+    if len(transforms) > 0xFFFF:
+        raise ProtocolError("a task carries at most 65535 transforms")
+    body = _RENDER.pack(task, slot, attempt, clear, y0, y1, len(layers), len(transforms))
+    return _header(Kind.RENDER) + body + layers.tobytes() + transforms.tobytes()
+
+
+def encode_transform(task: int, target: int, layer: np.ndarray, transform: np.ndarray) -> bytes:
+    if layer.dtype != LAYER_RECORD or transform.dtype != TRANSFORM_RECORD:
+        raise ProtocolError("a TRANSFORM carries one LAYER_RECORD and one TRANSFORM_RECORD")
+    return (
+        _header(Kind.TRANSFORM)
+        + _TRANSFORM.pack(task, target)
+        + layer.tobytes()
+        + transform.tobytes()
+    )
 
 
 def encode_done(task: int, slot: int, kernel_ns: int) -> bytes:
@@ -204,25 +315,39 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     if kind is Kind.HELLO:
         return Hello(*_fixed(body, _HELLO, kind))
     if kind is Kind.ATTACH:
-        source, width, height, buffers, length = _fixed(body, _ATTACH, kind)
+        source, width, height, buffers, fmt, matrix, value_range, length = _fixed(
+            body, _ATTACH, kind
+        )
         name = bytes(body[_ATTACH.size : _ATTACH.size + length])
         if len(name) != length or length > MAX_NAME_BYTES:
             raise ProtocolError("ATTACH message with a truncated or overlong name")
         try:
-            return Attach(source, width, height, buffers, name.decode("ascii"))
+            text = name.decode("ascii")
         except UnicodeDecodeError:
             raise ProtocolError("ATTACH segment name is not ASCII") from None
+        return Attach(source, width, height, buffers, text, fmt, matrix, value_range)
     if kind is Kind.DETACH:
         return Detach(*_fixed(body, _DETACH, kind))
     if kind is Kind.RENDER:
-        task, slot, attempt, clear, y0, y1, count = _fixed(body, _RENDER, kind)
+        task, slot, attempt, clear, y0, y1, count, count_t = _fixed(body, _RENDER, kind)
         records = body[_RENDER.size :]
-        if len(records) != count * LAYER_RECORD.itemsize:
+        layer_bytes = count * LAYER_RECORD.itemsize
+        if len(records) != layer_bytes + count_t * TRANSFORM_RECORD.itemsize:
             raise ProtocolError(
-                f"RENDER announces {count} layers but carries {len(records)} bytes of records"
+                f"RENDER announces {count} layers and {count_t} transforms but carries "
+                f"{len(records)} bytes of records"
             )
-        layers = np.frombuffer(records, dtype=LAYER_RECORD).copy()
-        return Render(task, slot, attempt, bool(clear), y0, y1, layers)
+        layers = np.frombuffer(records[:layer_bytes], dtype=LAYER_RECORD).copy()
+        transforms = np.frombuffer(records[layer_bytes:], dtype=TRANSFORM_RECORD).copy()
+        return Render(task, slot, attempt, bool(clear), y0, y1, layers, transforms)
+    if kind is Kind.TRANSFORM:
+        task, target = _fixed(body, _TRANSFORM, kind)
+        records = body[_TRANSFORM.size :]
+        if len(records) != LAYER_RECORD.itemsize + TRANSFORM_RECORD.itemsize:
+            raise ProtocolError(f"TRANSFORM carries {len(records)} bytes of records")
+        layer = np.frombuffer(records[: LAYER_RECORD.itemsize], dtype=LAYER_RECORD)[0].copy()
+        transform = np.frombuffer(records[LAYER_RECORD.itemsize :], TRANSFORM_RECORD)[0].copy()
+        return TransformTask(task, target, layer, transform)
     if kind is Kind.DONE:
         return Done(*_fixed(body, _DONE, kind))
     if kind is Kind.FAILED:

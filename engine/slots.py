@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.errors import EngineClosedError, FrameFailedError, SlotStateError, WaitTimeoutError
-from engine.layer import Layer
 from engine.ring import SlotState
 from engine.validation import check_timeout
 
 if TYPE_CHECKING:
     from engine.engine import Engine
+    from engine.layer import Layer
     from engine.sources import LiveSource, Source
 
 
@@ -40,6 +40,8 @@ class FrameSlot:
         self._submitted = False
         self._failure: BaseException | None = None
         self._pins: list[tuple[Source | LiveSource, int]] = []
+        self._reads: tuple[FrameSlot, ...] = ()  # finished frames this frame reads as layers
+        self._readers = 0  # frames in flight reading this one as a layer (it stays unfreed)
         self.submitted_ns = 0
         """``time.perf_counter_ns()`` when the frame was submitted (0 before)."""
         self.finished_ns = 0

@@ -24,6 +24,7 @@ from engine.errors import EngineClosedError, ForeignObjectError, SourceBusyError
 from engine.ring import PAGE
 from engine.shm import CreatedSegment
 from engine.validation import check_timeout
+from kernels.convert import FrameFormat
 
 # Buffers of a live source: one being written, the latest published one, and one still pinned
 # by a frame in flight. More buffers let more frames in flight read different pictures
@@ -31,18 +32,24 @@ from engine.validation import check_timeout
 DEFAULT_LIVE_BUFFERS: Final = 3
 
 
-def buffer_stride(width: int, height: int) -> int:
+def buffer_stride(width: int, height: int, fmt: FrameFormat = FrameFormat.RGBA) -> int:
     """Bytes from one buffer of a source to the next (page-aligned)."""
-    return -(-(width * height * 4) // PAGE) * PAGE
+    nbytes = int(np.prod(fmt.shape(width, height)))
+    return -(-nbytes // PAGE) * PAGE
 
 
-def buffer_views(buf: memoryview, width: int, height: int, buffers: int) -> list[np.ndarray]:
-    """The (height, width, 4) uint8 views of every buffer of a source segment."""
-    stride = buffer_stride(width, height)
-    return [
-        np.ndarray((height, width, 4), np.uint8, buffer=buf, offset=i * stride)
-        for i in range(buffers)
-    ]
+def buffer_views(
+    buf: memoryview,
+    width: int,
+    height: int,
+    buffers: int,
+    fmt: FrameFormat = FrameFormat.RGBA,
+) -> list[np.ndarray]:
+    """The uint8 views of every buffer of a source segment, shaped as ``fmt`` lays a picture
+    out ((height, width, 4) for RGBA)."""
+    stride = buffer_stride(width, height, fmt)
+    shape = fmt.shape(width, height)
+    return [np.ndarray(shape, np.uint8, buffer=buf, offset=i * stride) for i in range(buffers)]
 
 
 class _SharedPicture:
@@ -57,16 +64,19 @@ class _SharedPicture:
         height: int,
         buffers: int,
         opaque: bool,
+        fmt: FrameFormat = FrameFormat.RGBA,
     ) -> None:
         self.id: Final = source_id
         self.width: Final = width
         self.height: Final = height
         self.buffers: Final = buffers
+        self.format: Final = fmt
         self.opaque = opaque
         self._engine_token = engine_token
         self._segment = segment
-        self._views = buffer_views(segment.buf, width, height, buffers)
+        self._views = buffer_views(segment.buf, width, height, buffers, fmt)
         self._pins = [0] * buffers
+        self._versions = [0] * buffers  # which published picture each buffer holds
         self._latest = 0
         self._freed = False
         self._changed = threading.Condition(threading.Lock())  # never re-entered
@@ -85,12 +95,15 @@ class _SharedPicture:
         if self._freed:
             raise ForeignObjectError(f"{self!r} was freed")
 
-    def pin_latest(self) -> int:
-        """Pin the latest published buffer for a frame about to read it; returns its index."""
+    def pin_latest(self) -> tuple[int, int]:
+        """Pin the latest published buffer for a frame about to read it.
+
+        Returns the buffer's index and the version of the picture it holds.
+        """
         with self._changed:
             buffer = self._latest
             self._pins[buffer] += 1
-            return buffer
+            return buffer, self._versions[buffer]
 
     def unpin(self, buffer: int) -> None:
         with self._changed:
@@ -137,8 +150,9 @@ class Source(_SharedPicture):
 class LiveSource(_SharedPicture):
     """A picture a producer rewrites in place, frame after frame (``Engine.live_source``).
 
-    Starts as transparent black. ``write()`` lends a buffer no frame is reading; leaving the
-    ``with`` block publishes it as the latest picture (an exception discards it instead).
+    Starts as transparent black (all zero bytes, whatever its format). ``write()`` lends a
+    buffer no frame is reading, shaped as ``format`` lays a picture out; leaving the ``with``
+    block publishes it as the latest picture (an exception discards it instead).
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -167,7 +181,10 @@ class LiveSource(_SharedPicture):
 
     @contextmanager
     def write(self, timeout: float | None = 1.0) -> Iterator[np.ndarray]:
-        """Lend a writable (height, width, 4) uint8 buffer; publish it on leaving the block.
+        """Lend a writable uint8 buffer; publish it on leaving the block.
+
+        Its shape is ``format``'s: (height, width, 4) for RGBA and BGRA, (height, width, 3)
+        for RGB and BGR, (height * 3 / 2, width) for I420 and NV12 (as OpenCV lays them out).
 
         Blocks only while every other buffer is pinned by a frame in flight; raises
         :class:`SourceBusyError` after ``timeout`` seconds.
@@ -202,5 +219,6 @@ class LiveSource(_SharedPicture):
             self._writing = None
             self._latest = buffer
             self.version += 1
+            self._versions[buffer] = self.version & 0xFFFFFFFF
             self.published_at = time.monotonic()
             self._changed.notify_all()

@@ -23,16 +23,21 @@ import cv2
 import numpy as np
 
 from engine import protocol
-from engine.protocol import LAYER_OPAQUE, LAYER_PREMULTIPLIED
-from engine.ring import FrameRing, SlotState
+from engine.protocol import LAYER_FRAME, LAYER_OPAQUE, LAYER_PREMULTIPLIED
+from engine.ring import FORMAT_CODES, MATRIX_CODES, RANGE_CODES, FrameRing, SlotState
 from engine.shm import AttachedSegment
 from engine.sources import buffer_views
-from kernels import BufferTable, FrameFormat, LayerStack, composite_stack, convert_frame, warmup
+from kernels import BufferTable, FrameFormat, LayerStack, composite_stack, convert, warmup
+from kernels.convert import convert_frame
+from kernels.transform import Transform, TransformBuffers, TransformCache, apply_transform
 
 # How often a worker's watchdog thread checks that its parent is alive. A dead parent also
 # closes the pipe, but a worker busy in a frame (or hung in one) only notices through the
 # watchdog, which runs while the kernel holds no GIL.
 PARENT_CHECK_S: Final = 0.5
+FORMATS: Final = {code: fmt for fmt, code in FORMAT_CODES.items()}
+MATRIX_NAMES: Final = {code: name for name, code in MATRIX_CODES.items()}
+RANGE_NAMES: Final = {code: name for name, code in RANGE_CODES.items()}
 # Buffer tables kept for reuse; a scene switching among more combinations than this just
 # rebuilds them (the cache is cleared, not evicted one by one: simple, and rare).
 MAX_CACHED_TABLES: Final = 64
@@ -41,10 +46,38 @@ MAX_CACHED_TABLES: Final = 64
 class _AttachedSource:
     def __init__(self, message: protocol.Attach) -> None:
         self.segment = AttachedSegment.attach(message.name)
-        self.views = buffer_views(self.segment.buf, message.width, message.height, message.buffers)
+        self.format = FORMATS[message.format]
+        self.matrix = MATRIX_NAMES[message.matrix]
+        self.value_range = RANGE_NAMES[message.value_range]
+        self.views = buffer_views(
+            self.segment.buf, message.width, message.height, message.buffers, self.format
+        )
+        # RGBA pictures of the buffers of a source in another format, converted once per
+        # published version: (version, picture) by buffer index
+        self.converted: dict[int, tuple[int, np.ndarray]] = {}
+
+    def rgba(self, buffer: int, version: int) -> np.ndarray:
+        """Buffer ``buffer`` as an RGBA8 picture (converted if the source holds another
+        format, once per version)."""
+        view = self.views[buffer]
+        if self.format is FrameFormat.RGBA:
+            return view
+        held = self.converted.get(buffer)
+        if held is not None and held[0] == version:
+            return held[1]
+        height, width = self.views[0].shape[0], self.views[0].shape[1]
+        if self.format in (FrameFormat.I420, FrameFormat.NV12):
+            height = height * 2 // 3
+        picture = held[1] if held is not None else np.empty((height, width, 4), np.uint8)
+        convert.convert_to_rgba(
+            view, self.format, picture, matrix=self.matrix, value_range=self.value_range
+        )
+        self.converted[buffer] = (version, picture)
+        return picture
 
     def close(self) -> None:
         self.views = []
+        self.converted.clear()
         self.segment.close()
 
 
@@ -56,22 +89,84 @@ class Worker:
         self.parent_pid = parent_pid
         self.ring = FrameRing.attach(ring_name)
         self.sources: dict[int, _AttachedSource] = {}
-        # Checked buffers per combination of (source, buffer) a frame used: a live loop
-        # reuses a handful of them, so a frame's set-up is only its per-layer columns.
-        self.tables: dict[tuple[bytes, bytes], BufferTable] = {}
+        # Checked buffers per combination of pictures a frame used: a live loop reuses a
+        # handful of them, so a frame's set-up is only its per-layer columns.
+        self.tables: dict[tuple[object, ...], BufferTable] = {}
+        # Transformed pictures, reused while their source picture stays the same.
+        self.transforms = TransformCache()
+        self._decoded: dict[bytes, Transform] = {}
 
     def _buffer_table(self, keys: list[int], opaque: list[int]) -> BufferTable:
         """The checked buffers of (source << 16 | buffer) keys, in that order."""
         buffers = []
         for key in keys:
             source_id, buffer = key >> 16, key & 0xFFFF
-            source = self.sources.get(source_id)
-            if source is None:
-                raise ValueError(f"unknown source {source_id} (not attached or freed)")
-            if buffer >= len(source.views):
-                raise ValueError(f"source {source_id} has no buffer {buffer}")
-            buffers.append(source.views[buffer])
+            buffers.append(self._source(source_id, buffer).views[buffer])
         return BufferTable(buffers, [bool(o) for o in opaque])
+
+    def _source(self, source_id: int, buffer: int) -> _AttachedSource:
+        source = self.sources.get(source_id)
+        if source is None:
+            raise ValueError(f"unknown source {source_id} (not attached or freed)")
+        if buffer >= len(source.views):
+            raise ValueError(f"source {source_id} has no buffer {buffer}")
+        return source
+
+    def _transform(self, record: np.void) -> Transform:
+        key = record.tobytes()
+        transform = self._decoded.get(key)
+        if transform is None:
+            if len(self._decoded) >= MAX_CACHED_TABLES:
+                self._decoded.clear()
+            transform = self._decoded[key] = protocol.unpack_transform(record)
+        return transform
+
+    def _picture(self, record: np.void, own_slot: int) -> tuple[np.ndarray, tuple[object, ...]]:
+        """The RGBA picture a layer record names, before its transform, and a key for it."""
+        source_id, buffer = int(record["source"]), int(record["buffer"])
+        if record["flags"] & LAYER_FRAME:
+            if source_id >= self.ring.slots or source_id == own_slot:
+                raise ValueError(f"slot {source_id} cannot be read as a layer here")
+            if self.ring.state(source_id) is not SlotState.DONE:
+                raise RuntimeError(f"slot {source_id} read as a layer holds no finished frame")
+            return self.ring.frame(source_id), ("frame", source_id)
+        source = self._source(source_id, buffer)
+        return source.rgba(buffer, int(record["version"])), (source_id, buffer)
+
+    def _general_table(
+        self, records: np.ndarray, transforms: np.ndarray, own_slot: int
+    ) -> tuple[BufferTable, np.ndarray]:
+        """The buffer table and per-layer index of a frame with transforms, frames as layers
+        or converted sources (one Python step per layer; transforms come from the cache)."""
+        keys: dict[tuple[object, ...], int] = {}
+        pictures: list[np.ndarray] = []
+        opaque: list[bool] = []
+        index = np.empty(len(records), np.int64)
+        for i, record in enumerate(records):
+            picture, key = self._picture(record, own_slot)
+            number = int(record["transform"])
+            if number:
+                if number > len(transforms):
+                    raise ValueError(f"layer {i} names transform {number} of {len(transforms)}")
+                transform = self._transform(transforms[number - 1])
+                picture, serial = self.transforms.get(
+                    key, int(record["version"]), picture, transform
+                )
+                key = ("transformed", serial)  # its buffers change only with the serial
+            position = keys.get(key)
+            if position is None:
+                position = keys[key] = len(pictures)
+                pictures.append(picture)
+                opaque.append(bool(record["flags"] & LAYER_OPAQUE))
+            index[i] = position
+        cache_key = (*keys, *opaque)
+        table = self.tables.get(cache_key)
+        if table is None:
+            table = BufferTable(pictures, opaque)
+            if len(self.tables) >= MAX_CACHED_TABLES:
+                self.tables.clear()
+            self.tables[cache_key] = table
+        return table, index
 
     def serve(self) -> None:
         self.conn.send_bytes(protocol.encode_hello(os.getpid()))
@@ -91,10 +186,14 @@ class Worker:
                 self.conn.send_bytes(self.render(message))
             elif isinstance(message, protocol.Attach):
                 self.attach(message)
+            elif isinstance(message, protocol.TransformTask):
+                self.conn.send_bytes(self.transform_task(message))
             elif isinstance(message, protocol.Detach):
                 self.tables.clear()  # tables hold views of the source's buffers
                 source = self.sources.pop(message.source, None)
                 if source is not None:
+                    for buffer in range(len(source.views)):
+                        self.transforms.forget((message.source, buffer))
                     source.close()
             else:
                 self.conn.send_bytes(protocol.encode_error(f"unexpected {type(message).__name__}"))
@@ -115,6 +214,20 @@ class Worker:
             return protocol.encode_failed(task.task, task.slot, text)
         return protocol.encode_done(task.task, task.slot, kernel_ns)
 
+    def transform_task(self, task: protocol.TransformTask) -> bytes:
+        try:
+            started = time.perf_counter_ns()
+            picture, _ = self._picture(task.layer, own_slot=-1)
+            transform = protocol.unpack_transform(task.transform)
+            target = self._source(task.target, 0)
+            out = target.views[0]
+            buffers = TransformBuffers(transform, picture.shape[1], picture.shape[0], out=out)
+            apply_transform(picture, transform, buffers)
+            elapsed = time.perf_counter_ns() - started
+        except Exception:
+            return protocol.encode_failed(task.task, 0, traceback.format_exc())
+        return protocol.encode_done(task.task, 0, elapsed)
+
     def _render(self, task: protocol.Render) -> int:
         ring = self.ring
         if task.slot >= ring.slots:
@@ -124,22 +237,19 @@ class Worker:
         if not task.y0 <= task.y1 <= ring.height:
             raise ValueError(f"rows [{task.y0}, {task.y1}) outside a frame of {ring.height} rows")
         records = task.layers
-        keys = records["source"].astype(np.int64) << 16 | records["buffer"]
-        unique, index = np.unique(keys, return_inverse=True)
-        opaque_bits = np.zeros(len(unique), np.int64)
-        opaque_bits[index.reshape(-1)] = records["flags"] & LAYER_OPAQUE
-        cache_key = (unique.tobytes(), opaque_bits.tobytes())
-        table = self.tables.get(cache_key)
-        if table is None:
-            table = self._buffer_table(unique.tolist(), opaque_bits.tolist())
-            if len(self.tables) >= MAX_CACHED_TABLES:
-                self.tables.clear()
-            self.tables[cache_key] = table
+        if (
+            len(task.transforms)
+            or (records["flags"] & LAYER_FRAME).any()
+            or self._converting(records)
+        ):
+            table, layer_index = self._general_table(records, task.transforms, task.slot)
+        else:
+            table, layer_index = self._plain_table(records)
         stack = LayerStack.from_buffers(
             ring.width,
             ring.height,
             table,
-            index=index.reshape(-1),
+            index=layer_index,
             x=records["x"],
             y=records["y"],
             opacity=records["opacity"],
@@ -157,6 +267,30 @@ class Worker:
                 value_range=ring.value_range,
             )
         return time.perf_counter_ns() - started
+
+    def _converting(self, records: np.ndarray) -> bool:
+        """Some layer reads a source whose pictures are not RGBA."""
+        if not any(s.format is not FrameFormat.RGBA for s in self.sources.values()):
+            return False  # the usual case: one dictionary scan, no per-layer work
+        return any(
+            (s := self.sources.get(i)) is not None and s.format is not FrameFormat.RGBA
+            for i in set(records["source"].tolist())
+        )
+
+    def _plain_table(self, records: np.ndarray) -> tuple[BufferTable, np.ndarray]:
+        """The buffer table of a frame of plain RGBA sources, cached per set of buffers."""
+        keys = records["source"].astype(np.int64) << 16 | records["buffer"]
+        unique, index = np.unique(keys, return_inverse=True)
+        opaque_bits = np.zeros(len(unique), np.int64)
+        opaque_bits[index.reshape(-1)] = records["flags"] & LAYER_OPAQUE
+        cache_key = (unique.tobytes(), opaque_bits.tobytes())
+        table = self.tables.get(cache_key)
+        if table is None:
+            table = self._buffer_table(unique.tolist(), opaque_bits.tolist())
+            if len(self.tables) >= MAX_CACHED_TABLES:
+                self.tables.clear()
+            self.tables[cache_key] = table
+        return table, index.reshape(-1)
 
 
 def _watch_parent(parent_pid: int) -> None:

@@ -183,7 +183,10 @@ def _check_picture(src: np.ndarray) -> None:
 
 
 class TransformBuffers:
-    """The buffers one transform of one picture size writes: its scratch steps and output."""
+    """The buffers one transform of one picture size writes: its scratch steps and output.
+
+    ``out`` may be given (e.g. a view of shared memory) instead of allocated.
+    """
 
     __slots__ = ("out", "scratch", "transform")
 
@@ -193,11 +196,24 @@ class TransformBuffers:
         width: int,
         height: int,
         allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+        out: np.ndarray | None = None,
     ) -> None:
         allocate = allocate or (lambda shape: np.empty(shape, np.uint8))
         self.transform = transform
         out_w, out_h = transform.output_size(width, height)
-        self.out = allocate(_rgba_shape(out_w, out_h))
+        if out is None:
+            out = allocate(_rgba_shape(out_w, out_h))
+        elif (
+            not isinstance(out, np.ndarray)
+            or out.dtype != np.uint8
+            or out.shape != _rgba_shape(out_w, out_h)
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            raise ValueError(
+                f"out must be a writable C-contiguous {_rgba_shape(out_w, out_h)} uint8"
+            )
+        self.out = out
         # one scratch buffer per step but the last, each of that step's output size
         self.scratch: list[np.ndarray] = []
         if transform.crop is not None:

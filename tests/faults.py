@@ -60,3 +60,15 @@ def install(kind: str, marker_dir: str, scope: str = "once") -> None:
         original(frame, stack, **kwargs)
 
     engine.worker.composite_stack = faulty
+
+
+def install_in_transforms(kind: str, marker_dir: str, scope: str = "once") -> None:
+    """Like :func:`install`, for the worker's ``Engine.transform`` tasks."""
+    original = engine.worker.apply_transform
+
+    def faulty(*args: Any, **kwargs: Any) -> Any:
+        if scope == "always" or _claim(marker_dir):
+            fire(kind)
+        return original(*args, **kwargs)
+
+    engine.worker.apply_transform = faulty

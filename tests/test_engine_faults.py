@@ -162,6 +162,19 @@ def test_protocol_decoder_refuses_every_truncation_of_every_message() -> None:
         protocol.encode_attach(1, 2, 3, 4, "framering-1-ab-src1"),
         protocol.encode_detach(5),
         protocol.encode_render(1, 2, 3, True, 0, 5, np.zeros(3, protocol.LAYER_RECORD)),
+        protocol.encode_render(
+            1,
+            2,
+            3,
+            True,
+            0,
+            5,
+            np.zeros(3, protocol.LAYER_RECORD),
+            np.zeros(2, protocol.TRANSFORM_RECORD),
+        ),
+        protocol.encode_transform(
+            1, 2, np.zeros(1, protocol.LAYER_RECORD)[0], np.zeros(1, protocol.TRANSFORM_RECORD)[0]
+        ),
         protocol.encode_done(1, 2, 3),
         protocol.encode_failed(1, 2, "boom"),
     ]
@@ -267,3 +280,39 @@ def test_no_worker_process_outlives_its_engine() -> None:
     eng.close()
     for pid in pids:
         assert not shm.pid_alive(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.parametrize("kind", ["sigkill", "raise"])
+def test_a_transform_task_survives_a_crash_once_and_names_the_cause_always(
+    kind: str, tmp_path: Path
+) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, (40, 60, 4), dtype=np.uint8)
+    pixels[..., 3] = 255
+    with Engine(
+        W,
+        H,
+        workers=2,
+        initializer=faults.install_in_transforms,
+        initargs=(kind, str(tmp_path / "once")),
+    ) as eng:
+        (tmp_path / "once").mkdir()
+        source = eng.upload(pixels)
+        half = eng.transform(source, size=(30, 20), timeout=60)  # fails once, then retried
+        want = eng.transform(source, size=(30, 20), timeout=60)
+        np.testing.assert_array_equal(half.pixels, want.pixels)
+        for s in (half, want, source):
+            eng.free(s)
+    with Engine(
+        W,
+        H,
+        workers=1,
+        initializer=faults.install_in_transforms,
+        initargs=(kind, str(tmp_path / "always"), "always"),
+    ) as eng:
+        source = eng.upload(pixels)
+        cause = "RuntimeError" if kind == "raise" else "SIGKILL"
+        with pytest.raises(FrameFailedError, match=cause):
+            eng.transform(source, flip="vertical", timeout=60)
+        frame = eng.render([Layer(source)])  # frames still work
+        np.testing.assert_array_equal(frame[:40, :60], pixels)
+        assert len(eng._sources) == 1  # the failed transform's target was freed

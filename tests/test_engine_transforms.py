@@ -1,0 +1,278 @@
+"""Transforms, nesting and transitions end to end: real workers, real shared memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+from engine import (
+    Engine,
+    ForeignObjectError,
+    InvalidTypeError,
+    InvalidValueError,
+    Layer,
+    SlotState,
+    SlotStateError,
+    Transform,
+    crossfade,
+    wipe,
+)
+from kernels.transform import TransformBuffers, apply_transform
+
+W, H = 160, 90
+
+
+@pytest.fixture(scope="module")
+def eng() -> Iterator[Engine]:
+    with Engine(W, H, slots=6, workers=2) as engine:
+        yield engine
+
+
+def picture(seed: int, w: int, h: int, opaque: bool = False) -> np.ndarray:
+    pixels = np.random.default_rng(seed).integers(0, 256, (h, w, 4), dtype=np.uint8)
+    if opaque:
+        pixels[..., 3] = 255
+    return pixels
+
+
+def transformed(pixels: np.ndarray, t: Transform) -> np.ndarray:
+    return apply_transform(pixels, t, TransformBuffers(t, pixels.shape[1], pixels.shape[0]))
+
+
+TRANSFORMS = [
+    Transform(size=(40, 30), interpolation="nearest"),
+    Transform(size=(200, 120), interpolation="bicubic"),
+    Transform(crop=(10, 5, 50, 40), flip="vertical"),
+    Transform(rotate=90, size=(30, 60), interpolation="area"),
+    Transform(angle=33.0, center=(20.0, 10.0)),
+]
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=lambda t: ",".join(t.steps()) or "crop")
+def test_a_transformed_layer_shows_what_opencv_makes_of_its_source(
+    eng: Engine, t: Transform
+) -> None:
+    pixels = picture(1, 80, 60)
+    source = eng.upload(pixels)
+    direct = eng.upload(np.ascontiguousarray(transformed(pixels, t)))
+    background = eng.upload(picture(2, W, H, opaque=True))
+    try:
+        got = eng.render([Layer(background), Layer(source, x=-7, y=9, transform=t, opacity=0.8)])
+        want = eng.render([Layer(background), Layer(direct, x=-7, y=9, opacity=0.8)])
+        assert np.array_equal(got, want)
+    finally:
+        for s in (source, direct, background):
+            eng.free(s)
+
+
+def test_transformed_frames_match_cv2_called_directly() -> None:
+    pixels = picture(3, 96, 64, opaque=True)
+    t = Transform(size=(48, 32), interpolation="area", flip="horizontal")
+    with Engine(48, 32, slots=2, workers=1) as eng:
+        source = eng.upload(pixels)
+        frame = eng.render([Layer(source, transform=t)])
+    want = cv2.resize(cv2.flip(pixels, 1), (48, 32), interpolation=cv2.INTER_AREA)
+    assert np.abs(frame.astype(int) - want).max() <= 1
+
+
+def test_a_static_transformed_layer_is_transformed_once_and_reused() -> None:
+    # One worker, so every frame meets the same cache. The uploaded pixels are changed behind
+    # the engine's back (an upload never changes): a cached result keeps showing the old
+    # picture, which proves the transform did not run again.
+    t = Transform(size=(32, 24), interpolation="area")
+    with Engine(64, 48, slots=2, workers=1) as eng:
+        source = eng.upload(np.full((48, 64, 4), 100, np.uint8), opaque=True)
+        first = eng.render([Layer(source, transform=t)])
+        source._views[0][...] = 200
+        again = eng.render([Layer(source, transform=t)])
+        plain = eng.render([Layer(source)])
+        other = eng.render([Layer(source, transform=Transform(size=(31, 24)))])
+    assert (first[:24, :32, :3] == 100).all()
+    assert np.array_equal(again, first)  # cached: the same result
+    assert (plain[..., :3] == 200).all()  # the source itself did change
+    assert (other[:24, :31, :3] == 200).all()  # another transform is another entry
+
+
+def test_a_live_source_is_transformed_again_when_it_publishes() -> None:
+    t = Transform(flip="horizontal", size=(20, 10))
+    with Engine(40, 20, slots=2, workers=1) as eng:
+        camera = eng.live_source(40, 20, opaque=True)
+        frames = []
+        for value in (50, 90, 130):
+            with camera.write() as pixels:
+                pixels[...] = value
+                pixels[:, :20, 0] = 255  # left half red: flipped, it lands on the right
+            frames.append(eng.render([Layer(camera, transform=t)]))
+    for value, frame in zip((50, 90, 130), frames, strict=True):
+        assert (frame[:10, :10, 0] == value).all()
+        assert (frame[:10, 10:20, 0] == 255).all()
+
+
+def test_a_crop_outside_the_source_is_refused_in_the_caller(eng: Engine) -> None:
+    source = eng.upload(picture(4, 20, 20))
+    try:
+        with eng.acquire() as slot:
+            with pytest.raises(InvalidValueError, match="does not lie inside"):
+                slot.submit([Layer(source, transform=Transform(crop=(10, 10, 20, 5)))])
+            with pytest.raises(InvalidTypeError):
+                slot.submit([Layer(source, transform="flip")])  # type: ignore[arg-type]
+            assert slot.state is SlotState.ACQUIRED  # nothing was sent
+    finally:
+        eng.free(source)
+
+
+def test_engine_transform_makes_a_new_source_in_shared_memory(eng: Engine) -> None:
+    pixels = picture(5, 64, 48, opaque=True)
+    source = eng.upload(pixels)
+    small = eng.transform(source, size=(32, 24), interpolation="area")
+    turned = eng.transform(source, Transform(rotate=270))
+    try:
+        assert (small.width, small.height) == (32, 24) and small.opaque
+        assert np.array_equal(
+            small.pixels, cv2.resize(pixels, (32, 24), interpolation=cv2.INTER_AREA)
+        )
+        assert np.array_equal(turned.pixels, cv2.rotate(pixels, cv2.ROTATE_90_COUNTERCLOCKWISE))
+        assert small.segment_name.startswith("framering")
+        frame = eng.render([Layer(small, x=3, y=4)])
+        assert np.array_equal(frame[4:28, 3:35], small.pixels)
+        with pytest.raises(InvalidValueError):
+            eng.transform(source, crop=(0, 0, 65, 1))
+        with pytest.raises(InvalidTypeError):
+            eng.transform(source, Transform(), size=(3, 3))
+    finally:
+        for s in (source, small, turned):
+            eng.free(s)
+
+
+def test_engine_transform_of_a_live_source_takes_its_latest_picture(eng: Engine) -> None:
+    camera = eng.live_source(30, 20)
+    with camera.write() as pixels:
+        pixels[...] = 77
+    copy = eng.transform(camera, flip="both")
+    try:
+        assert (copy.pixels == 77).all() and not copy.opaque
+    finally:
+        eng.free(copy)
+        eng.free(camera)
+
+
+def test_a_finished_frame_is_a_layer_of_another_frame(eng: Engine) -> None:
+    a = eng.upload(picture(6, W, H, opaque=True))
+    logo = eng.upload(picture(7, 30, 20))
+    try:
+        with eng.acquire() as inner:
+            inner.submit([Layer(a), Layer(logo, x=100, y=50)])
+            scene = inner.wait().copy()
+            pip = Transform(size=(W // 2, H // 2), interpolation="area")
+            with eng.acquire() as outer:
+                outer.submit([Layer(a), Layer(inner, x=W // 2, y=0, transform=pip)])
+                frame = outer.wait()
+                want = cv2.resize(scene, (W // 2, H // 2), interpolation=cv2.INTER_AREA)
+                assert np.array_equal(frame[: H // 2, W // 2 :], want)
+                assert np.array_equal(frame[H // 2 :], eng.render([Layer(a)])[H // 2 :])
+    finally:
+        eng.free(a)
+        eng.free(logo)
+
+
+def test_a_frame_read_as_a_layer_stays_pinned_until_its_reader_is_done(eng: Engine) -> None:
+    a = eng.upload(picture(8, W, H, opaque=True))
+    try:
+        inner = eng.acquire()
+        inner.submit([Layer(a)])
+        inner.wait()
+        readers = [eng.acquire() for _ in range(3)]
+        for reader in readers:
+            reader.submit([Layer(inner, opacity=0.5)])
+        inner.release()  # deferred: three frames still read it
+        assert inner.index not in eng._free
+        for reader in readers:
+            reader.wait()
+            reader.release()
+        assert inner.index in eng._free  # the last reader freed it
+    finally:
+        eng.free(a)
+
+
+def test_only_finished_frames_of_this_engine_can_be_layers(eng: Engine) -> None:
+    a = eng.upload(picture(9, W, H))
+    try:
+        with eng.acquire() as unsent, eng.acquire() as slot:
+            with pytest.raises(SlotStateError, match="not a finished frame"):
+                slot.submit([Layer(unsent)])  # not submitted
+            unsent.submit([Layer(a)])
+            unsent.wait()
+            slot.submit([Layer(unsent)])  # finished: fine
+            slot.wait()
+        with Engine(W, H, slots=2, workers=1) as second, second.acquire() as foreign:
+            foreign.submit([])
+            foreign.wait()
+            with eng.acquire() as slot, pytest.raises(ForeignObjectError):
+                slot.submit([Layer(foreign)])
+        released = eng.acquire()
+        released.submit([Layer(a)])
+        released.wait()
+        released.release()
+        with eng.acquire() as slot, pytest.raises(SlotStateError):
+            slot.submit([Layer(released)])
+    finally:
+        eng.free(a)
+
+
+def test_crossfade_mixes_two_opaque_scenes_by_progress(eng: Engine) -> None:
+    a_pixels, b_pixels = picture(10, W, H, opaque=True), picture(11, W, H, opaque=True)
+    a, b = eng.upload(a_pixels), eng.upload(b_pixels)
+    try:
+        for p in (0.0, 0.25, 0.5, 1.0):
+            frame = eng.render(crossfade(a, b, p)).astype(float)
+            want = (1 - p) * a_pixels + p * b_pixels
+            assert np.abs(frame[..., :3] - want[..., :3]).max() <= 1.0
+        with pytest.raises(InvalidValueError):
+            crossfade(a, b, 1.5)
+    finally:
+        eng.free(a)
+        eng.free(b)
+
+
+@pytest.mark.parametrize("direction", ["right", "left", "down", "up"])
+def test_wipe_reveals_the_second_scene_behind_a_moving_edge(eng: Engine, direction: str) -> None:
+    a_pixels, b_pixels = picture(12, W, H, opaque=True), picture(13, W, H, opaque=True)
+    a, b = eng.upload(a_pixels), eng.upload(b_pixels)
+    try:
+        frame = eng.render(wipe(a, b, 0.25, direction))  # type: ignore[arg-type]
+        shown = np.zeros((H, W), bool)
+        if direction == "right":
+            shown[:, : W // 4] = True
+        elif direction == "left":
+            shown[:, W - W // 4 :] = True
+        elif direction == "down":
+            shown[: round(H / 4)] = True
+        else:
+            shown[H - round(H / 4) :] = True
+        assert np.array_equal(frame[shown], b_pixels[shown])
+        assert np.array_equal(frame[~shown], a_pixels[~shown])
+        assert np.array_equal(eng.render(wipe(a, b, 0.0)), a_pixels)
+        assert np.array_equal(eng.render(wipe(a, b, 1.0)), b_pixels)
+    finally:
+        eng.free(a)
+        eng.free(b)
+
+
+def test_a_wipe_between_two_rendered_scenes_reads_both_slots(eng: Engine) -> None:
+    a_pixels, b_pixels = picture(14, W, H, opaque=True), picture(15, W, H, opaque=True)
+    a, b = eng.upload(a_pixels), eng.upload(b_pixels)
+    try:
+        with eng.acquire() as scene_a, eng.acquire() as scene_b:
+            scene_a.submit([Layer(a)])
+            scene_b.submit([Layer(b)])
+            scene_a.wait()
+            scene_b.wait()
+            frame = eng.render(wipe(scene_a, scene_b, 0.5))
+        assert np.array_equal(frame[:, : W // 2], b_pixels[:, : W // 2])
+        assert np.array_equal(frame[:, W // 2 :], a_pixels[:, W // 2 :])
+    finally:
+        eng.free(a)
+        eng.free(b)
