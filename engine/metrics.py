@@ -60,7 +60,8 @@ class Metrics:
     latency_p90: float
     latency_p99: float
     kernel_p50: float
-    """Median time inside the compositing kernel (measured by the worker)."""
+    """Median time the worker spent on a frame: transforms, conversions and the compositing
+    kernel (measured by the worker; the rest of the latency is queueing and the pipes)."""
     kernel_p90: float
     kernel_p99: float
     throughput_fps: float

@@ -47,7 +47,8 @@ class FrameSlot:
         self.finished_ns = 0
         """``time.perf_counter_ns()`` when the frame was finished or failed (0 before)."""
         self.kernel_ns = 0
-        """Nanoseconds the worker spent in the compositing kernel."""
+        """Nanoseconds the worker spent on the frame: its transforms, conversions and the
+        compositing kernel (not the trip through the pipes)."""
 
     def __repr__(self) -> str:
         if self._released:

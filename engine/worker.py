@@ -229,6 +229,9 @@ class Worker:
         return protocol.encode_done(task.task, 0, elapsed)
 
     def _render(self, task: protocol.Render) -> int:
+        """Composite one task; returns the nanoseconds it took (from the records to the
+        finished frame: buffer look-ups, transforms, conversions, compositing)."""
+        started = time.perf_counter_ns()
         ring = self.ring
         if task.slot >= ring.slots:
             raise ValueError(f"slot {task.slot} does not exist (ring of {ring.slots})")
@@ -256,7 +259,6 @@ class Worker:
             modes=records["mode"],
             premultiplied=(records["flags"] & LAYER_PREMULTIPLIED) != 0,
         )
-        started = time.perf_counter_ns()
         composite_stack(ring.frame(task.slot), stack, rows=(task.y0, task.y1), clear=task.clear)
         if ring.format is not FrameFormat.RGBA:  # what the encoder wants, in the slot
             convert_frame(
