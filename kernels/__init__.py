@@ -5,7 +5,7 @@ function validates its arguments in Python and then runs a kernel that trusts th
 """
 
 from kernels.blend import BLEND_MODE_NAMES, BlendMode
-from kernels.convert import FrameFormat, convert_frame
+from kernels.convert import Delivery, FrameFormat, convert_frame, convert_to_rgba, source_shape
 from kernels.fill import clear, fill
 from kernels.layers import BufferTable, LayerStack, PixelLayer, is_opaque
 from kernels.stack import composite_layer, composite_stack
@@ -15,6 +15,7 @@ __all__ = [
     "BLEND_MODE_NAMES",
     "BlendMode",
     "BufferTable",
+    "Delivery",
     "FrameFormat",
     "LayerStack",
     "PixelLayer",
@@ -22,7 +23,9 @@ __all__ = [
     "composite_layer",
     "composite_stack",
     "convert_frame",
+    "convert_to_rgba",
     "fill",
     "is_opaque",
+    "source_shape",
     "warmup",
 ]

@@ -155,12 +155,16 @@ def premultiplied_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([rgb, straight[..., 3:4]], axis=-1)
 
 
+# (Kr, Kb) of each YUV matrix, as in ``kernels.convert``.
+YUV_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+
+
 def yuv420_reference(
     frame: np.ndarray, matrix: str = "bt709", value_range: str = "limited"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(Y, Cb, Cr) planes of an RGBA8 frame in float64, chroma the mean of each 2x2 block,
     straight from the formulas in ``kernels.convert`` (not rounded)."""
-    kr, kb = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}[matrix]
+    kr, kb = YUV_MATRICES[matrix]
     rgb = frame[..., :3].astype(np.float64) / 255.0
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     luma = kr * r + (1 - kr - kb) * g + kb * b
@@ -172,3 +176,52 @@ def yuv420_reference(
     if value_range == "limited":
         return 16 + 219 * luma, 128 + 224 * cb, 128 + 224 * cr
     return 255 * luma, 128 + 255 * cb, 128 + 255 * cr
+
+
+def rgb_from_yuv420_reference(
+    src: np.ndarray, fmt: str, matrix: str = "bt709", value_range: str = "limited"
+) -> np.ndarray:
+    """(h, w, 3) float64 RGB on 0-255 (not rounded, not clamped) of an I420 or NV12 picture
+    laid out as ``cv2`` does, each chroma sample covering its 2x2 block.
+
+    The formulas of ``kernels.convert`` solved for R, G, B::
+
+        R = Y' + 2 (1 - Kr) Cr      B = Y' + 2 (1 - Kb) Cb      G = (Y' - Kr R - Kb B) / Kg
+    """
+    kr, kb = YUV_MATRICES[matrix]
+    kg = 1 - kr - kb
+    h, w = src.shape[0] * 2 // 3, src.shape[1]
+    luma = src[:h].astype(np.float64)
+    chroma = src[h:].reshape(-1).astype(np.float64)
+    if fmt == "i420":
+        cb = chroma[: h * w // 4].reshape(h // 2, w // 2)
+        cr = chroma[h * w // 4 :].reshape(h // 2, w // 2)
+    else:
+        cb = chroma[0::2].reshape(h // 2, w // 2)
+        cr = chroma[1::2].reshape(h // 2, w // 2)
+    cb = np.repeat(np.repeat(cb, 2, axis=0), 2, axis=1)
+    cr = np.repeat(np.repeat(cr, 2, axis=0), 2, axis=1)
+    if value_range == "limited":
+        y, pb, pr = (luma - 16) / 219, (cb - 128) / 224, (cr - 128) / 224
+    else:
+        y, pb, pr = luma / 255, (cb - 128) / 255, (cr - 128) / 255
+    r = y + 2 * (1 - kr) * pr
+    b = y + 2 * (1 - kb) * pb
+    g = (y - kr * r - kb * b) / kg
+    return 255 * np.stack([r, g, b], axis=-1)
+
+
+# Where each format's bytes come from in an RGBA8 pixel (packed formats).
+PACKED_CHANNELS = {"rgba": [0, 1, 2, 3], "bgra": [2, 1, 0, 3], "rgb": [0, 1, 2], "bgr": [2, 1, 0]}
+
+
+def packed_reference(frame: np.ndarray, fmt: str) -> np.ndarray:
+    """An RGBA8 frame in a packed format (rgba, bgra, rgb, bgr): its channels reordered."""
+    return frame[..., PACKED_CHANNELS[fmt]].copy()
+
+
+def rgba_from_packed_reference(src: np.ndarray, fmt: str) -> np.ndarray:
+    """A packed picture (rgba, bgra, rgb, bgr) as RGBA8, alpha 255 where it has none."""
+    out = np.full((*src.shape[:2], 4), 255, np.uint8)
+    out[..., PACKED_CHANNELS[fmt]] = src
+    return out

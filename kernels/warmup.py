@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from kernels.blend import BlendMode
-from kernels.convert import FrameFormat, convert_frame
+from kernels.convert import Delivery, FrameFormat, convert_frame, convert_to_rgba
 from kernels.fill import fill
 from kernels.layers import PixelLayer
 from kernels.stack import composite_stack
@@ -30,6 +30,10 @@ def warmup() -> float:
     composite_stack(frame, layers)
     composite_stack(frame, [PixelLayer(soft), PixelLayer(soft, x=3)])
     composite_stack(frame, [PixelLayer(soft)], clear=False)
-    for fmt in (FrameFormat.BGRA, FrameFormat.BGR, FrameFormat.I420, FrameFormat.NV12):
-        convert_frame(frame, np.empty(fmt.shape(70, 4), np.uint8), fmt)
+    picture = np.empty((4, 70, 4), np.uint8)
+    for fmt in FrameFormat:
+        out = np.empty(fmt.shape(70, 4), np.uint8)
+        convert_frame(frame, out, fmt)
+        composite_stack(frame, [PixelLayer(soft)], deliver=Delivery(fmt, out))
+        convert_to_rgba(out, fmt, picture)
     return time.perf_counter() - started
