@@ -36,7 +36,7 @@ def _bench(args: argparse.Namespace) -> int:
     # Imported here, not at the top: the benchmarks need the optional 'bench' extra
     # (Pillow, matplotlib), and `framering demo` must work without it.
     try:
-        from framering_benchmarks import engine_bench, kernels_bench
+        from framering_benchmarks import engine_bench, formats_bench, kernels_bench
     except ImportError as error:
         print(f"framering bench needs: pip install 'framering[bench]' ({error})")
         return 2
@@ -44,6 +44,12 @@ def _bench(args: argparse.Namespace) -> int:
     argv += ["--out", args.out]
     if args.kernels:
         return kernels_bench.main(([] if args.full else ["--quick"]) + ["--json-dir", args.out])
+    if args.formats:
+        return formats_bench.main(
+            ["--out", args.out]
+            + (["--full"] if args.full else [])
+            + (["--smoke"] if args.smoke else [])
+        )
     return engine_bench.main(
         argv + (["--full"] if args.full else []) + (["--smoke"] if args.smoke else [])
     )
@@ -81,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=None, help="default: physical cores")
     bench.add_argument("--out", default="benchmarks/results", help="results folder")
     bench.add_argument("--kernels", action="store_true", help="the single-thread kernel bench")
+    bench.add_argument(
+        "--formats",
+        action="store_true",
+        help="cost of delivery formats, input formats and transforms per 1080p frame",
+    )
     bench.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # for tests
     bench.set_defaults(run=_bench)
     cleanup = commands.add_parser(

@@ -105,9 +105,10 @@ class Engine:
         initializer: called as ``initializer(*initargs)`` in every worker process when it
             starts (replacements included), before it takes frames; both must pickle.
         output: the format ``wait()`` delivers frames in: ``rgba`` (default), ``bgra``,
-            ``bgr``, ``i420`` or ``nv12`` (planes as ``cv2`` lays them out). The worker
-            converts after compositing, so an encoder gets its format without a pass in the
-            caller. I420 and NV12 need an even width and height.
+            ``rgb``, ``bgr``, ``i420`` or ``nv12`` (planes as ``cv2`` lays them out). The
+            worker converts each band of rows as it finishes compositing it, so an encoder
+            gets its format without a pass in the caller. I420 and NV12 need an even width
+            and height.
         yuv_matrix, yuv_range: ``bt709``/``bt601`` and ``limited``/``full`` for I420/NV12.
 
     Use it as a context manager, or call :meth:`close`; it also closes at interpreter exit.

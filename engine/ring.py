@@ -7,7 +7,8 @@ Byte layout (little-endian; created by the parent, attached by every worker)::
                     8  width     u32  frame width in pixels
                    12  height    u32  frame height in pixels
                    16  slots     u32  number of slots
-                   20  format    u8   delivery format: 0 rgba, 1 bgra, 2 bgr, 3 i420, 4 nv12
+                   20  format    u8   delivery format: 0 rgba, 1 bgra, 2 bgr, 3 i420, 4 nv12,
+                                      5 rgb
                    21  matrix    u8   YUV matrix: 0 bt601, 1 bt709
                    22  range     u8   YUV range: 0 limited, 1 full
                    23  (pad)     u8

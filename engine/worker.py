@@ -28,7 +28,7 @@ from engine.ring import FORMAT_CODES, MATRIX_CODES, RANGE_CODES, FrameRing, Slot
 from engine.shm import AttachedSegment
 from engine.sources import buffer_views
 from kernels import BufferTable, FrameFormat, LayerStack, composite_stack, convert, warmup
-from kernels.convert import convert_frame
+from kernels.convert import Delivery
 from kernels.transform import Transform, TransformBuffers, TransformCache, apply_transform
 
 # How often a worker's watchdog thread checks that its parent is alive. A dead parent also
@@ -94,6 +94,8 @@ class Worker:
         self.tables: dict[tuple[object, ...], BufferTable] = {}
         # Transformed pictures, reused while their source picture stays the same.
         self.transforms = TransformCache()
+        # Per slot: the checked delivery-format view of it (views of the ring, kept for life).
+        self.deliveries: dict[int, Delivery] = {}
         self._decoded: dict[bytes, Transform] = {}
 
     def _buffer_table(self, keys: list[int], opaque: list[int]) -> BufferTable:
@@ -259,16 +261,29 @@ class Worker:
             modes=records["mode"],
             premultiplied=(records["flags"] & LAYER_PREMULTIPLIED) != 0,
         )
-        composite_stack(ring.frame(task.slot), stack, rows=(task.y0, task.y1), clear=task.clear)
-        if ring.format is not FrameFormat.RGBA:  # what the encoder wants, in the slot
-            convert_frame(
-                ring.frame(task.slot),
-                ring.delivered(task.slot),
-                ring.format,
-                matrix=ring.matrix,
-                value_range=ring.value_range,
-            )
+        composite_stack(
+            ring.frame(task.slot),
+            stack,
+            rows=(task.y0, task.y1),
+            clear=task.clear,
+            deliver=self._delivery(task.slot),
+        )
         return time.perf_counter_ns() - started
+
+    def _delivery(self, slot: int) -> Delivery | None:
+        """Where the kernel writes the slot's frame in the encoder's format, as it finishes
+        each band of rows (None for rgba: the composited frame is what is delivered)."""
+        if self.ring.format is FrameFormat.RGBA:
+            return None
+        delivery = self.deliveries.get(slot)
+        if delivery is None:
+            delivery = self.deliveries[slot] = Delivery(
+                self.ring.format,
+                self.ring.delivered(slot),
+                matrix=self.ring.matrix,
+                value_range=self.ring.value_range,
+            )
+        return delivery
 
     def _converting(self, records: np.ndarray) -> bool:
         """Some layer reads a source whose pictures are not RGBA."""

@@ -27,3 +27,20 @@ def test_framering_bench_writes_a_table_json_and_target_verdicts(
     throughput = [r for r in record["records"] if r["metric"] == "throughput"]
     assert all("max_error" in r for r in throughput if "memcpy" not in r["tool"])
     assert record["machine"]["versions"]["numpy"]
+
+
+def test_framering_bench_formats_measures_every_format_and_transform(
+    tmp_path: Path, capsys: object
+) -> None:
+    assert main(["bench", "--formats", "--smoke", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "i420 delivery costs" in printed and "static scale area layer" in printed
+    (result,) = tmp_path.glob("formats-*.json")
+    rows = json.loads(result.read_text())["rows"]
+    variants = {(r["section"], r["variant"]) for r in rows}
+    for fmt in ("rgba", "bgra", "bgr", "i420", "nv12"):
+        assert ("delivery", fmt) in variants
+    for fmt in ("rgba", "bgra", "rgb", "bgr", "i420", "nv12"):
+        assert ("inputs", fmt) in variants
+    assert ("transforms", "scale bicubic, live") in variants
+    assert all(r["worker_ms"] > 0 for r in rows)

@@ -256,6 +256,7 @@ def test_close_with_frames_in_flight_fails_their_waiters_and_leaves_no_segment()
         ("bgra", "bt709", "limited"),
         ("i420", "bt601", "limited"),
         ("nv12", "bt709", "full"),
+        ("rgb", "bt709", "limited"),
     ],
 )
 def test_frames_are_delivered_in_the_encoders_format(

@@ -1,0 +1,407 @@
+"""What each delivery format, input format and transform costs per 1080p frame.
+
+Everything runs on the studio-1080p reference workload, through the engine with one worker, one
+frame at a time, and is read from the worker's own clock (``FrameSlot.kernel_ns``: buffer
+look-ups, transforms, conversions, compositing; not the pipes). Beside each figure: the same
+OpenCV call made in the caller's process, what a user would otherwise do after ``wait()``,
+with OpenCV's default threads and with one (a worker runs one thread, one worker per core).
+Variants are timed in alternating blocks, and every ratio is taken against a baseline of the
+same run (RGBA delivery, the unscaled camera layer, the RGBA camera):
+
+1. **Delivery**: the frame as rgba, bgra, bgr, i420, nv12. Target: i420/nv12 at most 1.3x rgba.
+2. **Transforms**: the camera layer (1280x720 at 96,72) made from a 1920x1080 picture by a
+   transform. "static" is an uploaded source (cached after the first frame: target 1.0x the
+   unscaled camera); "live" is a live source published every frame (transformed every frame).
+3. **Input formats**: the camera as a live source in rgba, bgra, rgb, bgr, i420 or nv12,
+   published every frame and converted to RGBA by the worker.
+
+    framering bench --formats [--full] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine import Engine, Layer, LiveSource, Transform
+from kernels import warmup
+from kernels.workloads import build
+
+from .timing import machine, progress, progress_done
+
+DEFAULT_RESULTS = Path("benchmarks/results")
+CAMERA = 1  # index of the camera layer in studio-1080p
+CAMERA_SIZE = (1280, 720)
+DELIVERY = ("rgba", "bgra", "bgr", "i420", "nv12")
+INPUTS = ("rgba", "bgra", "rgb", "bgr", "i420", "nv12")
+# cv2.cvtColor codes a caller would use for the same conversion (None: OpenCV has none)
+CV2_DELIVERY = {
+    "bgra": cv2.COLOR_RGBA2BGRA,
+    "bgr": cv2.COLOR_RGBA2BGR,
+    "i420": cv2.COLOR_RGBA2YUV_I420,
+    "nv12": None,
+}
+CV2_INPUT = {
+    "bgra": cv2.COLOR_BGRA2RGBA,
+    "rgb": cv2.COLOR_RGB2RGBA,
+    "bgr": cv2.COLOR_BGR2RGBA,
+    "i420": cv2.COLOR_YUV2RGBA_I420,
+    "nv12": cv2.COLOR_YUV2RGBA_NV12,
+}
+TRANSFORMS = {
+    "scale nearest": Transform(size=CAMERA_SIZE, interpolation="nearest"),
+    "scale bilinear": Transform(size=CAMERA_SIZE, interpolation="bilinear"),
+    "scale area": Transform(size=CAMERA_SIZE, interpolation="area"),
+    "scale bicubic": Transform(size=CAMERA_SIZE, interpolation="bicubic"),
+    "crop": Transform(crop=(320, 180, *CAMERA_SIZE)),
+    "flip": Transform(crop=(0, 0, *CAMERA_SIZE), flip="horizontal"),
+    "rotate 90 + scale": Transform(rotate=90, size=CAMERA_SIZE),
+    "angle 10 + scale": Transform(size=CAMERA_SIZE, angle=10.0),
+}
+
+
+@dataclass
+class Results:
+    rows: list[dict[str, object]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(
+        self,
+        section: str,
+        variant: str,
+        worker: list[float],
+        caller: tuple[float, float] | None,
+    ) -> None:
+        self.rows.append(
+            {
+                "section": section,
+                "variant": variant,
+                "worker_ms": statistics.median(worker) * 1e3,
+                "worker_p90_ms": float(np.percentile(worker, 90)) * 1e3,
+                "frames": len(worker),
+                "caller_cv2_ms": None if caller is None else caller[0] * 1e3,
+                "caller_cv2_1_thread_ms": None if caller is None else caller[1] * 1e3,
+            }
+        )
+
+    def get(self, section: str, variant: str) -> float:
+        for row in self.rows:
+            if row["section"] == section and row["variant"] == variant:
+                return float(row["worker_ms"])  # type: ignore[arg-type]
+        raise KeyError((section, variant))
+
+
+def studio_layers(eng: Engine) -> tuple[list[Layer], np.ndarray]:
+    """The studio-1080p layers as engine layers, and the camera's pixels."""
+    workload = build("studio-1080p")
+    layers = []
+    for layer in workload.layers:
+        layers.append(
+            Layer(
+                eng.upload(layer.pixels),
+                x=layer.x,
+                y=layer.y,
+                opacity=layer.opacity,  # type: ignore[arg-type]
+                blend=layer.blend,
+            )
+        )
+    return layers, workload.layers[CAMERA].pixels
+
+
+def frame_time(eng: Engine, layers: list[Layer], before: Callable[[], None] | None = None) -> float:
+    """Seconds the worker spent on one frame of ``layers``."""
+    if before is not None:
+        before()
+    with eng.acquire(timeout=10) as slot:
+        slot.submit(layers)
+        slot.wait(timeout=10)
+        return slot.kernel_ns / 1e9
+
+
+def caller_time(call: Callable[[], object], repetitions: int) -> tuple[float, float]:
+    """Median seconds of ``call`` in this process: with OpenCV's default threads (what a
+    caller gets), then with one thread (what a worker uses, one per core)."""
+    threads = cv2.getNumThreads()
+    medians = []
+    try:
+        for count in (threads, 1):
+            cv2.setNumThreads(count)
+            call()
+            times = []
+            for _ in range(repetitions):
+                started = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - started)
+            medians.append(statistics.median(times))
+    finally:
+        cv2.setNumThreads(threads)
+    return medians[0], medians[1]
+
+
+def alternate(
+    variants: dict[str, Callable[[], float]], blocks: int, per_block: int, label: str
+) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for run in variants.values():  # warm-up: caches, page faults, first transforms
+        run()
+        run()
+    for block in range(blocks):
+        for name, run in variants.items():
+            samples[name].extend(run() for _ in range(per_block))
+        progress(f"{label}: block {block + 1}/{blocks}")
+    return samples
+
+
+def publish(camera: LiveSource, picture: np.ndarray) -> Callable[[], None]:
+    def write() -> None:
+        with camera.write() as buffer:
+            buffer[...] = picture
+
+    return write
+
+
+def bench_delivery(blocks: int, per_block: int, out: Results) -> None:
+    engines = {fmt: Engine(1920, 1080, slots=2, workers=1, output=fmt) for fmt in DELIVERY}
+    try:
+        layers = {fmt: studio_layers(eng)[0] for fmt, eng in engines.items()}
+        samples = alternate(
+            {fmt: (lambda f=fmt: frame_time(engines[f], layers[f])) for fmt in DELIVERY},
+            blocks,
+            per_block,
+            "delivery formats",
+        )
+        frame = engines["rgba"].render(layers["rgba"])
+    finally:
+        for eng in engines.values():
+            eng.close()
+    for fmt in DELIVERY:
+        code = CV2_DELIVERY.get(fmt)
+        caller = None if code is None else caller_time(lambda c=code: cv2.cvtColor(frame, c), 30)
+        out.add("delivery", fmt, samples[fmt], caller)
+    if CV2_DELIVERY["nv12"] is None:
+        out.notes.append("OpenCV has no RGBA to NV12 conversion: no caller figure for nv12")
+
+
+def bench_transforms(blocks: int, per_block: int, out: Results) -> None:
+    rng = np.random.default_rng(7)
+    big = rng.integers(0, 256, (1080, 1920, 4), dtype=np.uint8)
+    big[..., 3] = 255
+    with Engine(1920, 1080, slots=2, workers=1) as eng:
+        layers, _ = studio_layers(eng)
+        camera = layers[CAMERA]
+        static = eng.upload(big)
+        live = eng.live_source(1920, 1080, opaque=True)
+        write = publish(live, big)
+        variants: dict[str, Callable[[], float]] = {
+            "unscaled camera": lambda: frame_time(eng, layers),
+        }
+        for name, transform in TRANSFORMS.items():
+            for kind, source in (("static", static), ("live", live)):
+                stack = list(layers)
+                stack[CAMERA] = Layer(source, x=camera.x, y=camera.y, transform=transform)
+                variants[f"{name}, {kind}"] = lambda s=stack, k=kind: frame_time(
+                    eng, s, write if k == "live" else None
+                )
+        samples = alternate(variants, blocks, per_block, "transforms")
+        check = eng.render([Layer(static, transform=TRANSFORMS["scale area"])])
+        want = cv2.resize(big, CAMERA_SIZE, interpolation=cv2.INTER_AREA)
+        if not np.array_equal(check[:720, :1280], want):
+            raise AssertionError("a transformed layer differs from cv2.resize")
+    out.add("transforms", "unscaled camera", samples["unscaled camera"], None)
+    for name, transform in TRANSFORMS.items():
+        caller = caller_time(lambda t=transform: _caller_transform(big, t), 20)
+        for kind in ("static", "live"):
+            out.add("transforms", f"{name}, {kind}", samples[f"{name}, {kind}"], caller)
+
+
+def _caller_transform(picture: np.ndarray, t: Transform) -> np.ndarray:
+    """The same transform as OpenCV calls in the caller, each allocating its result."""
+    if t.crop is not None:
+        x, y, w, h = t.crop
+        picture = picture[y : y + h, x : x + w]
+    if t.flip is not None:
+        picture = cv2.flip(picture, 1)
+    if t.rotate:
+        picture = cv2.rotate(picture, cv2.ROTATE_90_CLOCKWISE)
+    if t.size is not None:
+        interpolation = {
+            "nearest": cv2.INTER_NEAREST,
+            "bilinear": cv2.INTER_LINEAR,
+            "area": cv2.INTER_AREA,
+            "bicubic": cv2.INTER_CUBIC,
+        }[t.interpolation]
+        picture = cv2.resize(picture, t.size, interpolation=interpolation)
+    if t.turns:
+        h, w = picture.shape[:2]
+        picture = cv2.warpAffine(picture, t.matrix(w, h), (w, h))
+    if t.steps() == []:
+        picture = picture.copy()
+    return picture
+
+
+def bench_inputs(blocks: int, per_block: int, out: Results) -> None:
+    width, height = CAMERA_SIZE
+    with Engine(1920, 1080, slots=2, workers=1) as eng:
+        layers, camera_pixels = studio_layers(eng)
+        camera = layers[CAMERA]
+        pictures = {
+            "rgba": camera_pixels,
+            "bgra": cv2.cvtColor(camera_pixels, cv2.COLOR_RGBA2BGRA),
+            "rgb": np.ascontiguousarray(camera_pixels[..., :3]),
+            "bgr": cv2.cvtColor(camera_pixels, cv2.COLOR_RGBA2BGR),
+            "i420": cv2.cvtColor(camera_pixels, cv2.COLOR_RGBA2YUV_I420),
+        }
+        i420 = pictures["i420"]
+        nv12 = i420.copy()  # Y, then U and V interleaved
+        chroma = width * height // 4
+        u = i420[height:].reshape(-1)[:chroma]
+        v = i420[height:].reshape(-1)[chroma:]
+        nv12[height:].reshape(-1)[0::2] = u
+        nv12[height:].reshape(-1)[1::2] = v
+        pictures["nv12"] = nv12
+        variants = {}
+        for fmt in INPUTS:
+            source = eng.live_source(width, height, format=fmt, opaque=True, yuv_matrix="bt601")
+            stack = list(layers)
+            stack[CAMERA] = Layer(source, x=camera.x, y=camera.y)
+            write = publish(source, pictures[fmt])
+            variants[fmt] = lambda s=stack, w=write: frame_time(eng, s, w)
+        samples = alternate(variants, blocks, per_block, "input formats")
+    for fmt in INPUTS:
+        code = CV2_INPUT.get(fmt)
+        caller = (
+            None
+            if code is None
+            else caller_time(lambda c=code, p=pictures[fmt]: cv2.cvtColor(p, c), 30)
+        )
+        out.add("inputs", fmt, samples[fmt], caller)
+
+
+def table(out: Results) -> str:
+    lines = []
+    baselines = {"delivery": "rgba", "transforms": "unscaled camera", "inputs": "rgba"}
+    for section, baseline in baselines.items():
+        base = out.get(section, baseline)
+        lines.append(
+            f"{section + ' (1080p, worker ms)':<34} {'median':>8} {'p90':>8} {'vs ' + baseline:>20}"
+            f" {'cv2 in caller':>14} {'(1 thread)':>11}"
+        )
+        for row in out.rows:
+            if row["section"] != section:
+                continue
+            caller, single = row["caller_cv2_ms"], row["caller_cv2_1_thread_ms"]
+            lines.append(
+                f"  {row['variant']:<32} {row['worker_ms']:>8.2f} {row['worker_p90_ms']:>8.2f} "
+                f"{float(row['worker_ms']) / base:>19.2f}x "  # type: ignore[arg-type]
+                f"{'' if caller is None else f'{caller:.2f}':>14} "
+                f"{'' if single is None else f'{single:.2f}':>11}"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def verdicts(out: Results) -> list[str]:
+    rgba = out.get("delivery", "rgba")
+    lines = []
+    for fmt in ("i420", "nv12"):
+        ratio = out.get("delivery", fmt) / rgba
+        verdict = "met" if ratio <= 1.3 else "MISSED"
+        lines.append(f"{fmt} delivery costs {ratio:.2f}x rgba (target <= 1.30x): {verdict}")
+    unscaled = out.get("transforms", "unscaled camera")
+    for name in ("scale bilinear", "scale area"):
+        ratio = out.get("transforms", f"{name}, static") / unscaled
+        verdict = "met" if ratio <= 1.1 else "MISSED"
+        lines.append(
+            f"static {name} layer costs {ratio:.2f}x the unscaled one (target ~1.0x, "
+            f"<= 1.10x on this noisy machine): {verdict}"
+        )
+    return lines
+
+
+def plot(out: Results, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        out.notes.append("plot skipped: matplotlib is not installed (pip install '.[bench]')")
+        return None
+    sections = ("delivery", "transforms", "inputs")
+    fig, axes = plt.subplots(1, 3, figsize=(18, 6), gridspec_kw={"width_ratios": [1, 3, 1.2]})
+    for ax, section in zip(axes, sections, strict=True):
+        rows = [r for r in out.rows if r["section"] == section]
+        names = [str(r["variant"]) for r in rows]
+        worker = [float(r["worker_ms"]) for r in rows]  # type: ignore[arg-type]
+        caller = [np.nan if r["caller_cv2_ms"] is None else r["caller_cv2_ms"] for r in rows]
+        xs = np.arange(len(rows))
+        single = [
+            np.nan if r["caller_cv2_1_thread_ms"] is None else r["caller_cv2_1_thread_ms"]
+            for r in rows
+        ]
+        ax.bar(xs - 0.27, worker, 0.27, label="framering worker (1 thread): whole frame")
+        ax.bar(xs, caller, 0.27, label="same OpenCV call in the caller, default threads (extra)")
+        ax.bar(xs + 0.27, single, 0.27, label="same OpenCV call in the caller, 1 thread (extra)")
+        ax.set_xticks(xs, names, rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("ms per 1080p frame (median)")
+        ax.set_title(section)
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="framering bench --formats", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="more blocks and frames")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results folder")
+    args = parser.parse_args(argv)
+    blocks, per_block = (7, 20) if args.full else (5, 8)
+    if args.smoke:
+        blocks, per_block = 1, 1
+    started = time.perf_counter()
+    progress(f"compiling kernels: {warmup():.1f} s")
+    out = Results()
+    bench_delivery(blocks, per_block, out)
+    bench_transforms(blocks, per_block, out)
+    bench_inputs(blocks, per_block, out)
+    progress_done()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    picture = plot(out, args.out / f"formats-{stamp}.png")
+    print(table(out))
+    print("targets:")
+    lines = verdicts(out)
+    for line in lines:
+        print("  " + line)
+    for note in out.notes:
+        print("note: " + note)
+    record = {
+        "machine": machine(),
+        "mode": "full" if args.full else "quick",
+        "seconds": time.perf_counter() - started,
+        "rows": out.rows,
+        "targets": lines,
+        "notes": out.notes,
+    }
+    path = args.out / f"formats-{stamp}.json"
+    path.write_text(json.dumps(record, indent=1))
+    print(f"results: {path}" + (f", {picture}" if picture else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
