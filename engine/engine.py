@@ -251,6 +251,12 @@ class Engine:
             for slot in list(self._tasks.values()):
                 slot._finish(closed, time.perf_counter_ns())
             self._tasks.clear()
+            jobs = list(self._jobs.values())
+            self._jobs.clear()
+        for job in jobs:  # Engine.transform calls waiting in other threads
+            job.failure = closed
+            job.done.set()
+        with self._lock:
             sources = list(self._sources.values())
             self._sources.clear()
             self._lock.notify_all()
@@ -762,32 +768,42 @@ class Engine:
         self._register(target)
         job = _TransformJob(target)
         records = packed.records
-        with self._lock:
-            self._check_open()
-            for frame in packed.frames:
-                if frame._released or self._held.get(frame.index) is not frame:
-                    raise SlotStateError(f"{frame!r} was released; it cannot be transformed")
-                frame._readers += 1
-            job.reads = packed.frames
-            job.pins = self._pin_sources(records, set() if packed.frames else {source.id})
-            task = Task(
-                id=next(self._task_ids),
-                slot=-1,
-                records=records,
-                clear=True,
-                rows=(0, 0),
-                deadline_s=self._deadline,
-                transforms=packed.transforms,
-                target=target.id,
-            )
-            self._jobs[task.id] = job
+        try:
+            with self._lock:
+                self._check_open()
+                for frame in packed.frames:
+                    if frame._released or self._held.get(frame.index) is not frame:
+                        raise SlotStateError(f"{frame!r} was released; it cannot be transformed")
+                job.pins = self._pin_sources(records, set() if packed.frames else {source.id})
+                for frame in packed.frames:
+                    frame._readers += 1
+                job.reads = packed.frames
+                task = Task(
+                    id=next(self._task_ids),
+                    slot=-1,
+                    records=records,
+                    clear=True,
+                    rows=(0, 0),
+                    deadline_s=self._deadline,
+                    transforms=packed.transforms,
+                    target=target.id,
+                )
+                self._jobs[task.id] = job
+        except BaseException:
+            with contextlib.suppress(FrameringError):
+                self.free(target, timeout=0)
+            raise
         try:
             self._pool.submit(task)
         except BaseException as error:
+            job.abandoned = True  # nobody will own the target: the job's end frees it
             self._end_job(task, EngineBrokenError(str(error)))
             raise
         if not job.done.wait(timeout):
-            job.abandoned = True
+            job.abandoned = True  # the job's end frees the target; if it just ended, we do
+            if job.done.is_set():
+                with contextlib.suppress(FrameringError):
+                    self.free(target, timeout=0)
             raise WaitTimeoutError(f"transform into {target!r} not finished within {timeout} s")
         if job.failure is not None:
             with contextlib.suppress(FrameringError):
@@ -809,7 +825,7 @@ class Engine:
         for source, buffer in job.pins:
             source.unpin(buffer)
         job.failure = failure
-        job.done.set()
+        job.done.set()  # before reading `abandoned`: the caller sets it before reading `done`
         if job.abandoned and not self._closed:  # the caller gave up waiting: nobody owns it
             with contextlib.suppress(FrameringError):
                 self.free(job.target, timeout=0)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,16 @@ import numpy as np
 import psutil
 import pytest
 
-from engine import Engine, EngineBrokenError, FrameFailedError, Layer, protocol, shm
+from engine import (
+    Engine,
+    EngineBrokenError,
+    EngineClosedError,
+    FrameFailedError,
+    Layer,
+    WaitTimeoutError,
+    protocol,
+    shm,
+)
 from kernels import PixelLayer, composite_stack
 from tests import faults
 
@@ -316,3 +326,51 @@ def test_a_transform_task_survives_a_crash_once_and_names_the_cause_always(
         frame = eng.render([Layer(source)])  # frames still work
         np.testing.assert_array_equal(frame[:40, :60], pixels)
         assert len(eng._sources) == 1  # the failed transform's target was freed
+
+
+def test_a_hung_transform_times_out_for_the_caller_and_its_source_is_freed(
+    tmp_path: Path,
+) -> None:
+    with Engine(
+        W,
+        H,
+        workers=1,
+        deadline=0.5,
+        initializer=faults.install_in_transforms,
+        initargs=("hang", str(tmp_path), "always"),
+    ) as eng:
+        source = eng.upload(np.zeros((16, 16, 4), np.uint8))
+        with pytest.raises(WaitTimeoutError):
+            eng.transform(source, flip="horizontal", timeout=0.2)
+        deadline = time.monotonic() + 30
+        while len(eng._sources) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the deadline kills the hung worker, the retry hangs too
+        assert len(eng._sources) == 1  # only the uploaded source is left
+        assert eng.metrics().worker_restarts >= 1
+        eng.render([Layer(source)])  # the replacement worker renders frames
+
+
+def test_closing_the_engine_fails_a_transform_waiting_in_another_thread(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    with Engine(
+        W,
+        H,
+        workers=1,
+        deadline=60,
+        initializer=faults.install_in_transforms,
+        initargs=("hang", str(tmp_path), "always"),
+    ) as eng:
+        source = eng.upload(np.zeros((16, 16, 4), np.uint8))
+
+        def transform() -> None:
+            try:
+                eng.transform(source, flip="vertical", timeout=None)
+            except BaseException as error:
+                errors.append(error)
+
+        waiter = threading.Thread(target=transform)
+        waiter.start()
+        time.sleep(0.5)  # the task is in the hung worker's hands
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], EngineClosedError)
