@@ -49,7 +49,13 @@ from engine.stream import (
     astream_frames,
     stream_frames,
 )
-from engine.validation import check_timeout, checked, positive_int, positive_seconds
+from engine.validation import (
+    check_timeout,
+    checked,
+    pixel_format,
+    positive_int,
+    positive_seconds,
+)
 from kernels import FrameFormat, is_opaque, warmup
 from kernels.transform import Transform
 from kernels.validate import MAX_SIDE, check_rgba
@@ -152,22 +158,9 @@ class Engine:
         self._async: AsyncBridge | None = None
         if initializer is not None and not callable(initializer):
             raise InvalidTypeError("initializer must be callable")
-        try:
-            self.output: Final = FrameFormat(output)
-        except ValueError:
-            formats = ", ".join(f.value for f in FrameFormat)
-            raise InvalidValueError(f"output must be one of {formats}, not {output!r}") from None
-        if yuv_matrix not in MATRIX_CODES or yuv_range not in RANGE_CODES:
-            raise InvalidValueError(
-                f"yuv_matrix must be one of {', '.join(MATRIX_CODES)} and yuv_range one of "
-                f"{', '.join(RANGE_CODES)}, not {yuv_matrix!r} and {yuv_range!r}"
-            )
-        if self.output in (FrameFormat.I420, FrameFormat.NV12) and (
-            self.width % 2 or self.height % 2
-        ):
-            raise InvalidValueError(
-                f"{self.output.value} needs an even width and height, not {width}x{height}"
-            )
+        self.output: Final = pixel_format(
+            output, "output", yuv_matrix, yuv_range, self.width, self.height
+        )
         warmup()  # compile and write Numba's cache now, so workers only load it
         reclaim_orphans()  # segments of engines whose process was killed
         self._ring = FrameRing.create(
@@ -334,18 +327,7 @@ class Engine:
             if not isinstance(fallback, Source):
                 raise InvalidTypeError("fallback must be an uploaded Source or 'transparent'")
             fallback.check_owner(self.token)
-        try:
-            fmt = FrameFormat(format)
-        except ValueError:
-            formats = ", ".join(f.value for f in FrameFormat)
-            raise InvalidValueError(f"format must be one of {formats}, not {format!r}") from None
-        if yuv_matrix not in MATRIX_CODES or yuv_range not in RANGE_CODES:
-            raise InvalidValueError(
-                f"yuv_matrix must be one of {', '.join(MATRIX_CODES)} and yuv_range one of "
-                f"{', '.join(RANGE_CODES)}, not {yuv_matrix!r} and {yuv_range!r}"
-            )
-        if fmt in (FrameFormat.I420, FrameFormat.NV12) and (width % 2 or height % 2):
-            raise InvalidValueError(f"{fmt.value} needs an even width and height")
+        fmt = pixel_format(format, "format", yuv_matrix, yuv_range, width, height)
         source = self._new_source(LiveSource, width, height, buffers, "a live source", fmt)
         source.opaque = bool(opaque) or fmt not in (FrameFormat.RGBA, FrameFormat.BGRA)
         source.stall_timeout = stall_timeout

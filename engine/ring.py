@@ -47,6 +47,7 @@ from typing import Final
 import numpy as np
 
 from engine.shm import AttachedSegment, CreatedSegment
+from engine.validation import MATRIX_CODES, RANGE_CODES
 from kernels.convert import FrameFormat
 
 MAGIC: Final = b"FRMRING1"
@@ -54,8 +55,6 @@ HEADER_BYTES: Final = 64
 PAGE: Final = 4096
 _HEADER = struct.Struct("<8sIIIBBBxQQ")
 FORMAT_CODES: Final = {fmt: code for code, fmt in enumerate(FrameFormat)}
-MATRIX_CODES: Final = {"bt601": 0, "bt709": 1}
-RANGE_CODES: Final = {"limited": 0, "full": 1}
 SLOT_TABLE = np.dtype([("state", "<u4"), ("attempt", "<u4"), ("sequence", "<u8")])
 
 

@@ -11,15 +11,15 @@ any other, and the scenes it reads stay pinned until it is done::
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Final, Literal
 
 from engine.errors import InvalidTypeError, InvalidValueError
 from engine.layer import Layer
 from engine.slots import FrameSlot
 from engine.sources import LiveSource, Source
+from engine.validation import checked
 from kernels.transform import Transform
+from kernels.validate import check_opacity
 
 Picture = Source | LiveSource | FrameSlot
 Direction = Literal["left", "right", "up", "down"]
@@ -27,12 +27,7 @@ DIRECTIONS: Final = ("left", "right", "up", "down")
 
 
 def _progress(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidTypeError(f"progress must be a float in [0, 1], not {type(value).__name__}")
-    progress = float(value)
-    if not math.isfinite(progress) or not 0.0 <= progress <= 1.0:
-        raise InvalidValueError(f"progress must be a finite float in [0, 1], not {value!r}")
-    return progress
+    return checked(check_opacity, value, "progress")
 
 
 def _size(picture: Picture) -> tuple[int, int]:

@@ -6,6 +6,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from engine.errors import InvalidTypeError, InvalidValueError
+from kernels.convert import FrameFormat
+
+# The YUV matrices and ranges a ring or a live source may name (codes as stored in the
+# ring header and the ATTACH message).
+MATRIX_CODES = {"bt601": 0, "bt709": 1}
+RANGE_CODES = {"limited": 0, "full": 1}
 
 T = TypeVar("T")
 
@@ -45,3 +51,22 @@ def positive_seconds(value: object, what: str) -> float:
     if not 0 < float(value) < float("inf"):
         raise InvalidValueError(f"{what} must be a positive finite number of seconds, not {value}")
     return float(value)
+
+
+def pixel_format(
+    value: object, what: str, yuv_matrix: object, yuv_range: object, width: int, height: int
+) -> FrameFormat:
+    """A :class:`FrameFormat` by name, with a YUV matrix and range, for pictures of a size."""
+    try:
+        fmt = FrameFormat(value)
+    except ValueError:
+        formats = ", ".join(f.value for f in FrameFormat)
+        raise InvalidValueError(f"{what} must be one of {formats}, not {value!r}") from None
+    if yuv_matrix not in MATRIX_CODES or yuv_range not in RANGE_CODES:
+        raise InvalidValueError(
+            f"yuv_matrix must be one of {', '.join(MATRIX_CODES)} and yuv_range one of "
+            f"{', '.join(RANGE_CODES)}, not {yuv_matrix!r} and {yuv_range!r}"
+        )
+    if fmt.yuv420 and (width % 2 or height % 2):
+        raise InvalidValueError(f"{fmt.value} needs an even width and height, not {width}x{height}")
+    return fmt

@@ -66,7 +66,7 @@ class _AttachedSource:
         if held is not None and held[0] == version:
             return held[1]
         height, width = self.views[0].shape[0], self.views[0].shape[1]
-        if self.format in (FrameFormat.I420, FrameFormat.NV12):
+        if self.format.yuv420:
             height = height * 2 // 3
         picture = held[1] if held is not None else np.empty((height, width, 4), np.uint8)
         convert.convert_to_rgba(
