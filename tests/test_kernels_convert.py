@@ -472,3 +472,40 @@ def test_bad_deliveries_are_refused() -> None:
     background = np.zeros((10, 12, 4), np.uint8)
     with pytest.raises(ValueError, match="one of the layers"):
         composite_stack(frame, [PixelLayer(background)], deliver=Delivery("bgra", background))
+
+
+@pytest.mark.parametrize("matrix", MATRICES)
+@pytest.mark.parametrize("rng", RANGES)
+def test_luma_of_every_colour_and_chroma_of_a_lattice_are_within_the_bound(
+    matrix: str, rng: str
+) -> None:
+    """The fixed-point bound, checked exhaustively: all 2^24 colours for luma (a 4096x4096
+    frame, in bands), and uniform 2x2 blocks of every third level per channel for chroma."""
+    limit = 0.5 + FIXED_POINT_SLACK
+    levels = np.arange(256, dtype=np.uint32)
+    band_rows = 256  # 1M colours per band keeps the float64 reference small
+    for top in range(0, 4096, band_rows):
+        code = np.arange(top * 4096, (top + band_rows) * 4096, dtype=np.uint32)
+        frame = np.empty((band_rows, 4096, 4), np.uint8)
+        frame[..., 0] = (code >> 16).reshape(band_rows, 4096)
+        frame[..., 1] = ((code >> 8) & 255).reshape(band_rows, 4096)
+        frame[..., 2] = (code & 255).reshape(band_rows, 4096)
+        frame[..., 3] = 255
+        y, _, _ = yuv420_reference(frame, matrix, rng)
+        luma = converted(frame, "i420", matrix=matrix, value_range=rng)[:band_rows]
+        assert np.abs(luma - np.clip(y, 0, 255)).max() <= limit, top
+    lattice = levels[::3]
+    r, g, b = np.meshgrid(lattice, lattice, lattice, indexing="ij")
+    blocks = np.stack([r.ravel(), g.ravel(), b.ravel()], axis=1).astype(np.uint8)
+    side = 2 * 172  # 86^3 = 636,056 colours in a 344 x 3698-block frame (some repeated)
+    count = -(-len(blocks) // (side // 2))
+    padded = np.resize(blocks, (count * (side // 2), 3)).reshape(count, side // 2, 3)
+    frame = np.full((2 * count, side, 4), 255, np.uint8)
+    frame[..., :3] = padded.repeat(2, axis=0).repeat(2, axis=1)
+    _, cb, cr = yuv420_reference(frame, matrix, rng)
+    i420 = converted(frame, "i420", matrix=matrix, value_range=rng)
+    h, w = frame.shape[:2]
+    chroma = i420[h:].reshape(-1).astype(float)
+    quarter = (h // 2) * (w // 2)
+    assert np.abs(chroma[:quarter].reshape(h // 2, w // 2) - np.clip(cb, 0, 255)).max() <= limit
+    assert np.abs(chroma[quarter:].reshape(h // 2, w // 2) - np.clip(cr, 0, 255)).max() <= limit
