@@ -30,13 +30,10 @@ from engine.errors import (
     SlotStateError,
     WaitTimeoutError,
 )
-from engine.layer import Layer, pack_layers
+from engine.layer import Layer, PackedLayers, pack_layers
 from engine.metrics import Metrics, Recorder, WorkerMetrics
 from engine.pool import SourceInfo, Task, WorkerPool
-from engine.protocol import (
-    LAYER_FRAME,
-    LAYER_OPAQUE,
-)
+from engine.protocol import LAYER_FRAME, LAYER_OPAQUE, TRANSFORM_RECORD, pack_transform
 from engine.ring import FORMAT_CODES, MATRIX_CODES, RANGE_CODES, FrameRing, SlotState
 from engine.shm import CreatedSegment, new_engine_token, reclaim_orphans, segment_name
 from engine.slots import FrameSlot, frame_failed
@@ -329,6 +326,10 @@ class Engine:
             fallback.check_owner(self.token)
         fmt = pixel_format(format, "format", yuv_matrix, yuv_range, width, height)
         source = self._new_source(LiveSource, width, height, buffers, "a live source", fmt)
+        if fmt.yuv420:  # zero bytes are a green picture in YUV: start black, as RGB does
+            for view in source._views:
+                view[:height] = 16 if yuv_range == "limited" else 0
+                view[height:] = 128
         source.opaque = bool(opaque) or fmt not in (FrameFormat.RGBA, FrameFormat.BGRA)
         source.stall_timeout = stall_timeout
         source.fallback = fallback
@@ -536,7 +537,7 @@ class Engine:
             for s, f in zip(records["source"].tolist(), records["flags"].tolist(), strict=True)
             if not f & LAYER_FRAME
         }
-        source_ids = self._apply_fallbacks(records, source_ids)
+        source_ids, transforms = self._apply_fallbacks(packed, source_ids)
         with self._lock:
             self._check_open()
             for frame in packed.frames:
@@ -554,7 +555,7 @@ class Engine:
                 clear=clear,
                 rows=(0, self.height),
                 deadline_s=frame_deadline,
-                transforms=packed.transforms,
+                transforms=transforms,
             )
             slot._pins = pins
             slot._reads = packed.frames
@@ -592,11 +593,17 @@ class Engine:
         records["version"][live] = [version for _, version in chosen]
         return pins
 
-    def _apply_fallbacks(self, records: np.ndarray, source_ids: set[int]) -> set[int]:
+    def _apply_fallbacks(
+        self, packed: PackedLayers, source_ids: set[int]
+    ) -> tuple[set[int], np.ndarray]:
         """Swap stalled live sources for their fallbacks in a frame's records.
 
-        Returns the frame's source ids after the swap (``source_ids`` when nothing stalled).
+        A transformed layer keeps its transform when it fits the fallback (a crop inside
+        it); otherwise the fallback is scaled to the size the live layer had, so it is drawn
+        where the live picture was either way. Returns the frame's source ids and transform
+        records after the swap (unchanged when nothing stalled).
         """
+        records, transforms = packed.records, packed.transforms
         stalled = False
         now = time.monotonic()
         for source_id in source_ids:
@@ -609,18 +616,33 @@ class Engine:
             rows = (records["source"] == source_id) & ((records["flags"] & LAYER_FRAME) == 0)
             if source.fallback == "transparent":
                 records["opacity"][rows] = 0.0
-            else:
-                fallback = source.fallback
-                fallback.check_owner(self.token)
-                records["source"][rows] = fallback.id
-                opaque_bit = LAYER_OPAQUE if fallback.opaque else 0
-                kept = records["flags"][rows] & np.uint8(0xFF ^ LAYER_OPAQUE)
-                records["flags"][rows] = kept | np.uint8(opaque_bit)
+                continue
+            fallback = source.fallback
+            fallback.check_owner(self.token)
+            for row in np.flatnonzero(rows).tolist():
+                record = records[row]
+                opaque = fallback.opaque
+                number = int(record["transform"])
+                if number:
+                    transform = packed.transform_list[number - 1]
+                    try:
+                        transform.output_size(fallback.width, fallback.height)
+                    except ValueError:
+                        size = transform.output_size(source.width, source.height)
+                        transform = Transform(size=size, interpolation=transform.interpolation)
+                        extra = np.zeros(1, TRANSFORM_RECORD)
+                        pack_transform(transform, extra)
+                        transforms = np.concatenate([transforms, extra])
+                        record["transform"] = len(transforms)
+                    opaque = opaque and transform.keeps_opacity()
+                record["source"] = fallback.id
+                kept = int(record["flags"]) & (0xFF ^ LAYER_OPAQUE)
+                record["flags"] = kept | (LAYER_OPAQUE if opaque else 0)
         if not stalled:
-            return source_ids
+            return source_ids, transforms
         self._recorder.stalled()
         sources = records["source"][(records["flags"] & LAYER_FRAME) == 0]
-        return set(sources.tolist())
+        return set(sources.tolist()), transforms
 
     # --- TaskListener: called by the pool's manager thread
     def task_dispatched(self, task: Task) -> None:

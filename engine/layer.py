@@ -77,6 +77,7 @@ class PackedLayers:
     records: np.ndarray  # LAYER_RECORD; ``buffer`` and ``version`` of live sources left 0
     transforms: np.ndarray  # TRANSFORM_RECORD, referenced 1-based by records["transform"]
     frames: tuple[FrameSlot, ...]  # finished frames read as layers
+    transform_list: tuple[Transform, ...] = ()  # the transforms, in record order
 
 
 _NO_TRANSFORMS: Final = np.zeros(0, TRANSFORM_RECORD)
@@ -180,4 +181,4 @@ def pack_layers(
             records["version"][
                 (records["source"] == index) & (records["flags"] & LAYER_FRAME != 0)
             ] = slot.sequence & 0xFFFFFFFF
-    return PackedLayers(records, packed_transforms, tuple(frames.values()))
+    return PackedLayers(records, packed_transforms, tuple(frames.values()), tuple(transforms))

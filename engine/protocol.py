@@ -26,6 +26,7 @@ state beyond its attached sources to run one, and a replacement worker runs it t
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -110,6 +111,12 @@ def pack_transform(transform: Transform, out: np.ndarray) -> None:
 
 def unpack_transform(record: np.void) -> Transform:
     """The :class:`Transform` of a TRANSFORM_RECORD; raises ProtocolError if it makes none."""
+    return _transform_from_bytes(record.tobytes())
+
+
+@functools.lru_cache(maxsize=256)  # a live loop sends the same few transforms every frame
+def _transform_from_bytes(data: bytes) -> Transform:
+    record = np.frombuffer(data, TRANSFORM_RECORD)[0]
     try:
         crop = tuple(int(v) for v in record["crop"])
         size = tuple(int(v) for v in record["size"])
@@ -168,7 +175,7 @@ class Render:
     y0: int
     y1: int
     layers: np.ndarray  # LAYER_RECORD array
-    transforms: np.ndarray  # TRANSFORM_RECORD array
+    transforms: tuple[Transform, ...]  # decoded (and so validated) TRANSFORM_RECORDs
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +184,8 @@ class TransformTask:
 
     task: int
     target: int
-    layer: np.ndarray  # LAYER_RECORD scalar: the source picture
-    transform: np.ndarray  # TRANSFORM_RECORD scalar
+    layer: np.void  # LAYER_RECORD: the source picture
+    transform: Transform
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,16 +345,17 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
                 f"{len(records)} bytes of records"
             )
         layers = np.frombuffer(records[:layer_bytes], dtype=LAYER_RECORD).copy()
-        transforms = np.frombuffer(records[layer_bytes:], dtype=TRANSFORM_RECORD).copy()
-        return Render(task, slot, attempt, bool(clear), y0, y1, layers, transforms)
+        transforms = np.frombuffer(records[layer_bytes:], dtype=TRANSFORM_RECORD)
+        decoded = tuple(unpack_transform(record) for record in transforms)
+        return Render(task, slot, attempt, bool(clear), y0, y1, layers, decoded)
     if kind is Kind.TRANSFORM:
         task, target = _fixed(body, _TRANSFORM, kind)
         records = body[_TRANSFORM.size :]
         if len(records) != LAYER_RECORD.itemsize + TRANSFORM_RECORD.itemsize:
             raise ProtocolError(f"TRANSFORM carries {len(records)} bytes of records")
         layer = np.frombuffer(records[: LAYER_RECORD.itemsize], dtype=LAYER_RECORD)[0].copy()
-        transform = np.frombuffer(records[LAYER_RECORD.itemsize :], TRANSFORM_RECORD)[0].copy()
-        return TransformTask(task, target, layer, transform)
+        transform = np.frombuffer(records[LAYER_RECORD.itemsize :], TRANSFORM_RECORD)[0]
+        return TransformTask(task, target, layer, unpack_transform(transform))
     if kind is Kind.DONE:
         return Done(*_fixed(body, _DONE, kind))
     if kind is Kind.FAILED:

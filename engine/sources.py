@@ -150,7 +150,8 @@ class Source(_SharedPicture):
 class LiveSource(_SharedPicture):
     """A picture a producer rewrites in place, frame after frame (``Engine.live_source``).
 
-    Starts as transparent black (all zero bytes, whatever its format). ``write()`` lends a
+    Starts black: transparent for RGBA and BGRA, opaque for the formats without alpha.
+    ``write()`` lends a
     buffer no frame is reading, shaped as ``format`` lays a picture out; leaving the ``with``
     block publishes it as the latest picture (an exception discards it instead).
     """

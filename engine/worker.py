@@ -92,11 +92,14 @@ class Worker:
         # Checked buffers per combination of pictures a frame used: a live loop reuses a
         # handful of them, so a frame's set-up is only its per-layer columns.
         self.tables: dict[tuple[object, ...], BufferTable] = {}
+        # Tables of frames with transformed, converted or nested pictures; cleared whenever
+        # the transform cache drops an entry (their keys name cache entries by serial).
+        self.general_tables: dict[tuple[object, ...], BufferTable] = {}
         # Transformed pictures, reused while their source picture stays the same.
         self.transforms = TransformCache()
+        self._drops_seen = 0
         # Per slot: the checked delivery-format view of it (views of the ring, kept for life).
         self.deliveries: dict[int, Delivery] = {}
-        self._decoded: dict[bytes, Transform] = {}
 
     def _buffer_table(self, keys: list[int], opaque: list[int]) -> BufferTable:
         """The checked buffers of (source << 16 | buffer) keys, in that order."""
@@ -114,15 +117,6 @@ class Worker:
             raise ValueError(f"source {source_id} has no buffer {buffer}")
         return source
 
-    def _transform(self, record: np.void) -> Transform:
-        key = record.tobytes()
-        transform = self._decoded.get(key)
-        if transform is None:
-            if len(self._decoded) >= MAX_CACHED_TABLES:
-                self._decoded.clear()
-            transform = self._decoded[key] = protocol.unpack_transform(record)
-        return transform
-
     def _picture(self, record: np.void, own_slot: int) -> tuple[np.ndarray, tuple[object, ...]]:
         """The RGBA picture a layer record names, before its transform, and a key for it."""
         source_id, buffer = int(record["source"]), int(record["buffer"])
@@ -136,10 +130,11 @@ class Worker:
         return source.rgba(buffer, int(record["version"])), (source_id, buffer)
 
     def _general_table(
-        self, records: np.ndarray, transforms: np.ndarray, own_slot: int
+        self, records: np.ndarray, transforms: tuple[Transform, ...], own_slot: int
     ) -> tuple[BufferTable, np.ndarray]:
         """The buffer table and per-layer index of a frame with transforms, frames as layers
         or converted sources (one Python step per layer; transforms come from the cache)."""
+        self.transforms.begin_frame()
         keys: dict[tuple[object, ...], int] = {}
         pictures: list[np.ndarray] = []
         opaque: list[bool] = []
@@ -150,7 +145,7 @@ class Worker:
             if number:
                 if number > len(transforms):
                     raise ValueError(f"layer {i} names transform {number} of {len(transforms)}")
-                transform = self._transform(transforms[number - 1])
+                transform = transforms[number - 1]
                 picture, serial = self.transforms.get(
                     key, int(record["version"]), picture, transform
                 )
@@ -161,13 +156,17 @@ class Worker:
                 pictures.append(picture)
                 opaque.append(bool(record["flags"] & LAYER_OPAQUE))
             index[i] = position
+        if self.transforms.drops != self._drops_seen:
+            # tables holding outputs the cache dropped would keep their memory alive
+            self._drops_seen = self.transforms.drops
+            self.general_tables.clear()
         cache_key = (*keys, *opaque)
-        table = self.tables.get(cache_key)
+        table = self.general_tables.get(cache_key)
         if table is None:
             table = BufferTable(pictures, opaque)
-            if len(self.tables) >= MAX_CACHED_TABLES:
-                self.tables.clear()
-            self.tables[cache_key] = table
+            if len(self.general_tables) >= MAX_CACHED_TABLES:
+                self.general_tables.clear()
+            self.general_tables[cache_key] = table
         return table, index
 
     def serve(self) -> None:
@@ -192,6 +191,7 @@ class Worker:
                 self.conn.send_bytes(self.transform_task(message))
             elif isinstance(message, protocol.Detach):
                 self.tables.clear()  # tables hold views of the source's buffers
+                self.general_tables.clear()
                 source = self.sources.pop(message.source, None)
                 if source is not None:
                     for buffer in range(len(source.views)):
@@ -220,7 +220,7 @@ class Worker:
         try:
             started = time.perf_counter_ns()
             picture, _ = self._picture(task.layer, own_slot=-1)
-            transform = protocol.unpack_transform(task.transform)
+            transform = task.transform
             target = self._source(task.target, 0)
             out = target.views[0]
             buffers = TransformBuffers(transform, picture.shape[1], picture.shape[0], out=out)

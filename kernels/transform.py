@@ -279,6 +279,7 @@ class _Entry:
     version: object
     buffers: TransformBuffers
     serial: int
+    frame: int  # the last frame (``TransformCache.begin_frame``) that used it
 
 
 # Bytes of transformed pictures one cache keeps: a dozen 1080p layers, or three at 4K with
@@ -305,6 +306,9 @@ class TransformCache:
     says which content it holds. Past ``MAX_ENTRIES`` entries or ``budget`` bytes, the least
     recently used entries are dropped and their memory is reused by the next new entry, so an
     animated transform settles into the same few buffers instead of allocating every frame.
+    Entries used since the last :meth:`begin_frame` are never dropped. ``drops`` counts the
+    entries dropped: a caller keeping references to outputs (tables of layer buffers) lets go
+    of them when it changes, or their memory would outlive the cache's limits.
     """
 
     def __init__(self, budget: int = DEFAULT_CACHE_BYTES, max_entries: int = MAX_ENTRIES) -> None:
@@ -314,6 +318,8 @@ class TransformCache:
         self._spare: list[np.ndarray] = []  # flat uint8 buffers of dropped entries
         self._bytes = 0
         self._serials = 0
+        self._frame = 0
+        self.drops = 0  # entries dropped so far: whoever holds their outputs must let go
         self.hits = 0
         self.misses = 0
         self.allocations = 0
@@ -338,6 +344,7 @@ class TransformCache:
 
     def _drop(self, cached: tuple[object, Transform]) -> None:
         entry = self._entries.pop(cached)
+        self.drops += 1
         self._bytes -= entry.buffers.nbytes
         for array in (entry.buffers.out, *entry.buffers.scratch):
             base = array.base
@@ -367,18 +374,16 @@ class TransformCache:
                 entry = None
         if entry is None:
             self.misses += 1
-            while self._entries and (
-                len(self._entries) >= self.max_entries or self._bytes >= self.budget
-            ):
-                self._drop(next(iter(self._entries)))
+            self._make_room()
             buffers = TransformBuffers(transform, src.shape[1], src.shape[0], self._allocate)
             apply_transform(src, transform, buffers)
             self._serials += 1
-            entry = _Entry(version, buffers, self._serials)
+            entry = _Entry(version, buffers, self._serials, self._frame)
             self._entries[cached] = entry
             self._bytes += buffers.nbytes
             return buffers.out, entry.serial
         self._entries.move_to_end(cached)
+        entry.frame = self._frame
         if entry.version != version:
             self.misses += 1
             apply_transform(src, transform, entry.buffers)
@@ -386,6 +391,28 @@ class TransformCache:
         else:
             self.hits += 1
         return entry.buffers.out, entry.serial
+
+    def begin_frame(self) -> None:
+        """Start a new frame: entries used from now on are kept until the next call.
+
+        A frame may use more pictures than the cache's limits: its entries must all stay
+        (an entry dropped in the middle of a frame would lend its memory to a later layer of
+        the same frame), so the cache runs over its limits for that frame instead.
+        """
+        self._frame += 1
+
+    def _make_room(self) -> None:
+        """Drop least recently used entries, but none the current frame uses, until a new
+        one fits the limits (or nothing more may go)."""
+        while len(self._entries) >= self.max_entries or self._bytes >= self.budget:
+            # frame 0: begin_frame was never called, so no entry is protected
+            oldest = next(
+                (k for k, e in self._entries.items() if e.frame != self._frame or not self._frame),
+                None,
+            )
+            if oldest is None:
+                return
+            self._drop(oldest)
 
     def forget(self, key: object) -> None:
         """Drop every entry of ``key`` (its source is gone)."""

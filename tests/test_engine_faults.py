@@ -22,6 +22,7 @@ from engine import (
     EngineClosedError,
     FrameFailedError,
     Layer,
+    Transform,
     WaitTimeoutError,
     protocol,
     shm,
@@ -374,3 +375,21 @@ def test_closing_the_engine_fails_a_transform_waiting_in_another_thread(tmp_path
     waiter.join(timeout=30)
     assert not waiter.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], EngineClosedError)
+
+
+def test_a_transform_record_that_makes_no_transform_does_not_decode() -> None:
+    layers = np.zeros(1, protocol.LAYER_RECORD)
+    good = np.zeros(1, protocol.TRANSFORM_RECORD)
+    protocol.pack_transform(faults_transform(), good)
+    assert protocol.decode(protocol.encode_render(1, 0, 1, True, 0, 4, layers, good))
+    for field, value in (("rotate", 7), ("flip", 9), ("interpolation", 200), ("angle", np.inf)):
+        bad = good.copy()
+        bad[0][field] = value
+        with pytest.raises(protocol.ProtocolError, match="bad transform record"):
+            protocol.decode(protocol.encode_render(1, 0, 1, True, 0, 4, layers, bad))
+        with pytest.raises(protocol.ProtocolError, match="bad transform record"):
+            protocol.decode(protocol.encode_transform(1, 2, layers[0], bad[0]))
+
+
+def faults_transform() -> Transform:
+    return Transform(crop=(1, 2, 3, 4), flip="vertical", rotate=90, size=(8, 8), angle=5.0)

@@ -110,3 +110,13 @@ def test_bad_live_source_formats_are_refused(eng: Engine) -> None:
         eng.live_source(W + 1, H, format="nv12")
     with pytest.raises(InvalidValueError):
         eng.live_source(W, H, format="i420", yuv_matrix="bt2020")
+
+
+@pytest.mark.parametrize("fmt", ["rgb", "bgr", "i420", "nv12"])
+def test_a_live_source_without_alpha_starts_opaque_black(eng: Engine, fmt: str) -> None:
+    camera = eng.live_source(W, H, format=fmt, yuv_range="full" if fmt == "nv12" else "limited")
+    try:
+        frame = eng.render([Layer(camera)])
+        assert (frame[..., :3] == 0).all() and (frame[..., 3] == 255).all()
+    finally:
+        eng.free(camera)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import cv2
@@ -276,3 +277,58 @@ def test_a_wipe_between_two_rendered_scenes_reads_both_slots(eng: Engine) -> Non
     finally:
         eng.free(a)
         eng.free(b)
+
+
+def test_a_frame_with_more_transformed_layers_than_the_cache_holds_is_exact() -> None:
+    pixels = picture(16, 8, 8, opaque=True)
+    with Engine(40, 8, slots=2, workers=1) as eng:
+        source = eng.upload(pixels)
+        layers = [
+            Layer(source, x=i, y=0, transform=Transform(crop=(i % 8, i // 8, 1, 1)))
+            for i in range(40)  # 40 one-pixel crops: more entries than the worker's cache
+        ]
+        frame = eng.render(layers)
+    want = np.stack([pixels[i // 8, i % 8] for i in range(40)])
+    assert np.array_equal(frame[0], want)
+
+
+def test_an_animated_transform_keeps_the_worker_within_the_cache_budget() -> None:
+    # A zoom makes a new transform every frame; what the cache drops must really be freed
+    # (not kept alive by tables of earlier frames). The cache holds 128 MiB, plus 64 MiB of
+    # spare buffers; the pictures here grow from 6 to 25 MiB, 60 frames of them ~900 MiB.
+    with Engine(64, 64, slots=2, workers=1) as eng:
+        source = eng.upload(picture(17, 512, 512))
+        eng.render([Layer(source, transform=Transform(size=(1200, 1200)))])
+        before = eng.metrics().workers[0].rss_bytes
+        for frame in range(60):
+            side = 1200 + 22 * frame
+            eng.render([Layer(source, transform=Transform(size=(side, side)))])
+        grown = eng.metrics().workers[0].rss_bytes - before
+    assert grown < 320 * 2**20, f"worker grew by {grown / 2**20:.0f} MiB"
+
+
+def test_a_stalled_transformed_live_source_shows_its_fallback_where_it_was() -> None:
+    with Engine(64, 48, slots=2, workers=1) as eng:
+        red = np.zeros((48, 64, 4), np.uint8)
+        red[...] = (255, 0, 0, 255)
+        background = eng.upload(red)
+        slate = eng.upload(np.full((16, 16, 4), 255, np.uint8))  # white, smaller than the cam
+        camera = eng.live_source(40, 30, stall_timeout=0.2, fallback=slate)
+        with camera.write() as pixels:
+            pixels[...] = (0, 0, 255, 255)
+        crop = Transform(crop=(20, 10, 20, 20), size=(32, 32))  # does not fit the slate
+        turned = Transform(size=(16, 16), angle=45.0)  # fits; corners turn transparent
+        layers = [
+            Layer(background),
+            Layer(camera, x=0, y=0, transform=crop),
+            Layer(camera, x=40, y=0, transform=turned),
+        ]
+        live = eng.render(layers)
+        time.sleep(0.3)  # the camera stalls
+        stalled = eng.render(layers)
+        assert eng.metrics().stalled_frames >= 1
+    assert (live[:32, :32, 2] == 255).all()  # the camera, cropped and scaled
+    assert (stalled[:32, :32, :3] == 255).all()  # the slate, scaled to where the camera was
+    assert (stalled[32:, :, :3] == (255, 0, 0)).all()
+    assert (stalled[8, 48, :3] == 255).all()  # the turned slate's centre
+    assert (stalled[0, 40, :3] == (255, 0, 0)).all()  # its corner shows the background

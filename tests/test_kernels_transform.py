@@ -211,3 +211,18 @@ def test_the_cache_keeps_to_its_budget() -> None:
     for key in range(5):
         cache.get(key, 0, src, Transform(flip="vertical"))
     assert len(cache) <= 2 and cache.nbytes <= 1_300_000
+
+
+def test_a_frame_using_more_pictures_than_the_cache_holds_keeps_them_all() -> None:
+    cache = TransformCache(max_entries=4)
+    src = _picture(np.random.default_rng(7), 8, 8)
+    cache.begin_frame()
+    outputs = [
+        cache.get("grid", 0, src, Transform(crop=(i % 8, i // 8, 1, 1)))[0] for i in range(10)
+    ]
+    for i, out in enumerate(outputs):  # none was dropped and lent to a later one
+        assert np.array_equal(out[0, 0], src[i // 8, i % 8])
+    assert len(cache) == 10  # over the limit for this frame only
+    cache.begin_frame()
+    cache.get("next", 0, src, Transform(flip="both"))
+    assert len(cache) <= 4 and cache.drops >= 6
