@@ -520,7 +520,12 @@ class Engine:
 
     # ------------------------------------------------------------------ frames
     def _submit(
-        self, slot: FrameSlot, layers: Sequence[Layer], deadline: float | None, clear: bool
+        self,
+        slot: FrameSlot,
+        layers: Sequence[Layer],
+        deadline: float | None,
+        clear: bool,
+        keep_rgba: bool = False,
     ) -> None:
         slot._check_usable("submit to")
         if slot._submitted:
@@ -528,8 +533,9 @@ class Engine:
         frame_deadline = (
             self._deadline if deadline is None else positive_seconds(deadline, "deadline")
         )
-        if not isinstance(clear, bool):
-            raise InvalidTypeError("clear must be a bool")
+        if not isinstance(clear, bool) or not isinstance(keep_rgba, bool):
+            raise InvalidTypeError("clear and keep_rgba must be bools")
+        write_frame = keep_rgba or not clear or self.output is FrameFormat.RGBA
         packed = pack_layers(layers, self.token, (self.width, self.height))
         records = packed.records
         source_ids = {
@@ -556,7 +562,9 @@ class Engine:
                 rows=(0, self.height),
                 deadline_s=frame_deadline,
                 transforms=transforms,
+                write_frame=write_frame,
             )
+            slot._rgba_kept = write_frame
             slot._pins = pins
             slot._reads = packed.frames
             slot._submitted = True

@@ -93,6 +93,11 @@ def _check_frame_source(slot: FrameSlot, engine_token: str, i: int) -> None:
         )
     if slot._failure is not None:
         raise SlotStateError(f"layers[{i}].source {slot!r} failed; it has no picture to show")
+    if not slot._rgba_kept:
+        raise SlotStateError(
+            f"layers[{i}].source {slot!r} was delivered in {slot._engine.output.value} only; "
+            f"submit it with keep_rgba=True to show it as a layer"
+        )
 
 
 def pack_layers(

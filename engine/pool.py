@@ -79,6 +79,7 @@ class Task:
     deadline_s: float
     transforms: np.ndarray = field(default_factory=lambda: _NO_TRANSFORMS)
     target: int = 0
+    write_frame: bool = True
     attempts: int = 0
     worker: int | None = None
     submitted_ns: int = field(default_factory=time.perf_counter_ns)
@@ -324,6 +325,7 @@ class WorkerPool:
                     y1,
                     task.records,
                     task.transforms,
+                    task.write_frame,
                 )
             self._send(worker, data)
 

@@ -137,7 +137,9 @@ def _transform_from_bytes(data: bytes) -> Transform:
 _HELLO = struct.Struct("<HI")  # protocol version, pid
 _ATTACH = struct.Struct("<IIIHBBBxH")  # id, width, height, buffers, format, matrix, range, name len
 _DETACH = struct.Struct("<I")
-_RENDER = struct.Struct("<QIHBxIIIH")  # task, slot, attempt, clear, y0, y1, layers, transforms
+_RENDER = struct.Struct("<QIHBxIIIH")  # task, slot, attempt, flags, y0, y1, layers, transforms
+RENDER_CLEAR: Final = 1  # start from transparent black
+RENDER_WRITE_FRAME: Final = 2  # write the RGBA frame (not only the delivery format)
 _TRANSFORM = struct.Struct("<QI")  # task id, target source id
 _DONE = struct.Struct("<QIQ")  # task id, slot, kernel nanoseconds
 _FAILED = struct.Struct("<QIH")  # task id, slot, text length
@@ -176,6 +178,7 @@ class Render:
     y1: int
     layers: np.ndarray  # LAYER_RECORD array
     transforms: tuple[Transform, ...]  # decoded (and so validated) TRANSFORM_RECORDs
+    write_frame: bool = True  # False: the worker may deliver without writing the RGBA frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,12 +264,14 @@ def encode_render(
     y1: int,
     layers: np.ndarray,
     transforms: np.ndarray = _NO_TRANSFORMS,
+    write_frame: bool = True,
 ) -> bytes:
     if layers.dtype != LAYER_RECORD or transforms.dtype != TRANSFORM_RECORD:
         raise ProtocolError("layers and transforms must be LAYER_RECORD and TRANSFORM_RECORD")
     if len(transforms) > 0xFFFF:
         raise ProtocolError("a task carries at most 65535 transforms")
-    body = _RENDER.pack(task, slot, attempt, clear, y0, y1, len(layers), len(transforms))
+    flags = (RENDER_CLEAR if clear else 0) | (RENDER_WRITE_FRAME if write_frame else 0)
+    body = _RENDER.pack(task, slot, attempt, flags, y0, y1, len(layers), len(transforms))
     return _header(Kind.RENDER) + body + layers.tobytes() + transforms.tobytes()
 
 
@@ -336,7 +341,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     if kind is Kind.DETACH:
         return Detach(*_fixed(body, _DETACH, kind))
     if kind is Kind.RENDER:
-        task, slot, attempt, clear, y0, y1, count, count_t = _fixed(body, _RENDER, kind)
+        task, slot, attempt, flags, y0, y1, count, count_t = _fixed(body, _RENDER, kind)
         records = body[_RENDER.size :]
         layer_bytes = count * LAYER_RECORD.itemsize
         if len(records) != layer_bytes + count_t * TRANSFORM_RECORD.itemsize:
@@ -347,7 +352,8 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         layers = np.frombuffer(records[:layer_bytes], dtype=LAYER_RECORD).copy()
         transforms = np.frombuffer(records[layer_bytes:], dtype=TRANSFORM_RECORD)
         decoded = tuple(unpack_transform(record) for record in transforms)
-        return Render(task, slot, attempt, bool(clear), y0, y1, layers, decoded)
+        clear, write_frame = bool(flags & RENDER_CLEAR), bool(flags & RENDER_WRITE_FRAME)
+        return Render(task, slot, attempt, clear, y0, y1, layers, decoded, write_frame)
     if kind is Kind.TRANSFORM:
         task, target = _fixed(body, _TRANSFORM, kind)
         records = body[_TRANSFORM.size :]

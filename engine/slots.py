@@ -42,6 +42,7 @@ class FrameSlot:
         self._pins: list[tuple[Source | LiveSource, int]] = []
         self._reads: tuple[FrameSlot, ...] = ()  # finished frames this frame reads as layers
         self._readers = 0  # frames in flight reading this one as a layer (it stays unfreed)
+        self._rgba_kept = True  # the slot's RGBA area holds this frame (readable as a layer)
         self.submitted_ns = 0
         """``time.perf_counter_ns()`` when the frame was submitted (0 before)."""
         self.finished_ns = 0
@@ -78,6 +79,7 @@ class FrameSlot:
         *,
         deadline: float | None = None,
         clear: bool = True,
+        keep_rgba: bool = False,
     ) -> None:
         """Send the layer stack (bottom first) to be composited into this slot.
 
@@ -87,8 +89,12 @@ class FrameSlot:
                 frame retried (default: the engine's).
             clear: start from transparent black (the default). ``False`` composites over
                 whatever the slot held, e.g. the previous frame rendered into it.
+            keep_rgba: for an engine whose ``output`` is not ``rgba``: also keep the frame's
+                RGBA picture, so that it can be a layer of another frame or be transformed.
+                Without it the worker writes only the delivery format (less memory traffic).
+                Ignored for ``rgba`` engines, whose frames are RGBA.
         """
-        self._engine._submit(self, layers, deadline, clear)
+        self._engine._submit(self, layers, deadline, clear, keep_rgba)
 
     def wait(self, timeout: float | None = None) -> np.ndarray:
         """Block until the frame is finished; return it as a view into shared memory.

@@ -261,12 +261,16 @@ class Worker:
             modes=records["mode"],
             premultiplied=(records["flags"] & LAYER_PREMULTIPLIED) != 0,
         )
+        deliver = self._delivery(task.slot)
         composite_stack(
             ring.frame(task.slot),
             stack,
             rows=(task.y0, task.y1),
             clear=task.clear,
-            deliver=self._delivery(task.slot),
+            deliver=deliver,
+            # the RGBA frame only when it is wanted: composited in L2-sized bands and
+            # converted from there, the delivery costs a third of the frame's memory traffic
+            write_frame=task.write_frame or deliver is None or not task.clear,
         )
         return time.perf_counter_ns() - started
 

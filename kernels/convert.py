@@ -547,6 +547,11 @@ def convert_frame(
     return out
 
 
+# Rows converted at a time by the whole-stack kernel: a band is converted right after it is
+# composited, while it is still in L2 (1 MB of RGBA at 1080p). See ``kernels.stack``.
+DELIVER_BAND_ROWS = 128
+
+
 class Delivery:
     """Where ``composite_stack`` writes the finished rows converted, and in which format.
 
@@ -564,6 +569,7 @@ class Delivery:
     __slots__ = (
         "_address",
         "_code",
+        "_scratch",
         "_table",
         "format",
         "height",
@@ -627,6 +633,7 @@ class Delivery:
         setattr_(self, "_address", out.ctypes.data)
         setattr_(self, "_code", _CODES[fmt])
         setattr_(self, "_table", table)
+        setattr_(self, "_scratch", None)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("a Delivery is immutable; make a new one")
@@ -636,6 +643,20 @@ class Delivery:
             f"Delivery({self.format.value!r}, <{self.width}x{self.height}>, "
             f"matrix={self.matrix!r}, value_range={self.value_range!r})"
         )
+
+    def scratch_band(self, width: int) -> tuple[int, int]:
+        """(address, rows) of the band of RGBA rows the kernel composites into when the frame
+        itself is not written (``composite_stack(write_frame=False)``).
+
+        Made on first use and kept: one per delivery, reused by every frame.
+        """
+        if width != self.width:
+            raise ValueError(f"the delivery is for {self.width}-pixel rows, not {width}")
+        if self._scratch is None:
+            object.__setattr__(
+                self, "_scratch", np.empty((DELIVER_BAND_ROWS, self.width, 4), np.uint8)
+            )
+        return int(self._scratch.ctypes.data), int(self._scratch.shape[0])
 
     def kernel_arguments(self, frame: np.ndarray, y0: int, y1: int) -> tuple[int, int, np.ndarray]:
         """(address, code, table) for the whole-stack kernel, after checking ``frame``

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kernels.blend import BlendMode
-from kernels.convert import DELIVER_NONE, NO_TABLE, Delivery, deliver_rows
+from kernels.convert import DELIVER_BAND_ROWS, DELIVER_NONE, NO_TABLE, Delivery, deliver_rows
 from kernels.jit import KERNEL, KERNEL_INLINE
 from kernels.layers import FLAG_OPAQUE, FLAG_PREMULTIPLIED, LayerStack, PixelLayer
 from kernels.pointers import pixels_at, prefetch_pixels
@@ -55,6 +55,7 @@ def composite_stack(
     rows: tuple[int, int] | None = None,
     clear: bool = True,
     deliver: Delivery | None = None,
+    write_frame: bool = True,
 ) -> None:
     """Composite ``layers`` (bottom first) into ``frame`` in place.
 
@@ -68,6 +69,11 @@ def composite_stack(
             ``convert_frame`` of the finished frame), a band of rows at a time right after it
             is composited. The frame is written as without it. For I420/NV12, ``y0`` and
             ``y1`` must be even.
+        write_frame: ``False`` (only with ``deliver`` into another buffer, and ``clear``)
+            composites each band into the delivery's L2-sized scratch band instead of the
+            frame, and converts it from there: the RGBA frame is neither read nor written
+            (its rows are left as they were), which saves the frame's memory traffic when only
+            the delivery is wanted.
     """
     frame = check_rgba(frame, "frame", writable=True)
     height, width = frame.shape[0], frame.shape[1]
@@ -84,12 +90,22 @@ def composite_stack(
                 "the frame shares memory with one of its layers; the kernel would read pixels "
                 "it has already overwritten (composite into another frame, or copy the layer)"
             )
+    scratch_address, band_rows = 0, DELIVER_BAND_ROWS
+    if not write_frame:
+        if deliver is None or not clear:
+            raise ValueError("write_frame=False needs a deliver= and clear=True")
+        scratch_address, scratch_rows = deliver.scratch_band(width)
+        band_rows = min(band_rows, scratch_rows)  # a band must fit the scratch
     if deliver is None:
         out_address, out_code, table = 0, DELIVER_NONE, NO_TABLE
     elif not isinstance(deliver, Delivery):
         raise TypeError(f"deliver must be a Delivery or None, not {type(deliver).__name__}")
     else:
         out_address, out_code, table = deliver.kernel_arguments(frame, y0, y1)
+        if scratch_address and out_code == DELIVER_NONE:
+            raise ValueError(
+                "write_frame=False needs a delivery into another buffer than the frame"
+            )
         if out_code != DELIVER_NONE:
             for buffer in stack._buffers:
                 if np.may_share_memory(deliver.out, buffer):
@@ -112,7 +128,8 @@ def composite_stack(
         out_address,
         out_code,
         table,
-        DELIVER_BAND_ROWS,
+        band_rows,
+        scratch_address,
     )
 
 
@@ -151,7 +168,6 @@ PREFETCH_MIN_PIXELS = 256
 # delivery's writes, interleaved row by row with the layers' reads, cost more memory bandwidth
 # than re-reading the frame from cache saves. Bands of 128 rows (1 MB at 1080p, what L2 holds)
 # were within -3% to +5% of a separate pass; the band is converted from L2, in the same call.
-DELIVER_BAND_ROWS = 128
 
 # The blend loops a span can take (``_blend_run``).
 _OP_COPY = 0
@@ -287,12 +303,17 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
     out_code,
     table,
     band_rows,
+    scratch_address,
 ):
     """The kernel behind :func:`composite_stack`; arguments as :class:`LayerStack` packs them,
     then the delivery's buffer address, format code and coefficients (``Delivery``) and the
     rows per converted band (even)."""
     band = y0  # first row not yet delivered
     dst = pixels_at(dst_address, width * height)
+    if scratch_address != 0:
+        # rows go to a band-sized scratch buffer instead of the frame: `dst` is a virtual
+        # frame whose rows [band, band + band_rows) are the scratch (only those are touched)
+        dst = pixels_at(scratch_address - 4 * band * width, width * height)
     starts, entries = _rows_to_layers(width, geometry, y0, y1)
     kinds = _layer_kinds(width, geometry, opacity, modes, flags)
     ks = np.empty(geometry.shape[0], np.float32)  # as = Sa * k, k = opacity / 255
@@ -378,3 +399,5 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
         if out_code != DELIVER_NONE and (y + 1 - band == band_rows or y == y1 - 1):
             deliver_rows(dst, width, height, band, y + 1, out_address, out_code, table)
             band = y + 1
+            if scratch_address != 0:
+                dst = pixels_at(scratch_address - 4 * band * width, width * height)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import Engine, InvalidValueError, Layer, Transform
+from engine import Engine, InvalidValueError, Layer, SlotStateError, Transform
 
 W, H = 96, 64
 # What a producer writes for each format, made by OpenCV from an RGBA picture, and the
@@ -120,3 +120,21 @@ def test_a_live_source_without_alpha_starts_opaque_black(eng: Engine, fmt: str) 
         assert (frame[..., :3] == 0).all() and (frame[..., 3] == 255).all()
     finally:
         eng.free(camera)
+
+
+def test_a_yuv_engine_keeps_a_frames_rgba_only_when_asked() -> None:
+    background = camera_picture("rgba", 3)
+    with Engine(W, H, slots=4, workers=1, output="i420", yuv_matrix="bt601") as yuv:
+        source = yuv.upload(background)
+        with yuv.acquire() as plain, yuv.acquire() as kept, yuv.acquire() as outer:
+            plain.submit([Layer(source)])
+            kept.submit([Layer(source)], keep_rgba=True)
+            assert np.array_equal(plain.wait(), kept.wait())  # the same delivery
+            with pytest.raises(SlotStateError, match="keep_rgba=True"):
+                outer.submit([Layer(plain)])
+            outer.submit([Layer(kept)])  # its RGBA picture is there to read
+            assert np.array_equal(outer.wait(), plain.wait())
+        with pytest.raises(SlotStateError, match="keep_rgba=True"), yuv.acquire() as done:
+            done.submit([Layer(source)])
+            done.wait()
+            yuv.transform(done, size=(8, 8))

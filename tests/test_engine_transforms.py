@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -179,23 +181,27 @@ def test_a_finished_frame_is_a_layer_of_another_frame(eng: Engine) -> None:
         eng.free(logo)
 
 
-def test_a_frame_read_as_a_layer_stays_pinned_until_its_reader_is_done(eng: Engine) -> None:
-    a = eng.upload(picture(8, W, H, opaque=True))
-    try:
+def test_a_frame_read_as_a_layer_stays_pinned_until_its_reader_is_done() -> None:
+    with Engine(W, H, slots=4, workers=1) as eng:
+        a = eng.upload(picture(8, W, H, opaque=True))
         inner = eng.acquire()
         inner.submit([Layer(a)])
-        inner.wait()
-        readers = [eng.acquire() for _ in range(3)]
+        scene = inner.wait().copy()
+        (worker,) = eng.worker_pids()
+        os.kill(worker, signal.SIGSTOP)  # the readers stay in flight until SIGCONT
+        try:
+            readers = [eng.acquire() for _ in range(3)]
+            for reader in readers:
+                reader.submit([Layer(inner)])
+            inner.release()  # deferred: three frames still read it
+            assert inner.index not in eng._free
+            assert eng.try_acquire() is None  # and nobody can acquire it meanwhile
+        finally:
+            os.kill(worker, signal.SIGCONT)
         for reader in readers:
-            reader.submit([Layer(inner, opacity=0.5)])
-        inner.release()  # deferred: three frames still read it
-        assert inner.index not in eng._free
-        for reader in readers:
-            reader.wait()
-            reader.release()
+            assert np.array_equal(reader.wait(timeout=10), scene)
+            reader.release()  # takes the engine's lock: the frames' ends are all recorded
         assert inner.index in eng._free  # the last reader freed it
-    finally:
-        eng.free(a)
 
 
 def test_only_finished_frames_of_this_engine_can_be_layers(eng: Engine) -> None:

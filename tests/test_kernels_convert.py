@@ -509,3 +509,38 @@ def test_luma_of_every_colour_and_chroma_of_a_lattice_are_within_the_bound(
     quarter = (h // 2) * (w // 2)
     assert np.abs(chroma[:quarter].reshape(h // 2, w // 2) - np.clip(cb, 0, 255)).max() <= limit
     assert np.abs(chroma[quarter:].reshape(h // 2, w // 2) - np.clip(cr, 0, 255)).max() <= limit
+
+
+@pytest.mark.parametrize("fmt", PACKED + YUV420)
+@pytest.mark.parametrize("band_rows", [2, 6, 128])
+def test_a_delivery_without_writing_the_frame_is_the_same_and_leaves_the_frame_alone(
+    fmt: str, band_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kernels.stack, "DELIVER_BAND_ROWS", band_rows)
+    h, w = 30, 42
+    layers = scene(7, w, h)
+    plain = np.empty((h, w, 4), np.uint8)
+    composite_stack(plain, layers)
+    want = converted(plain, fmt, matrix="bt709", value_range="limited")
+    frame = np.full((h, w, 4), 99, np.uint8)
+    out = np.full(want.shape, 7, np.uint8)
+    delivery = Delivery(fmt, out)
+    composite_stack(frame, layers, deliver=delivery, write_frame=False)
+    np.testing.assert_array_equal(out, want)
+    assert (frame == 99).all()  # neither read nor written
+    out[...] = 7
+    for rows in [(0, 10), (10, 14), (14, 30)]:  # in bands, with the same scratch
+        composite_stack(frame, layers, rows=rows, deliver=delivery, write_frame=False)
+    np.testing.assert_array_equal(out, want)
+
+
+def test_write_frame_false_needs_a_separate_delivery_and_a_clear_frame() -> None:
+    frame = np.zeros((4, 4, 4), np.uint8)
+    layers = [PixelLayer(np.full((4, 4, 4), 255, np.uint8))]
+    with pytest.raises(ValueError, match="needs a deliver"):
+        composite_stack(frame, layers, write_frame=False)
+    delivery = Delivery("i420", np.zeros((6, 4), np.uint8))
+    with pytest.raises(ValueError, match="clear=True"):
+        composite_stack(frame, layers, deliver=delivery, clear=False, write_frame=False)
+    with pytest.raises(ValueError, match="another buffer"):
+        composite_stack(frame, layers, deliver=Delivery("rgba", frame), write_frame=False)
