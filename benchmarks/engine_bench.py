@@ -21,14 +21,12 @@ Results: a table on stdout, JSON and PNG plots in the results folder.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +38,7 @@ from kernels.reference import composite_stack_reference, premultiplied_differenc
 from kernels.workloads import WORKLOAD_NAMES, Workload, build
 
 from . import baselines
-from .timing import machine, progress, progress_done, summary, timed_blocks
+from .timing import progress, progress_done, report, results_stamp, summary, timed_blocks
 
 DEFAULT_RESULTS = Path("benchmarks") / "results"
 # The memory check runs on one workload: 10,000 frames of stress-4k would take five minutes
@@ -595,28 +593,19 @@ def main(argv: list[str] | None = None) -> int:
         bench_baselines(workload, reference, plan, out)
     bench_streams(plan, out)
     progress_done()
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = results_stamp(args.out)
     pictures = plots(out, plan, args.out, stamp)
-    lines = verdicts(out, plan)
-    print(table(out))
-    print()
-    print("targets (2-core machine, from the benchmarks issue):")
-    for line in lines:
-        print("  " + line)
-    for note in out.notes:
-        print("note: " + note)
-    record = {
-        "machine": machine(),
-        "mode": "full" if plan.full else "quick",
-        "seconds": time.perf_counter() - started,
-        "records": out.records,
-        "targets": lines,
-        "notes": out.notes,
-    }
-    path = args.out / f"engine-{stamp}.json"
-    path.write_text(json.dumps(record, indent=1, default=float))
-    print(f"results: {path}" + "".join(f", {p}" for p in pictures))
+    report(
+        args.out / f"engine-{stamp}.json",
+        table(out),
+        "targets (2-core machine, from the benchmarks issue):",
+        verdicts(out, plan),
+        out.notes,
+        {"records": out.records},
+        pictures,
+        mode="full" if plan.full else "quick",
+        started=started,
+    )
     return 0
 
 

@@ -23,14 +23,12 @@ same run (RGBA delivery, the unscaled camera layer, the RGBA camera):
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -40,7 +38,7 @@ from engine import Engine, FrameSlot, Layer, LiveSource, Transform
 from kernels import warmup
 from kernels.workloads import build
 
-from .timing import machine, progress, progress_done
+from .timing import progress, progress_done, report, results_stamp
 
 DEFAULT_RESULTS = Path("benchmarks/results")
 CAMERA = 1  # index of the camera layer in studio-1080p
@@ -455,27 +453,19 @@ def main(argv: list[str] | None = None) -> int:
     bench_transforms(blocks, per_block, out)
     bench_inputs(blocks, per_block, out)
     progress_done()
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = results_stamp(args.out)
     picture = plot(out, args.out / f"formats-{stamp}.png")
-    print(table(out))
-    print("targets:")
-    lines = verdicts(out)
-    for line in lines:
-        print("  " + line)
-    for note in out.notes:
-        print("note: " + note)
-    record = {
-        "machine": machine(),
-        "mode": "full" if args.full else "quick",
-        "seconds": time.perf_counter() - started,
-        "rows": out.rows,
-        "targets": lines,
-        "notes": out.notes,
-    }
-    path = args.out / f"formats-{stamp}.json"
-    path.write_text(json.dumps(record, indent=1))
-    print(f"results: {path}" + (f", {picture}" if picture else ""))
+    report(
+        args.out / f"formats-{stamp}.json",
+        table(out),
+        "targets (from the formats issue):",
+        verdicts(out),
+        out.notes,
+        {"rows": out.rows},
+        [picture] if picture else [],
+        mode="full" if args.full else "quick",
+        started=started,
+    )
     return 0
 
 

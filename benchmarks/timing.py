@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 
 import psutil
 
@@ -70,3 +73,41 @@ def machine() -> dict[str, object]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "versions": versions,
     }
+
+
+def results_stamp(folder: Path) -> str:
+    """Make the results folder; the UTC time stamp that names this run's files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def report(
+    path: Path,
+    table: str,
+    heading: str,
+    targets: list[str],
+    notes: list[str],
+    data: dict[str, object],
+    pictures: list[Path],
+    *,
+    mode: str,
+    started: float,
+) -> None:
+    """Print a run's table, target verdicts and notes; write them with ``data`` as JSON."""
+    print(table)
+    print()
+    print(heading)
+    for line in targets:
+        print("  " + line)
+    for note in notes:
+        print("note: " + note)
+    record = {
+        "machine": machine(),
+        "mode": mode,
+        "seconds": time.perf_counter() - started,
+        **data,
+        "targets": targets,
+        "notes": notes,
+    }
+    path.write_text(json.dumps(record, indent=1, default=float))
+    print(f"results: {path}" + "".join(f", {p}" for p in pictures))
