@@ -546,9 +546,7 @@ class Engine:
         source_ids, transforms = self._apply_fallbacks(packed, source_ids)
         with self._lock:
             self._check_open()
-            for frame in packed.frames:
-                if frame is slot:
-                    raise InvalidValueError(f"{slot!r} cannot show itself as a layer")
+            for frame in packed.frames:  # (a slot being submitted is never a finished frame)
                 if frame._released or self._held.get(frame.index) is not frame:
                     raise SlotStateError(f"{frame!r} was released; it cannot be a layer")
             pins = self._pin_sources(records, source_ids)
