@@ -36,6 +36,7 @@ import numpy as np
 
 from engine import Engine, FrameSlot, Layer, LiveSource, Transform
 from kernels import warmup
+from kernels.reference import transform_reference
 from kernels.workloads import build
 
 from .timing import progress, progress_done, report, results_stamp
@@ -279,34 +280,9 @@ def bench_transforms(blocks: int, per_block: int, out: Results) -> None:
             raise AssertionError("a transformed layer differs from cv2.resize")
     out.add("transforms", "unscaled camera", samples["unscaled camera"], None)
     for name, transform in TRANSFORMS.items():
-        caller = caller_time(lambda p, t=transform: _caller_transform(p, t), big, 20)
+        caller = caller_time(lambda p, t=transform: transform_reference(p, t), big, 20)
         for kind in ("static", "live"):
             out.add("transforms", f"{name}, {kind}", samples[f"{name}, {kind}"], caller)
-
-
-def _caller_transform(picture: np.ndarray, t: Transform) -> np.ndarray:
-    """The same transform as OpenCV calls in the caller, each allocating its result."""
-    if t.crop is not None:
-        x, y, w, h = t.crop
-        picture = picture[y : y + h, x : x + w]
-    if t.flip is not None:
-        picture = cv2.flip(picture, 1)
-    if t.rotate:
-        picture = cv2.rotate(picture, cv2.ROTATE_90_CLOCKWISE)
-    if t.size is not None:
-        interpolation = {
-            "nearest": cv2.INTER_NEAREST,
-            "bilinear": cv2.INTER_LINEAR,
-            "area": cv2.INTER_AREA,
-            "bicubic": cv2.INTER_CUBIC,
-        }[t.interpolation]
-        picture = cv2.resize(picture, t.size, interpolation=interpolation)
-    if t.turns:
-        h, w = picture.shape[:2]
-        picture = cv2.warpAffine(picture, t.matrix(w, h), (w, h))
-    if t.steps() == []:
-        picture = picture.copy()
-    return picture
 
 
 def bench_inputs(blocks: int, per_block: int, out: Results) -> None:

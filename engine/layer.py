@@ -115,6 +115,7 @@ def pack_layers(
     if len(layers) > MAX_LAYERS:
         raise InvalidValueError(f"a frame may have at most {MAX_LAYERS} layers, not {len(layers)}")
     ids, modes, flags, xs, ys, opacity, transform_ix = [], [], [], [], [], [], []
+    versions: list[int] = []  # a frame's sequence; sources get theirs when they are pinned
     transforms: dict[Transform, int] = {}
     frames: dict[int, FrameSlot] = {}
     for i, layer in enumerate(layers):
@@ -127,6 +128,7 @@ def pack_layers(
             width, height = source.width, source.height  # type: ignore[union-attr]
             opaque = source.opaque  # type: ignore[union-attr]
             ids.append(source.id)  # type: ignore[union-attr]
+            versions.append(0)
             flag = 0
         elif kind is FrameSlot:
             _check_frame_source(source, engine_token, i)  # type: ignore[arg-type]
@@ -134,6 +136,7 @@ def pack_layers(
             opaque = False  # unknown; the blend's alpha tests make opaque frames cheap anyway
             frames[source.index] = source  # type: ignore[union-attr]
             ids.append(source.index)  # type: ignore[union-attr]
+            versions.append(source.sequence & 0xFFFFFFFF)  # type: ignore[union-attr]
             flag = LAYER_FRAME
         else:
             raise InvalidTypeError(
@@ -182,8 +185,5 @@ def pack_layers(
         for transform, number in transforms.items():
             pack_transform(transform, packed_transforms[number - 1 : number])
     if frames:
-        for index, slot in frames.items():
-            records["version"][
-                (records["source"] == index) & (records["flags"] & LAYER_FRAME != 0)
-            ] = slot.sequence & 0xFFFFFFFF
+        records["version"] = versions
     return PackedLayers(records, packed_transforms, tuple(frames.values()), tuple(transforms))

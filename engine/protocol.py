@@ -351,7 +351,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
             )
         layers = np.frombuffer(records[:layer_bytes], dtype=LAYER_RECORD).copy()
         transforms = np.frombuffer(records[layer_bytes:], dtype=TRANSFORM_RECORD)
-        decoded = tuple(unpack_transform(record) for record in transforms)
+        decoded = tuple(unpack_transform(record) for record in transforms) if count_t else ()
         clear, write_frame = bool(flags & RENDER_CLEAR), bool(flags & RENDER_WRITE_FRAME)
         return Render(task, slot, attempt, clear, y0, y1, layers, decoded, write_frame)
     if kind is Kind.TRANSFORM:

@@ -75,7 +75,7 @@ def delivery_bytes(fmt: FrameFormat, width: int, height: int) -> int:
     """Bytes of a slot's delivery area (none for rgba: the composited frame is delivered)."""
     if fmt is FrameFormat.RGBA:
         return 0
-    return _round_up(int(np.prod(fmt.shape(width, height))), PAGE)
+    return _round_up(fmt.nbytes(width, height), PAGE)
 
 
 def ring_bytes(

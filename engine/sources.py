@@ -34,8 +34,7 @@ DEFAULT_LIVE_BUFFERS: Final = 3
 
 def buffer_stride(width: int, height: int, fmt: FrameFormat = FrameFormat.RGBA) -> int:
     """Bytes from one buffer of a source to the next (page-aligned)."""
-    nbytes = int(np.prod(fmt.shape(width, height)))
-    return -(-nbytes // PAGE) * PAGE
+    return -(-fmt.nbytes(width, height) // PAGE) * PAGE
 
 
 def buffer_views(

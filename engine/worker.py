@@ -49,6 +49,7 @@ class _AttachedSource:
         self.format = FORMATS[message.format]
         self.matrix = MATRIX_NAMES[message.matrix]
         self.value_range = RANGE_NAMES[message.value_range]
+        self.width, self.height = message.width, message.height
         self.views = buffer_views(
             self.segment.buf, message.width, message.height, message.buffers, self.format
         )
@@ -65,10 +66,10 @@ class _AttachedSource:
         held = self.converted.get(buffer)
         if held is not None and held[0] == version:
             return held[1]
-        height, width = self.views[0].shape[0], self.views[0].shape[1]
-        if self.format.yuv420:
-            height = height * 2 // 3
-        picture = held[1] if held is not None else np.empty((height, width, 4), np.uint8)
+        if held is not None:
+            picture = held[1]
+        else:
+            picture = np.empty((self.height, self.width, 4), np.uint8)
         convert.convert_to_rgba(
             view, self.format, picture, matrix=self.matrix, value_range=self.value_range
         )

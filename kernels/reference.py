@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from kernels.blend import BlendMode
 from kernels.layers import PixelLayer
+from kernels.transform import FLIPS, INTERPOLATIONS, ROTATIONS, Transform
 
 
 def blend_function(mode: BlendMode, cb: np.ndarray, cs: np.ndarray) -> np.ndarray:
@@ -225,3 +227,33 @@ def rgba_from_packed_reference(src: np.ndarray, fmt: str) -> np.ndarray:
     out = np.full((*src.shape[:2], 4), 255, np.uint8)
     out[..., PACKED_CHANNELS[fmt]] = src
     return out
+
+
+def transform_reference(src: np.ndarray, t: Transform) -> np.ndarray:
+    """A :class:`Transform` spelled out as plain OpenCV calls, each allocating its result:
+    what ``apply_transform`` must equal, and what a caller would write without framering."""
+    picture = src
+    if t.crop is not None:
+        x, y, w, h = t.crop
+        picture = src[y : y + h, x : x + w]  # a view: the first OpenCV call reads it
+        if not t.steps():
+            return picture.copy()
+    if t.flip is not None:
+        picture = cv2.flip(picture, FLIPS[t.flip])
+    if t.rotate:
+        picture = cv2.rotate(picture, ROTATIONS[t.rotate])
+    if t.size is not None:
+        picture = cv2.resize(picture, t.size, interpolation=INTERPOLATIONS[t.interpolation])
+    if t.angle % 360:
+        h, w = picture.shape[:2]
+        center = t.center if t.center is not None else ((w - 1) / 2, (h - 1) / 2)
+        m = cv2.getRotationMatrix2D(center, -t.angle, 1.0)
+        picture = cv2.warpAffine(
+            picture,
+            m,
+            (w, h),
+            flags=INTERPOLATIONS[t.interpolation],
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0, 0),
+        )
+    return picture

@@ -162,13 +162,6 @@ PREFETCH_CHUNK = 512
 # or the hardware prefetcher's to fetch, and the hints cost more than they save.
 PREFETCH_MIN_PIXELS = 256
 
-# Rows composited before they are converted into a Delivery, as one band (even: 4:2:0 converts
-# row pairs). Converting each row pair right after it is composited, while it is in L1, was
-# slower than a separate pass (studio-1080p, single thread: I420 +6%, BGR and BGRA +20%): the
-# delivery's writes, interleaved row by row with the layers' reads, cost more memory bandwidth
-# than re-reading the frame from cache saves. Bands of 128 rows (1 MB at 1080p, what L2 holds)
-# were within -3% to +5% of a separate pass; the band is converted from L2, in the same call.
-
 # The blend loops a span can take (``_blend_run``).
 _OP_COPY = 0
 _OP_OVER_CLEAR = 1
