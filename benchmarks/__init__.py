@@ -1,1 +1,1 @@
-"""framering's benchmarks (installed as ``framering_benchmarks``; run with ``framering bench``)."""
+"""framering's benchmarks (installed as ``framering.benchmarks``; run with ``framering bench``)."""

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from kernels import BlendMode, LayerStack, PixelLayer, composite_stack
-from kernels.workloads import Workload, build
+from framering.kernels import BlendMode, LayerStack, PixelLayer, composite_stack
+from framering.kernels.workloads import Workload, build
 
 Compositor = tuple[Callable[[], object], Callable[[], np.ndarray]]
 

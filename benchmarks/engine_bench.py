@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from engine import Engine, Layer, physical_cores
-from kernels import warmup
-from kernels.reference import composite_stack_reference, premultiplied_difference
-from kernels.workloads import WORKLOAD_NAMES, Workload, build
+from framering import Engine, Layer, physical_cores
+from framering.kernels import warmup
+from framering.kernels.reference import composite_stack_reference, premultiplied_difference
+from framering.kernels.workloads import WORKLOAD_NAMES, Workload, build
 
 from . import baselines
 from .timing import progress, progress_done, report, results_stamp, summary, timed_blocks

@@ -34,10 +34,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine import Engine, FrameSlot, Layer, LiveSource, Transform
-from kernels import warmup
-from kernels.reference import transform_reference
-from kernels.workloads import build
+from framering import Engine, FrameSlot, Layer, LiveSource, Transform
+from framering.kernels import warmup
+from framering.kernels.reference import transform_reference
+from framering.kernels.workloads import build
 
 from .timing import progress, progress_done, report, results_stamp
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-import kernels
-from kernels import LayerStack, composite_stack
-from kernels.reference import composite_stack_reference, premultiplied_difference
-from kernels.workloads import WORKLOAD_NAMES, build
+from framering import kernels
+from framering.kernels import LayerStack, composite_stack
+from framering.kernels.reference import composite_stack_reference, premultiplied_difference
+from framering.kernels.workloads import WORKLOAD_NAMES, build
 
 from .baselines import pillow
 from .timing import machine, progress_done, timed_blocks

@@ -2,7 +2,7 @@
 
 ::
 
-    from engine import Engine, Layer
+    from framering import Engine, Layer
 
     with Engine(1920, 1080, slots=8) as eng:
         bg = eng.upload(background)
@@ -11,8 +11,8 @@
             frame = slot.wait(timeout=1.0)      # a view into shared memory
 """
 
-from engine.engine import Engine, physical_cores
-from engine.errors import (
+from framering.engine import Engine, physical_cores
+from framering.errors import (
     AcquireTimeoutError,
     EngineBrokenError,
     EngineClosedError,
@@ -29,14 +29,14 @@ from engine.errors import (
     SourceBusyError,
     WaitTimeoutError,
 )
-from engine.layer import Layer
-from engine.metrics import Metrics, WorkerMetrics
-from engine.ring import SlotState
-from engine.slots import FrameSlot
-from engine.sources import LiveSource, Source
-from engine.stream import StreamFrame
-from engine.transitions import crossfade, wipe
-from kernels.transform import Transform
+from framering.kernels.transform import Transform
+from framering.layer import Layer
+from framering.metrics import Metrics, WorkerMetrics
+from framering.ring import SlotState
+from framering.slots import FrameSlot
+from framering.sources import LiveSource, Source
+from framering.stream import StreamFrame
+from framering.transitions import crossfade, wipe
 
 __all__ = [
     "AcquireTimeoutError",

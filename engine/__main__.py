@@ -1,5 +1,5 @@
-"""``python -m engine``: the same as the ``framering`` command."""
+"""``python -m framering``: the same as the ``framering`` command."""
 
-from engine.cli import main
+from framering.cli import main
 
 raise SystemExit(main())

@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.demo import run_demo
-from engine.shm import list_segments, orphaned_segments, reclaim_orphans
+from framering.demo import run_demo
+from framering.shm import list_segments, orphaned_segments, reclaim_orphans
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -36,7 +36,7 @@ def _bench(args: argparse.Namespace) -> int:
     # Imported here, not at the top: the benchmarks need the optional 'bench' extra
     # (Pillow, matplotlib), and `framering demo` must work without it.
     try:
-        from framering_benchmarks import engine_bench, formats_bench, kernels_bench
+        from framering.benchmarks import engine_bench, formats_bench, kernels_bench
     except ImportError as error:
         print(f"framering bench needs: pip install 'framering[bench]' ({error})")
         return 2

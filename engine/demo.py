@@ -29,11 +29,11 @@ import cv2
 import numpy as np
 import psutil
 
-from engine.engine import Engine
-from engine.layer import Layer
-from engine.sources import LiveSource, Source
-from engine.stream import StreamFrame
-from kernels.workloads import build
+from framering.engine import Engine
+from framering.kernels.workloads import build
+from framering.layer import Layer
+from framering.sources import LiveSource, Source
+from framering.stream import StreamFrame
 
 STATUS_INTERVAL_S = 0.5
 

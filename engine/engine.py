@@ -17,8 +17,8 @@ from typing import Any, Final, Literal
 import numpy as np
 import psutil
 
-from engine.asyncio_bridge import AsyncBridge
-from engine.errors import (
+from framering.asyncio_bridge import AsyncBridge
+from framering.errors import (
     AcquireTimeoutError,
     EngineBrokenError,
     EngineClosedError,
@@ -30,15 +30,18 @@ from engine.errors import (
     SlotStateError,
     WaitTimeoutError,
 )
-from engine.layer import Layer, PackedLayers, pack_layers
-from engine.metrics import Metrics, Recorder, WorkerMetrics
-from engine.pool import SourceInfo, Task, WorkerPool
-from engine.protocol import LAYER_FRAME, LAYER_OPAQUE, TRANSFORM_RECORD, pack_transform
-from engine.ring import FORMAT_CODES, MATRIX_CODES, RANGE_CODES, FrameRing, SlotState
-from engine.shm import CreatedSegment, new_engine_token, reclaim_orphans, segment_name
-from engine.slots import FrameSlot, frame_failed
-from engine.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source, buffer_stride
-from engine.stream import (
+from framering.kernels import FrameFormat, is_opaque, warmup
+from framering.kernels.transform import Transform
+from framering.kernels.validate import MAX_SIDE, check_rgba
+from framering.layer import Layer, PackedLayers, pack_layers
+from framering.metrics import Metrics, Recorder, WorkerMetrics
+from framering.pool import SourceInfo, Task, WorkerPool
+from framering.protocol import LAYER_FRAME, LAYER_OPAQUE, TRANSFORM_RECORD, pack_transform
+from framering.ring import FORMAT_CODES, MATRIX_CODES, RANGE_CODES, FrameRing, SlotState
+from framering.shm import CreatedSegment, new_engine_token, reclaim_orphans, segment_name
+from framering.slots import FrameSlot, frame_failed
+from framering.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source, buffer_stride
+from framering.stream import (
     Policy,
     Scene,
     StreamClock,
@@ -46,16 +49,13 @@ from engine.stream import (
     astream_frames,
     stream_frames,
 )
-from engine.validation import (
+from framering.validation import (
     check_timeout,
     checked,
     pixel_format,
     positive_int,
     positive_seconds,
 )
-from kernels import FrameFormat, is_opaque, warmup
-from kernels.transform import Transform
-from kernels.validate import MAX_SIDE, check_rgba
 
 # A frame a worker has not finished after this many seconds is taken as hung: the worker is
 # killed and the frame retried. Generous: an 8K frame of many layers takes ~100 ms, so only a
@@ -486,7 +486,7 @@ class Engine:
         policy: Policy = "drop",
         frames: int | None = None,
     ) -> Iterator[StreamFrame]:
-        """Frames of ``scene(t, index)`` in order on a fixed clock (see ``engine.stream``).
+        """Frames of ``scene(t, index)`` in order on a fixed clock (see ``framering.stream``).
 
         Args:
             scene: returns the layer stack of frame ``index`` at presentation time ``t``.
@@ -752,7 +752,7 @@ class Engine:
 
         ``eng.transform(logo, size=(256, 256), interpolation="area")`` or
         ``eng.transform(logo, Transform(...))``: the parameters are those of
-        :class:`kernels.transform.Transform`. The worker's OpenCV calls write the result
+        :class:`framering.kernels.transform.Transform`. The worker's OpenCV calls write the result
         straight into the new source's shared memory. A live source gives its latest
         picture, a finished frame slot its frame. Free the result with :meth:`free`.
 

@@ -8,8 +8,11 @@ from typing import Final
 
 import numpy as np
 
-from engine.errors import ForeignObjectError, InvalidTypeError, InvalidValueError, SlotStateError
-from engine.protocol import (
+from framering.errors import ForeignObjectError, InvalidTypeError, InvalidValueError, SlotStateError
+from framering.kernels import BlendMode
+from framering.kernels.transform import Transform
+from framering.kernels.validate import INT32_MAX, INT32_MIN, check_opacity, check_position
+from framering.protocol import (
     LAYER_FRAME,
     LAYER_OPAQUE,
     LAYER_PREMULTIPLIED,
@@ -17,12 +20,9 @@ from engine.protocol import (
     TRANSFORM_RECORD,
     pack_transform,
 )
-from engine.slots import FrameSlot
-from engine.sources import LiveSource, Source
-from engine.validation import checked
-from kernels import BlendMode
-from kernels.transform import Transform
-from kernels.validate import INT32_MAX, INT32_MIN, check_opacity, check_position
+from framering.slots import FrameSlot
+from framering.sources import LiveSource, Source
+from framering.validation import checked
 
 # Most layers one frame may have. A RENDER message carries 24 bytes a layer, so this keeps a
 # task under 100 KiB (it never blocks a pipe for long), and is far beyond any real scene.
@@ -41,10 +41,10 @@ class Layer:
             edge is fine, what falls outside the frame is clipped. Must fit in int32.
         opacity: global factor in [0, 1] on top of the per-pixel alpha.
         blend: a blend mode name (``"normal"``, ``"multiply"``, ``"screen"``, ...) or
-            ``kernels.BlendMode``.
+            ``framering.kernels.BlendMode``.
         premultiplied: the source's RGB is premultiplied by its alpha.
-        transform: a :class:`kernels.transform.Transform` (crop, flip, rotate, scale, turn)
-            the worker applies before blending; its result is cached per source picture, so
+        transform: a :class:`framering.Transform` (crop, flip, rotate, scale, turn) the
+            worker applies before blending; its result is cached per source picture, so
             a static transformed layer costs what an untransformed one does.
     """
 

@@ -40,9 +40,9 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
-from engine import protocol
-from engine.errors import EngineBrokenError
-from engine.worker import worker_main
+from framering import protocol
+from framering.errors import EngineBrokenError
+from framering.worker import worker_main
 
 # Tasks a worker may hold at once (the one it composites plus the ones queued in its pipe).
 # Two keeps a worker busy across the round trip of a completion (it starts the next task
@@ -136,7 +136,7 @@ class SourceInfo:
     width: int
     height: int
     buffers: int
-    format: int = 0  # engine.ring.FORMAT_CODES
+    format: int = 0  # framering.ring.FORMAT_CODES
     matrix: int = 1
     value_range: int = 0
 

@@ -33,8 +33,8 @@ from typing import Final
 
 import numpy as np
 
-from engine.errors import ProtocolError
-from kernels.transform import FLIPS, INTERPOLATIONS, Transform
+from framering.errors import ProtocolError
+from framering.kernels.transform import FLIPS, INTERPOLATIONS, Transform
 
 MAGIC: Final = 0xF7
 VERSION: Final = 2
@@ -77,7 +77,7 @@ LAYER_OPAQUE: Final = 1
 LAYER_PREMULTIPLIED: Final = 2
 LAYER_FRAME: Final = 4  # the source is a finished frame of the ring: ``source`` is its slot
 
-# A transform's parameters (see ``kernels.transform.Transform``): 56 bytes, aligned.
+# A transform's parameters (see ``framering.kernels.transform.Transform``): 56 bytes, aligned.
 TRANSFORM_RECORD = np.dtype(
     [
         ("crop", "<i4", (4,)),  # x, y, width, height; width 0: no crop
@@ -158,9 +158,9 @@ class Attach:
     height: int
     buffers: int
     name: str
-    format: int = 0  # a code of engine.ring.FORMAT_CODES: what the buffers hold
-    matrix: int = 1  # engine.ring.MATRIX_CODES, for YUV formats
-    value_range: int = 0  # engine.ring.RANGE_CODES, for YUV formats
+    format: int = 0  # a code of framering.ring.FORMAT_CODES: what the buffers hold
+    matrix: int = 1  # framering.ring.MATRIX_CODES, for YUV formats
+    value_range: int = 0  # framering.ring.RANGE_CODES, for YUV formats
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,9 +46,9 @@ from typing import Final
 
 import numpy as np
 
-from engine.shm import AttachedSegment, CreatedSegment
-from engine.validation import MATRIX_CODES, RANGE_CODES
-from kernels.convert import FrameFormat
+from framering.kernels import FrameFormat
+from framering.shm import AttachedSegment, CreatedSegment
+from framering.validation import MATRIX_CODES, RANGE_CODES
 
 MAGIC: Final = b"FRMRING1"
 HEADER_BYTES: Final = 64

@@ -26,7 +26,7 @@ from typing import Final
 
 import psutil
 
-from engine.errors import SharedMemoryError
+from framering.errors import SharedMemoryError
 
 PREFIX: Final = "framering"
 SHM_DIR: Final = "/dev/shm"

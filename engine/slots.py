@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.errors import EngineClosedError, FrameFailedError, SlotStateError, WaitTimeoutError
-from engine.ring import SlotState
-from engine.validation import check_timeout
+from framering.errors import EngineClosedError, FrameFailedError, SlotStateError, WaitTimeoutError
+from framering.ring import SlotState
+from framering.validation import check_timeout
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
-    from engine.layer import Layer
-    from engine.sources import LiveSource, Source
+    from framering.engine import Engine
+    from framering.layer import Layer
+    from framering.sources import LiveSource, Source
 
 
 class FrameSlot:
@@ -62,7 +62,7 @@ class FrameSlot:
 
     @property
     def state(self) -> SlotState:
-        """Where the frame is now (see ``engine.ring`` for the state diagram)."""
+        """Where the frame is now (see ``framering.ring`` for the state diagram)."""
         if self._released:
             return SlotState.FREE
         self._engine._check_open()

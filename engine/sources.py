@@ -20,11 +20,11 @@ from typing import Final
 
 import numpy as np
 
-from engine.errors import EngineClosedError, ForeignObjectError, SourceBusyError
-from engine.ring import PAGE
-from engine.shm import CreatedSegment
-from engine.validation import check_timeout
-from kernels.convert import FrameFormat
+from framering.errors import EngineClosedError, ForeignObjectError, SourceBusyError
+from framering.kernels import FrameFormat
+from framering.ring import PAGE
+from framering.shm import CreatedSegment
+from framering.validation import check_timeout
 
 # Buffers of a live source: one being written, the latest published one, and one still pinned
 # by a frame in flight. More buffers let more frames in flight read different pictures

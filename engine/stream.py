@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 
-from engine.errors import InvalidValueError
-from engine.layer import Layer
-from engine.slots import FrameSlot
+from framering.errors import InvalidValueError
+from framering.layer import Layer
+from framering.slots import FrameSlot
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from framering.engine import Engine
 
 Policy = Literal["drop", "repeat", "block"]
 POLICIES: Final = ("drop", "repeat", "block")

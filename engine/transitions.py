@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from engine.errors import InvalidTypeError, InvalidValueError
-from engine.layer import Layer
-from engine.slots import FrameSlot
-from engine.sources import LiveSource, Source
-from engine.validation import checked
-from kernels.transform import Transform
-from kernels.validate import check_opacity
+from framering.errors import InvalidTypeError, InvalidValueError
+from framering.kernels.transform import Transform
+from framering.kernels.validate import check_opacity
+from framering.layer import Layer
+from framering.slots import FrameSlot
+from framering.sources import LiveSource, Source
+from framering.validation import checked
 
 Picture = Source | LiveSource | FrameSlot
 Direction = Literal["left", "right", "up", "down"]

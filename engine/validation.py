@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from engine.errors import InvalidTypeError, InvalidValueError
-from kernels.convert import FrameFormat
+from framering.errors import InvalidTypeError, InvalidValueError
+from framering.kernels import FrameFormat
 
 # The YUV matrices and ranges a ring or a live source may name (codes as stored in the
 # ring header and the ATTACH message).

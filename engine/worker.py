@@ -1,7 +1,7 @@
 """The worker process: attach to the ring once, then composite tasks until told to stop.
 
 Runs in a process started with ``spawn``. It speaks only the binary protocol of
-``engine.protocol`` and never lets a bad message or a failing task end it: a message that does
+``framering.protocol`` and never lets a bad message or a failing task end it: a message that does
 not parse is answered with ERROR, a task that raises is answered with FAILED (carrying the
 traceback's text), and the loop goes on. It exits when the parent sends STOP, when its pipe
 closes, or when its watchdog thread sees its parent is gone (every ``PARENT_CHECK_S``, even
@@ -22,14 +22,21 @@ from typing import Any, Final
 import cv2
 import numpy as np
 
-from engine import protocol
-from engine.protocol import LAYER_FRAME, LAYER_OPAQUE, LAYER_PREMULTIPLIED
-from engine.ring import FORMAT_CODES, MATRIX_CODES, RANGE_CODES, FrameRing, SlotState
-from engine.shm import AttachedSegment
-from engine.sources import buffer_views
-from kernels import BufferTable, FrameFormat, LayerStack, composite_stack, convert, warmup
-from kernels.convert import Delivery
-from kernels.transform import Transform, TransformBuffers, TransformCache, apply_transform
+from framering import protocol
+from framering.kernels import (
+    BufferTable,
+    Delivery,
+    FrameFormat,
+    LayerStack,
+    composite_stack,
+    convert_to_rgba,
+    warmup,
+)
+from framering.kernels.transform import Transform, TransformBuffers, TransformCache, apply_transform
+from framering.protocol import LAYER_FRAME, LAYER_OPAQUE, LAYER_PREMULTIPLIED
+from framering.ring import FORMAT_CODES, MATRIX_CODES, RANGE_CODES, FrameRing, SlotState
+from framering.shm import AttachedSegment
+from framering.sources import buffer_views
 
 # How often a worker's watchdog thread checks that its parent is alive. A dead parent also
 # closes the pipe, but a worker busy in a frame (or hung in one) only notices through the
@@ -70,7 +77,7 @@ class _AttachedSource:
             picture = held[1]
         else:
             picture = np.empty((self.height, self.width, 4), np.uint8)
-        convert.convert_to_rgba(
+        convert_to_rgba(
             view, self.format, picture, matrix=self.matrix, value_range=self.value_range
         )
         self.converted[buffer] = (version, picture)

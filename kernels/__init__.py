@@ -4,12 +4,18 @@ Pure pixel arithmetic: this package knows nothing of processes or shared memory.
 function validates its arguments in Python and then runs a kernel that trusts them.
 """
 
-from kernels.blend import BLEND_MODE_NAMES, BlendMode
-from kernels.convert import Delivery, FrameFormat, convert_frame, convert_to_rgba, source_shape
-from kernels.fill import clear, fill
-from kernels.layers import BufferTable, LayerStack, PixelLayer, is_opaque
-from kernels.stack import composite_layer, composite_stack
-from kernels.warmup import warmup
+from framering.kernels.blend import BLEND_MODE_NAMES, BlendMode
+from framering.kernels.convert import (
+    Delivery,
+    FrameFormat,
+    convert_frame,
+    convert_to_rgba,
+    source_shape,
+)
+from framering.kernels.fill import clear, fill
+from framering.kernels.layers import BufferTable, LayerStack, PixelLayer, is_opaque
+from framering.kernels.stack import composite_layer, composite_stack
+from framering.kernels.warmup import warmup
 
 __all__ = [
     "BLEND_MODE_NAMES",

@@ -18,7 +18,7 @@ Two modes are Porter-Duff operators rather than blend functions:
   ``co = o*sa*Cs + (1 - o)*ab*Cb``, ``ao = o*sa + (1 - o)*ab``.
 
 All values here are normalised to [0, 1]; these helpers are scalar and used by the kernels'
-general path. The ``normal`` mode has vectorised fast paths in ``kernels.spans``.
+general path. The ``normal`` mode has vectorised fast paths in ``framering.kernels.spans``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import math
 
-from kernels.jit import KERNEL
+from framering.kernels.jit import KERNEL
 
 
 class BlendMode(enum.IntEnum):

@@ -28,19 +28,19 @@ How the kernels get their speed (a 1080p frame: I420 out in ~0.2 ms instead of 5
   4e-4 (4:2:0 chroma) and 5e-4 (RGB from YUV) of a unit from the exact value, so a byte
   differs from the float64 formula's rounding only where the exact value lies that close to
   a half.
-- Pixels are read as one little-endian uint32 (``kernels.pointers``), channels taken with
+- Pixels are read as one little-endian uint32 (``framering.kernels.pointers``), channels taken with
   shifts and masks. The four pixels of a chroma block are summed per channel in two 16-bit
   lanes of a uint32 (``p & 0x00FF00FF`` holds R and B), and the block's chroma is computed
   once from the sums (``table`` coefficients are divided by 4 for that).
 - Every loop is a plain branch-free loop over one row with ``uint64`` indices (see
-  ``kernels.spans``: signed or mixed indices keep LLVM from vectorising), one output stream
+  ``spans``: signed or mixed indices keep LLVM from vectorising), one output stream
   per loop: a loop writing two output rows of one array was left scalar by LLVM (its
   run-time overlap check failed) and ran 20x slower.
 - Three-byte pixels (RGB, BGR) go four at a time as three aligned uint32 words, instead of
   byte by byte.
 
 The row function (``deliver_rows``) is shared by ``convert_frame`` and the whole-stack kernel
-(``kernels.stack``), which converts each finished band of rows while it is still in cache:
+(``framering.kernels.stack``), which converts each finished band of rows while it is still in cache:
 the two give the same bytes.
 """
 
@@ -53,10 +53,10 @@ from typing import Final
 import numba
 import numpy as np
 
-from kernels.jit import KERNEL, KERNEL_INLINE
-from kernels.pointers import _address_to_voidptr, pixels_at
-from kernels.spans import copy_span
-from kernels.validate import MAX_SIDE, check_rgba
+from framering.kernels.jit import KERNEL, KERNEL_INLINE
+from framering.kernels.pointers import _address_to_voidptr, pixels_at
+from framering.kernels.spans import copy_span
+from framering.kernels.validate import MAX_SIDE, check_rgba
 
 # (Kr, Kb) of each matrix.
 MATRICES: Final = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}

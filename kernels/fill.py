@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.jit import KERNEL
-from kernels.pointers import pixels_at
-from kernels.spans import fill_span
-from kernels.validate import check_color, check_position, check_rgba, check_rows
+from framering.kernels.jit import KERNEL
+from framering.kernels.pointers import pixels_at
+from framering.kernels.spans import fill_span
+from framering.kernels.validate import check_color, check_position, check_rgba, check_rows
 
 
 @KERNEL

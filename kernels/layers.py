@@ -14,8 +14,8 @@ from typing import Final
 
 import numpy as np
 
-from kernels.blend import BlendMode
-from kernels.validate import (
+from framering.kernels.blend import BlendMode
+from framering.kernels.validate import (
     INT32_MAX,
     INT32_MIN,
     MAX_SIDE,

@@ -7,7 +7,7 @@ combination a new signature; slicing arrays inside the hot loop costs an atomic 
 update per slice. An ``int64`` table of addresses, built once per stack in Python, avoids all
 three: inside the kernel each buffer becomes a plain ``uint32`` array that owns nothing.
 
-Safety rests entirely on the caller: the Python side (``kernels.validate``) checks dtype, shape,
+Safety rests entirely on the caller: the Python side (``validate``) checks dtype, shape,
 contiguity and alignment, keeps the owning arrays alive for the duration of the call, and passes
 sizes derived from the arrays themselves.
 """
@@ -21,7 +21,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.jit import KERNEL_INLINE
+from framering.kernels.jit import KERNEL_INLINE
 
 
 @intrinsic

@@ -1,7 +1,7 @@
 """Slow, obviously correct float64 numpy twins of the kernels: the definition of right.
 
 Tests compare every kernel against these, and benchmarks check their pictures with them.
-Written straight from the W3C formulas (see ``kernels.blend``) with whole-array numpy, no
+Written straight from the W3C formulas (see ``framering.kernels.blend``) with whole-array numpy, no
 cleverness: no packing, no fast paths, no float32. Like the kernels, the frame is RGBA8 between
 layers: each layer's result is rounded with ``floor(255 * value + 0.5)``.
 """
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from kernels.blend import BlendMode
-from kernels.layers import PixelLayer
-from kernels.transform import FLIPS, INTERPOLATIONS, ROTATIONS, Transform
+from framering.kernels.blend import BlendMode
+from framering.kernels.layers import PixelLayer
+from framering.kernels.transform import FLIPS, INTERPOLATIONS, ROTATIONS, Transform
 
 
 def blend_function(mode: BlendMode, cb: np.ndarray, cs: np.ndarray) -> np.ndarray:
@@ -157,7 +157,7 @@ def premultiplied_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([rgb, straight[..., 3:4]], axis=-1)
 
 
-# (Kr, Kb) of each YUV matrix, as in ``kernels.convert``.
+# (Kr, Kb) of each YUV matrix, as in ``framering.kernels.convert``.
 YUV_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
 
 
@@ -165,7 +165,7 @@ def yuv420_reference(
     frame: np.ndarray, matrix: str = "bt709", value_range: str = "limited"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(Y, Cb, Cr) planes of an RGBA8 frame in float64, chroma the mean of each 2x2 block,
-    straight from the formulas in ``kernels.convert`` (not rounded)."""
+    straight from the formulas in ``framering.kernels.convert`` (not rounded)."""
     kr, kb = YUV_MATRICES[matrix]
     rgb = frame[..., :3].astype(np.float64) / 255.0
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -186,7 +186,7 @@ def rgb_from_yuv420_reference(
     """(h, w, 3) float64 RGB on 0-255 (not rounded, not clamped) of an I420 or NV12 picture
     laid out as ``cv2`` does, each chroma sample covering its 2x2 block.
 
-    The formulas of ``kernels.convert`` solved for R, G, B::
+    The formulas of ``framering.kernels.convert`` solved for R, G, B::
 
         R = Y' + 2 (1 - Kr) Cr      B = Y' + 2 (1 - Kb) Cb      G = (Y' - Kr R - Kb B) / Kg
     """

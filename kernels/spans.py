@@ -7,7 +7,7 @@ negative-index wraparound select to every access, which keeps LLVM from vectoris
 ran 8x slower). A pixel is RGBA8 packed little-endian: red in bits 0-7, green 8-15, blue 16-23,
 alpha 24-31.
 
-Rounding contract shared with ``kernels.reference``: every result channel is
+Rounding contract shared with ``framering.kernels.reference``: every result channel is
 ``floor(value + 0.5)`` of the exact result, so the frame is RGBA8 again after every layer.
 
 The ``normal`` mode has three branch-free float32 loops that LLVM vectorises, picked per run:
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.blend import BlendMode, blend_channel
-from kernels.jit import KERNEL, KERNEL_INLINE
+from framering.kernels.blend import BlendMode, blend_channel
+from framering.kernels.jit import KERNEL, KERNEL_INLINE
 
 # Pixels whose alphas are tested together before blending: all 0 skips the chunk, all 255 (at
 # opacity 1) copies it. Each test and each call into the vector loop costs tens of nanoseconds
@@ -207,7 +207,7 @@ def _pack_channel(value, shift):  # type: ignore[no-untyped-def]
 def general_span(dst, d, src, s, n, opacity, mode, premultiplied):  # type: ignore[no-untyped-def]
     """Any blend mode, straight or premultiplied source, any destination: scalar float64.
 
-    Formulas in ``kernels.blend``. A source pixel with alpha 0 leaves the destination untouched,
+    Formulas in ``blend``. A source pixel with alpha 0 leaves the destination untouched,
     except in ``source`` mode, which replaces (or, below opacity 1, fades) what is there.
     """
     d = np.uint64(d)

@@ -11,10 +11,10 @@ output written once". Per row:
    without reading) or as whatever the frame held (``clear=False``).
 3. Blend every later layer's span into the row, picking the cheapest exact loop: a copy for
    opaque layers, the opaque-destination loop while the row is known to be opaque, the general
-   loop otherwise (see ``kernels.spans``).
-4. With a :class:`~kernels.convert.Delivery`, convert each finished band of
+   loop otherwise (see ``framering.kernels.spans``).
+4. With a :class:`~framering.kernels.convert.Delivery`, convert each finished band of
    :data:`DELIVER_BAND_ROWS` rows into the delivery buffer while it is still in L2 cache,
-   instead of a second pass over the whole frame (``kernels.convert.deliver_rows``, the row
+   instead of a second pass over the whole frame (``convert.deliver_rows``, the row
    function of ``convert_frame`` too, so both give the same bytes).
 
 The layers are handed over as a :class:`LayerStack`: a table of buffer addresses and integer
@@ -27,12 +27,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kernels.blend import BlendMode
-from kernels.convert import DELIVER_BAND_ROWS, DELIVER_NONE, NO_TABLE, Delivery, deliver_rows
-from kernels.jit import KERNEL, KERNEL_INLINE
-from kernels.layers import FLAG_OPAQUE, FLAG_PREMULTIPLIED, LayerStack, PixelLayer
-from kernels.pointers import pixels_at, prefetch_pixels
-from kernels.spans import (
+from framering.kernels.blend import BlendMode
+from framering.kernels.convert import (
+    DELIVER_BAND_ROWS,
+    DELIVER_NONE,
+    NO_TABLE,
+    Delivery,
+    deliver_rows,
+)
+from framering.kernels.jit import KERNEL, KERNEL_INLINE
+from framering.kernels.layers import FLAG_OPAQUE, FLAG_PREMULTIPLIED, LayerStack, PixelLayer
+from framering.kernels.pointers import pixels_at, prefetch_pixels
+from framering.kernels.spans import (
     alpha_and_or,
     copy_span,
     fill_span,
@@ -41,7 +47,7 @@ from kernels.spans import (
     over_opaque_span,
     over_span,
 )
-from kernels.validate import check_rgba, check_rows
+from framering.kernels.validate import check_rgba, check_rows
 
 _NORMAL = int(BlendMode.NORMAL)
 _SOURCE = int(BlendMode.SOURCE)
@@ -243,7 +249,7 @@ def _copy_row_around_copies(dst, row, src, s, width, entries, begin, last, geome
 
 @KERNEL_INLINE
 def _blend_run(op, dst, d, src, s, n, k, opacity, mode, premultiplied):  # type: ignore[no-untyped-def]
-    """Blend ``n`` pixels with the loop ``op`` chose (see ``kernels.spans``)."""
+    """Blend ``n`` pixels with the loop ``op`` chose (see ``framering.kernels.spans``)."""
     if op == _OP_COPY:
         copy_span(dst, d, src, s, n)
     elif op == _OP_OVER_CLEAR:

@@ -28,7 +28,7 @@ from typing import Final
 import cv2
 import numpy as np
 
-from kernels.validate import MAX_SIDE
+from framering.kernels.validate import MAX_SIDE
 
 INTERPOLATIONS: Final = {
     "nearest": cv2.INTER_NEAREST,

@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 
-from kernels.blend import BlendMode
-from kernels.convert import Delivery, FrameFormat, convert_frame, convert_to_rgba
-from kernels.fill import fill
-from kernels.layers import PixelLayer
-from kernels.stack import composite_stack
+from framering.kernels.blend import BlendMode
+from framering.kernels.convert import Delivery, FrameFormat, convert_frame, convert_to_rgba
+from framering.kernels.fill import fill
+from framering.kernels.layers import PixelLayer
+from framering.kernels.stack import composite_stack
 
 
 def warmup() -> float:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.layers import PixelLayer
+from framering.kernels.layers import PixelLayer
 
 WORKLOAD_NAMES: tuple[str, ...] = ("studio-1080p", "stress-4k", "sprites-1080p")
 

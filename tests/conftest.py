@@ -7,8 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import kernels
-from engine import shm
+from framering import kernels, shm
 
 SHM_DIR = "/dev/shm"
 

@@ -16,7 +16,7 @@ import signal
 import time
 from typing import Any
 
-import engine.worker
+import framering.worker
 
 MARK = 0.123456  # opacity that marks a frame for scope="marked"
 
@@ -49,7 +49,7 @@ def install(kind: str, marker_dir: str, scope: str = "once") -> None:
         if scope == "always" or _claim(marker_dir):
             os._exit(1)
         return
-    original = engine.worker.composite_stack
+    original = framering.worker.composite_stack
 
     def faulty(frame: Any, stack: Any, **kwargs: Any) -> None:
         if scope == "marked":
@@ -59,16 +59,16 @@ def install(kind: str, marker_dir: str, scope: str = "once") -> None:
             fire(kind)
         original(frame, stack, **kwargs)
 
-    engine.worker.composite_stack = faulty
+    framering.worker.composite_stack = faulty
 
 
 def install_in_transforms(kind: str, marker_dir: str, scope: str = "once") -> None:
     """Like :func:`install`, for the worker's ``Engine.transform`` tasks."""
-    original = engine.worker.apply_transform
+    original = framering.worker.apply_transform
 
     def faulty(*args: Any, **kwargs: Any) -> Any:
         if scope == "always" or _claim(marker_dir):
             fire(kind)
         return original(*args, **kwargs)
 
-    engine.worker.apply_transform = faulty
+    framering.worker.apply_transform = faulty

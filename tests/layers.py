@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from kernels import BlendMode, PixelLayer
+from framering.kernels import BlendMode, PixelLayer
 
 # opacities that hit the edge cases first: invisible, barely visible, one 8-bit step, full
 OPACITIES = st.one_of(

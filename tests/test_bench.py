@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.cli import main
+from framering.cli import main
 
 
 def test_framering_bench_writes_a_table_json_and_target_verdicts(

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.demo import Overlays, run_demo
-from kernels import PixelLayer, composite_stack
+from framering.demo import Overlays, run_demo
+from framering.kernels import PixelLayer, composite_stack
 
 
 def test_demo_runs_live_and_writes_the_last_frame(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import (
+from framering import (
     Engine,
     EngineClosedError,
     ForeignObjectError,

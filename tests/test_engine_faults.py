@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from engine import (
+from framering import (
     Engine,
     EngineBrokenError,
     EngineClosedError,
@@ -27,7 +27,7 @@ from engine import (
     protocol,
     shm,
 )
-from kernels import PixelLayer, composite_stack
+from framering.kernels import PixelLayer, composite_stack
 from tests import faults
 
 W, H = 320, 180
@@ -204,13 +204,13 @@ PARENT = textwrap.dedent(
     """
     import json, sys, time
     import numpy as np
-    from engine import Engine, Layer
+    from framering import Engine, Layer
 
     if __name__ == "__main__":
         eng = Engine(64, 64, slots=2, workers=2)
         source = eng.upload(np.zeros((8, 8, 4), np.uint8))
         eng.render([Layer(source)])
-        from engine.shm import list_segments
+        from framering.shm import list_segments
         print(json.dumps({"workers": eng.worker_pids(), "segments": list_segments()}), flush=True)
         time.sleep(600)
     """

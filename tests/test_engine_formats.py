@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import Engine, InvalidValueError, Layer, SlotStateError, Transform
+from framering import Engine, InvalidValueError, Layer, SlotStateError, Transform
 
 W, H = 96, 64
 # What a producer writes for each format, made by OpenCV from an RGBA picture, and the

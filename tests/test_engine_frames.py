@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import (
+from framering import (
     AcquireTimeoutError,
     Engine,
     EngineClosedError,
@@ -22,8 +22,8 @@ from engine import (
     SlotStateError,
     WaitTimeoutError,
 )
-from kernels import BlendMode, FrameFormat, PixelLayer, composite_stack, convert_frame
-from kernels.reference import composite_stack_reference, premultiplied_difference
+from framering.kernels import BlendMode, FrameFormat, PixelLayer, composite_stack, convert_frame
+from framering.kernels.reference import composite_stack_reference, premultiplied_difference
 
 W, H = 160, 90
 

@@ -8,8 +8,8 @@ import signal
 import numpy as np
 import pytest
 
-from engine import Engine, Layer, SharedMemoryError
-from engine import shm as shm_module
+from framering import Engine, Layer, SharedMemoryError
+from framering import shm as shm_module
 
 
 def test_sigkill_mid_frame_is_retried_on_a_live_worker() -> None:

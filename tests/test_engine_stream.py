@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from engine import Engine, Layer
+from framering import Engine, Layer
 
 W, H = 64, 36
 

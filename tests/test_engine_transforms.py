@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import (
+from framering import (
     Engine,
     ForeignObjectError,
     InvalidTypeError,
@@ -23,7 +23,7 @@ from engine import (
     crossfade,
     wipe,
 )
-from kernels.transform import TransformBuffers, apply_transform
+from framering.kernels.transform import TransformBuffers, apply_transform
 
 W, H = 160, 90
 

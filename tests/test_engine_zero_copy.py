@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from engine import Engine, Layer, Transform
+from framering import Engine, Layer, Transform
 
 
 def bytes_on_pipes_per_frame(width: int, height: int, frames: int = 20) -> float:

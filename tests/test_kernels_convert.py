@@ -3,7 +3,7 @@ blend; against cv2.cvtColor, against the float64 formulas and against each other
 
 Fixed-point tolerance: the kernels compute YUV with int32 coefficients scaled by 2**22 (2**20
 from YUV), which moves a value by at most 4e-4 (5e-4) of a unit from the exact formula, so a
-byte is within 0.5 + 1e-3 of the exact value instead of 0.5 (``kernels.convert``).
+byte is within 0.5 + 1e-3 of the exact value instead of 0.5 (``framering.kernels.convert``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels.stack
-from kernels import (
+import framering.kernels.stack
+from framering.kernels import (
     BlendMode,
     Delivery,
     FrameFormat,
@@ -26,7 +26,7 @@ from kernels import (
     convert_to_rgba,
     source_shape,
 )
-from kernels.reference import (
+from framering.kernels.reference import (
     packed_reference,
     rgb_from_yuv420_reference,
     rgba_from_packed_reference,
@@ -360,7 +360,7 @@ def delivered(
 def test_delivery_equals_convert_frame_after_compositing(
     fmt: str, band_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kernels.stack, "DELIVER_BAND_ROWS", band_rows)
+    monkeypatch.setattr(framering.kernels.stack, "DELIVER_BAND_ROWS", band_rows)
     h, w = 30, 42
     layers = scene(6, w, h)
     plain = np.empty((h, w, 4), np.uint8)
@@ -516,7 +516,7 @@ def test_luma_of_every_colour_and_chroma_of_a_lattice_are_within_the_bound(
 def test_a_delivery_without_writing_the_frame_is_the_same_and_leaves_the_frame_alone(
     fmt: str, band_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kernels.stack, "DELIVER_BAND_ROWS", band_rows)
+    monkeypatch.setattr(framering.kernels.stack, "DELIVER_BAND_ROWS", band_rows)
     h, w = 30, 42
     layers = scene(7, w, h)
     plain = np.empty((h, w, 4), np.uint8)

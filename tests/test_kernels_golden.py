@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from PIL import Image
 
-from kernels import PixelLayer, clear, composite_layer, composite_stack, fill
-from kernels.reference import (
+from framering.kernels import PixelLayer, clear, composite_layer, composite_stack, fill
+from framering.kernels.reference import (
     composite_layer_reference,
     composite_stack_reference,
     premultiplied_difference,

@@ -11,8 +11,15 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import BlendMode, LayerStack, PixelLayer, composite_layer, composite_stack, fill
-from kernels.reference import (
+from framering.kernels import (
+    BlendMode,
+    LayerStack,
+    PixelLayer,
+    composite_layer,
+    composite_stack,
+    fill,
+)
+from framering.kernels.reference import (
     composite_layer_reference,
     composite_stack_reference,
     fill_reference,

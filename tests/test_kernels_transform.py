@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.reference import transform_reference
-from kernels.transform import (
+from framering.kernels.reference import transform_reference
+from framering.kernels.transform import (
     FLIPS,
     INTERPOLATIONS,
     Transform,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import (
+from framering.kernels import (
     BLEND_MODE_NAMES,
     BlendMode,
     LayerStack,

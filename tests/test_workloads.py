@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels.workloads import WORKLOAD_NAMES, build, load_spec, make_alpha
+from framering.kernels.workloads import WORKLOAD_NAMES, build, load_spec, make_alpha
 
 
 def test_ramp_alpha_follows_the_column() -> None:
