@@ -8,7 +8,7 @@ from typing import Final
 
 import numpy as np
 
-from framering.errors import ForeignObjectError, InvalidTypeError, InvalidValueError, SlotStateError
+from framering.errors import InvalidTypeError, InvalidValueError
 from framering.kernels import BlendMode
 from framering.kernels.transform import Transform
 from framering.kernels.validate import INT32_MAX, INT32_MIN, check_opacity, check_position
@@ -24,8 +24,8 @@ from framering.slots import FrameSlot
 from framering.sources import LiveSource, Source
 from framering.validation import checked
 
-# Most layers one frame may have. A RENDER message carries 24 bytes a layer, so this keeps a
-# task under 100 KiB (it never blocks a pipe for long), and is far beyond any real scene.
+# Most layers one frame may have. A RENDER message carries 32 bytes a layer, so this keeps a
+# task under 130 KiB (it never blocks a pipe for long), and is far beyond any real scene.
 MAX_LAYERS: Final = 4096
 
 
@@ -83,23 +83,6 @@ class PackedLayers:
 _NO_TRANSFORMS: Final = np.zeros(0, TRANSFORM_RECORD)
 
 
-def _check_frame_source(slot: FrameSlot, engine_token: str, i: int) -> None:
-    if slot._engine.token != engine_token:
-        raise ForeignObjectError(f"layers[{i}].source {slot!r} belongs to another engine")
-    if slot._released or not slot._submitted or not slot.done:
-        raise SlotStateError(
-            f"layers[{i}].source {slot!r} is not a finished frame: submit it and wait() for "
-            f"it before using it as a layer, and do not release it"
-        )
-    if slot._failure is not None:
-        raise SlotStateError(f"layers[{i}].source {slot!r} failed; it has no picture to show")
-    if not slot._rgba_kept:
-        raise SlotStateError(
-            f"layers[{i}].source {slot!r} was delivered in {slot._engine.output.value} only; "
-            f"submit it with keep_rgba=True to show it as a layer"
-        )
-
-
 def pack_layers(
     layers: Sequence[Layer], engine_token: str, frame_size: tuple[int, int]
 ) -> PackedLayers:
@@ -131,7 +114,7 @@ def pack_layers(
             versions.append(0)
             flag = 0
         elif kind is FrameSlot:
-            _check_frame_source(source, engine_token, i)  # type: ignore[arg-type]
+            source.check_readable(engine_token, f"layers[{i}].source")  # type: ignore[union-attr]
             width, height = frame_size
             opaque = False  # unknown; the blend's alpha tests make opaque frames cheap anyway
             frames[source.index] = source  # type: ignore[union-attr]

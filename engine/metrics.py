@@ -1,4 +1,8 @@
-"""Engine statistics: recorded at two points (submit, completion), read as frozen snapshots."""
+"""Engine statistics: recorded at two points (submit, completion), read as frozen snapshots.
+
+:class:`Recorder` takes the events; :func:`snapshot` assembles a :class:`Metrics` from it, the
+pool's counters and the engine's figures, and :class:`ProcessMemory` reads the workers' RSS.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+import psutil
+
+from framering.pool import PoolSnapshot
 
 # Completed frames whose timings feed the percentiles: about 17 s at 60 fps. Long enough for a
 # stable p99, short enough that a snapshot describes the stream now, not an hour ago.
@@ -31,6 +38,9 @@ class WorkerMetrics:
     """Tasks sent to this process and not finished yet."""
     rss_bytes: int | None
     """Resident set size from psutil (includes shared-memory pages it touched), if readable."""
+    last_error: str | None
+    """The last ERROR the process reported (a start-up traceback, a source it could not
+    attach), or None."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +82,18 @@ class Metrics:
     """Slots not free (acquired, queued, rendering or done but not released)."""
     shm_bytes: int
     """Bytes of shared memory the engine holds (ring plus sources)."""
+    sources: int
+    """Sources the engine holds (uploaded, live and transformed; freed ones not counted)."""
     ipc_bytes_sent: int
     """Bytes written to the worker pipes since the start (descriptors, never pixels)."""
     ipc_bytes_received: int
     """Bytes read from the worker pipes since the start."""
     protocol_errors: int
     """Worker messages that did not parse, and ERROR replies of workers (a message of ours
-    they could not parse or act on, such as a source they could not attach): should stay 0."""
+    they could not parse or act on, such as a source they could not attach): should stay 0.
+    The text of each worker's last ERROR is in its ``WorkerMetrics.last_error``."""
+    stale_replies: int
+    """Replies to an attempt the worker no longer held (ignored): should stay 0."""
     stream_late: int
     """Stream frames not finished by their tick (``Engine.stream``/``astream``)."""
     stream_dropped: int
@@ -162,3 +177,60 @@ class Recorder:
             "delivery_jitter_p99": pct(jitter, 99),
             "stalled_frames": self.stalled_frames,
         }
+
+
+class ProcessMemory:
+    """Resident set sizes of worker processes, by pid (psutil handles kept between reads)."""
+
+    def __init__(self) -> None:
+        self._processes: dict[int, psutil.Process] = {}
+
+    def rss(self, pid: int | None) -> int | None:
+        if pid is None:
+            return None
+        try:
+            process = self._processes.get(pid)
+            if process is None:
+                process = self._processes[pid] = psutil.Process(pid)
+            return int(process.memory_info().rss)
+        except (psutil.Error, OSError):
+            return None
+
+
+def snapshot(
+    pool: PoolSnapshot,
+    recorder: Recorder,
+    memory: ProcessMemory,
+    *,
+    ring_slots: int,
+    ring_in_use: int,
+    shm_bytes: int,
+    sources: int,
+) -> Metrics:
+    """One :class:`Metrics` from the pool's counters, the recorder and the engine's figures."""
+    workers = tuple(
+        WorkerMetrics(
+            w.index, w.pid, w.state, w.tasks_done, w.inflight, memory.rss(w.pid), w.last_error
+        )
+        for w in pool.workers
+    )
+    return Metrics(
+        active_workers=sum(1 for w in workers if w.state == "ready"),
+        busy_workers=sum(1 for w in workers if w.inflight),
+        pending_tasks=pool.queued + pool.inflight,
+        queued_tasks=pool.queued,
+        frames_completed=recorder.frames_completed,
+        frames_failed=recorder.frames_failed,
+        retries=pool.retries,
+        worker_restarts=pool.restarts,
+        ring_slots=ring_slots,
+        ring_in_use=ring_in_use,
+        shm_bytes=shm_bytes,
+        sources=sources,
+        ipc_bytes_sent=pool.bytes_sent,
+        ipc_bytes_received=pool.bytes_received,
+        protocol_errors=pool.protocol_errors,
+        stale_replies=pool.stale_replies,
+        workers=workers,
+        **recorder.timings(),
+    )

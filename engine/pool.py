@@ -12,7 +12,7 @@ Who owns what::
                      wait() on every result pipe, every worker's  <--+   DONE / FAILED / ERROR
                      sentinel and a wake-up pipe, at once;
                      the timeout is the nearest task deadline
-                       DONE/FAILED -> listener, then dispatch `pending`
+                       DONE/FAILED -> the task's listener, then dispatch `pending`
                        sentinel    -> worker died: retry its tasks, start a replacement
                        deadline    -> SIGKILL the hung worker (then as above)
 
@@ -25,6 +25,7 @@ replacement process starts, so that no upload can miss the new worker). At most
 from __future__ import annotations
 
 import enum
+import logging
 import multiprocessing
 import os
 import selectors
@@ -36,13 +37,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any, Final, Protocol
-
-import numpy as np
+from typing import Any, Final
 
 from framering import protocol
-from framering.errors import EngineBrokenError
+from framering.errors import EngineBrokenError, EngineClosedError
+from framering.tasks import Task
 from framering.worker import worker_main
+
+log = logging.getLogger("framering")
 
 # Tasks a worker may hold at once (the one it composites plus the ones queued in its pipe).
 # Two keeps a worker busy across the round trip of a completion (it starts the next task
@@ -63,44 +65,6 @@ class WorkerState(enum.Enum):
     STOPPED = "stopped"
 
 
-_NO_TRANSFORMS: Final = np.zeros(0, protocol.TRANSFORM_RECORD)
-
-
-@dataclass(eq=False)
-class Task:
-    """One frame (or band of one) to composite, or one transform into a new source (``target``
-    is its source id, ``slot`` is then -1): what is sent, and what it went through."""
-
-    id: int
-    slot: int
-    records: np.ndarray
-    clear: bool
-    rows: tuple[int, int]
-    deadline_s: float
-    transforms: np.ndarray = field(default_factory=lambda: _NO_TRANSFORMS)
-    target: int = 0
-    write_frame: bool = True
-    attempts: int = 0
-    worker: int | None = None
-    submitted_ns: int = field(default_factory=time.perf_counter_ns)
-    last_cause: str = ""
-
-
-class TaskListener(Protocol):
-    """What the pool tells its owner, from whichever thread moved the task on (the manager
-    thread mostly; a caller's thread when its own ``submit`` dispatched the task).
-
-    ``task_dispatched`` and ``task_requeued`` are called with the pool's lock held, so that
-    the slot states they record follow the real order of events; they must only record
-    (no locks, no blocking). ``task_done`` and ``task_failed`` are called without it.
-    """
-
-    def task_dispatched(self, task: Task) -> None: ...
-    def task_requeued(self, task: Task) -> None: ...
-    def task_done(self, task: Task, kernel_ns: int) -> None: ...
-    def task_failed(self, task: Task, cause: str) -> None: ...
-
-
 @dataclass(eq=False)
 class WorkerHandle:
     index: int
@@ -112,14 +76,27 @@ class WorkerHandle:
     head_since: float = field(default_factory=time.monotonic)  # when the oldest task started
     frames_done: int = 0
     kill_reason: str | None = None
+    last_error: str | None = None  # the text of its last ERROR (a start-up traceback...)
     send_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class WorkerSnapshot:
+    """One worker at one moment (see ``metrics.WorkerMetrics`` for the fields' meaning)."""
+
+    index: int
+    pid: int | None
+    state: str
+    tasks_done: int
+    inflight: int
+    last_error: str | None
 
 
 @dataclass(frozen=True)
 class PoolSnapshot:
     """The pool's counters at one moment (what ``Engine.metrics`` reports)."""
 
-    workers: tuple[tuple[int, int | None, str, int, int], ...]  # index, pid, state, done, held
+    workers: tuple[WorkerSnapshot, ...]
     queued: int
     inflight: int
     restarts: int
@@ -127,6 +104,7 @@ class PoolSnapshot:
     bytes_sent: int
     bytes_received: int
     protocol_errors: int
+    stale_replies: int
 
 
 @dataclass(frozen=True)
@@ -136,9 +114,15 @@ class SourceInfo:
     width: int
     height: int
     buffers: int
-    format: int = 0  # framering.ring.FORMAT_CODES
+    format: int = 0  # format code
     matrix: int = 1
     value_range: int = 0
+
+
+def last_line(text: str | None) -> str:
+    """The last non-empty line of a traceback: the exception and its message."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -160,7 +144,6 @@ class WorkerPool:
         self,
         ring_name: str,
         workers: int,
-        listener: TaskListener,
         *,
         max_attempts: int,
         start_timeout: float,
@@ -171,7 +154,6 @@ class WorkerPool:
         self._initializer = initializer
         self._initargs = initargs
         self._count = workers
-        self._listener = listener
         self._max_attempts = max_attempts
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
@@ -184,6 +166,7 @@ class WorkerPool:
         self._bytes_sent = 0
         self._bytes_received = 0
         self._protocol_error_count = 0
+        self._stale_replies = 0
         self._closing = False
         self._generation = 0  # bumped whenever a worker is added, dies or stops
         self._broken: str | None = None
@@ -278,10 +261,12 @@ class WorkerPool:
 
     # ----------------------------------------------------------------- tasks
     def submit(self, task: Task) -> None:
-        """Queue a task; it is sent at once if a worker has room."""
+        """Queue a task; it is sent at once if a worker has room. Refused once stopping."""
         with self._lock:
             if self._broken is not None:
                 raise EngineBrokenError(self._broken)
+            if self._closing:
+                raise EngineClosedError("the engine is closing; no task is taken")
             self._pending.append(task)
             sends = self._assign_pending()
         self._send_all(sends)
@@ -304,38 +289,17 @@ class WorkerPool:
             if not worker.inflight:
                 worker.head_since = time.monotonic()
             worker.inflight[task.id] = task
-            self._listener.task_dispatched(task)
+            task.listener.task_dispatched(task)
             sends.append((worker, task))
         return sends
 
     def _send_all(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
         for worker, task in sends:
-            if task.target:
-                data = protocol.encode_transform(
-                    task.id, task.target, task.records[0], task.transforms[0]
-                )
-            else:
-                y0, y1 = task.rows
-                data = protocol.encode_render(
-                    task.id,
-                    task.slot,
-                    task.attempts,
-                    task.clear,
-                    y0,
-                    y1,
-                    task.records,
-                    task.transforms,
-                    task.write_frame,
-                )
-            self._send(worker, data)
+            self._send(worker, task.encode())
 
     def _retryable(self, task: Task) -> bool:
-        """Lock held. Whether a task that failed or lost its worker goes back in the queue.
-
-        A frame composited with ``clear=False`` starts from the slot's previous content; once a
-        worker may have half overwritten it, no retry can give the right picture.
-        """
-        return task.attempts < self._max_attempts and task.clear and not self._closing
+        """Lock held. Whether a task that failed or lost its worker goes back in the queue."""
+        return task.attempts < self._max_attempts and task.retryable and not self._closing
 
     # ----------------------------------------------------------------- manager thread
     def _manage(self) -> None:
@@ -352,7 +316,7 @@ class WorkerPool:
                     worker.inflight.clear()
                 self._ready.notify_all()
             for task in tasks:
-                self._listener.task_failed(task, reason)
+                task.listener.task_failed(task, reason)
             raise
 
     def _manage_loop(self) -> None:
@@ -481,8 +445,6 @@ class WorkerPool:
     def _handle(self, worker: WorkerHandle, message: protocol.Message) -> None:
         if isinstance(message, protocol.Hello):
             with self._ready:
-                if message.version != protocol.VERSION:
-                    self._protocol_error_count += 1  # a worker of another version
                 worker.pid = message.pid
                 worker.state = WorkerState.READY
                 self._start_failures = 0
@@ -492,26 +454,41 @@ class WorkerPool:
         elif isinstance(message, protocol.Done | protocol.Failed):
             failed = None
             with self._lock:
-                task = worker.inflight.pop(message.task, None)
+                task = worker.inflight.get(message.task)
+                if task is None or task.attempts != message.attempt:
+                    self._stale_replies += 1  # an attempt this worker no longer holds
+                    return
+                del worker.inflight[message.task]
                 worker.head_since = time.monotonic()
                 if isinstance(message, protocol.Done):
                     worker.frames_done += 1
-                elif task is not None:
+                else:
                     task.last_cause = message.text
                     if self._retryable(task):
                         self._retries += 1
                         self._pending.appendleft(task)
-                        self._listener.task_requeued(task)
+                        task.listener.task_requeued(task)
                     else:
                         failed = task
                 sends = self._assign_pending()
-            if task is not None and isinstance(message, protocol.Done):
-                self._listener.task_done(task, message.kernel_ns)
+            if isinstance(message, protocol.Done):
+                task.listener.task_done(task, message.worker_ns)
+            elif failed is None:
+                log.warning(
+                    "task %d failed in worker %d (attempt %d), retrying: %s",
+                    task.id,
+                    worker.index,
+                    task.attempts,
+                    last_line(message.text),
+                )
             if failed is not None:
-                self._listener.task_failed(failed, failed.last_cause)
+                failed.listener.task_failed(failed, failed.last_cause)
             self._send_all(sends)
         elif isinstance(message, protocol.Error):
-            self._count_protocol_error()
+            with self._lock:
+                self._protocol_error_count += 1
+                worker.last_error = message.text
+            log.warning("worker %d reports: %s", worker.index, message.text.rstrip())
 
     def _on_death(self, worker: WorkerHandle) -> None:
         worker.process.join(timeout=1.0)
@@ -530,7 +507,7 @@ class WorkerPool:
             worker.inflight.clear()
             for task in reversed(orphans):  # oldest first at the front of the queue
                 task.last_cause = cause
-                if not task.clear:
+                if not task.retryable:
                     task.last_cause = (
                         f"{cause}; the frame was composited over the slot's previous content, "
                         f"which the dead worker may have half overwritten, so it is not retried"
@@ -538,7 +515,7 @@ class WorkerPool:
                 if self._retryable(task):
                     self._retries += 1
                     self._pending.appendleft(task)
-                    self._listener.task_requeued(task)
+                    task.listener.task_requeued(task)
                 else:
                     failed.append(task)
             if not self._closing:
@@ -547,9 +524,13 @@ class WorkerPool:
                 if self._start_failures >= MAX_START_FAILURES:
                     self._broken = (
                         f"{self._start_failures} workers in a row died while starting; the "
-                        f"last one {describe_exit(worker.process.exitcode)}. Workers start "
-                        f"with 'spawn', which re-imports the main module: does it guard its "
-                        f'code with `if __name__ == "__main__":`?'
+                        f"last one {describe_exit(worker.process.exitcode)}"
+                        + (
+                            f" after: {last_line(worker.last_error)}"
+                            if worker.last_error
+                            else ". Workers start with 'spawn', which re-imports the main "
+                            'module: does it guard its code with `if __name__ == "__main__":`?'
+                        )
                     )
                     failed += list(self._pending)
                     self._pending.clear()
@@ -557,8 +538,13 @@ class WorkerPool:
                     replace = True
             self._ready.notify_all()
         worker.conn.close()
+        if self._broken is not None and not self._closing:
+            log.error("engine broken: %s", self._broken)
+        elif replace:
+            retried = len(orphans) - len(failed)
+            log.warning("%s; %d task(s) retried; starting a replacement", cause, retried)
         for task in failed:
-            self._listener.task_failed(task, self._broken or task.last_cause)
+            task.listener.task_failed(task, self._broken or task.last_cause)
         if replace:
             with self._lock:  # registered before the lock drops: no upload can miss it
                 replacement = self._spawn(worker.index)
@@ -610,7 +596,9 @@ class WorkerPool:
         with self._lock:
             return PoolSnapshot(
                 workers=tuple(
-                    (w.index, w.pid, w.state.value, w.frames_done, len(w.inflight))
+                    WorkerSnapshot(
+                        w.index, w.pid, w.state.value, w.frames_done, len(w.inflight), w.last_error
+                    )
                     for w in self._workers
                 ),
                 queued=len(self._pending),
@@ -620,6 +608,7 @@ class WorkerPool:
                 bytes_sent=self._bytes_sent,
                 bytes_received=self._bytes_received,
                 protocol_errors=self._protocol_error_count,
+                stale_replies=self._stale_replies,
             )
 
     @property

@@ -1,26 +1,32 @@
 """The parent-worker protocol: a handful of small binary messages, and never a pixel.
 
 Every message is one ``send_bytes`` on a pipe: a 4-byte header (magic, version, type) and a
-fixed-size body, plus, for a render task, a packed array of per-layer records. A 1080p frame of
-four layers is a 128-byte message whatever the size of its pixels; the pixels stay in shared
-memory and are named by (source id, buffer index, slot index).
+fixed-size body, plus, for a task, packed records: 32 bytes a layer (``LAYER_RECORD``) and 56
+a transform (``TRANSFORM_RECORD``). A RENDER of four untransformed layers is 166 bytes whatever
+the size of its pixels (``tests/engine/test_protocol.py`` holds these figures to the code);
+the pixels stay in shared memory and are named by (source id, buffer index, slot index).
 
-    parent -> worker                              worker -> parent
-    ATTACH    source id, size, buffers, format,   HELLO   protocol version, pid
-              name
-    DETACH    source id                           DONE    task id, slot, kernel ns
-    RENDER    task id, slot, rows, layer records, FAILED  task id, slot, error text
-              transform records
-    TRANSFORM task id, target source id, one      ERROR   text (a message that did not parse)
-              layer record, one transform record
-    STOP
+    parent -> worker                                 worker -> parent
+    ATTACH    source id, size, buffers, format,      HELLO   pid
+              YUV matrix and range, segment name
+    DETACH    source id                              DONE    task id, attempt, worker ns
+    RENDER    task id, attempt, slot, flags, rows,   FAILED  task id, attempt, traceback
+              layer records, transform records
+    TRANSFORM task id, attempt, target source id,    ERROR   text: a start-up traceback, a
+              one layer record, one transform record         message it could not parse or
+    STOP                                                     a source it could not attach
 
-Task ids are the tasks' sequence numbers, unique and increasing per engine; with the attempt
-counter they tell a retry from a stale reply. A frame split into row bands is already
-expressible (``y0``/``y1`` of RENDER). A layer names its pixels as (source id, buffer index,
-version), or, with ``LAYER_FRAME``, as (slot index, 0, frame sequence): a finished frame of the
-ring read as a layer (nesting). A transform travels as its parameters, so a worker needs no
-state beyond its attached sources to run one, and a replacement worker runs it the same.
+Two task types, each with its own message: RENDER composites into a slot of the ring,
+TRANSFORM writes one transformed picture into a source. A reply names its task and the attempt
+it answers, so a reply to an attempt the parent gave up on is told from the current one. Task
+ids are unique and increasing per engine. A frame split into row bands is already expressible
+(``y0``/``y1`` of RENDER). A layer names its pixels as (source id, buffer index, version), or,
+with ``LAYER_FRAME``, as (slot index, 0, frame sequence): a finished frame of the ring read as a
+layer (nesting). A transform travels as its parameters, so a worker needs no state beyond its
+attached sources to run one, and a replacement worker runs it the same.
+
+The version is in every header and ``decode`` refuses any other, so a worker of another
+version is caught at its first message.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from framering.errors import ProtocolError
 from framering.kernels.transform import FLIPS, INTERPOLATIONS, Transform
 
 MAGIC: Final = 0xF7
-VERSION: Final = 2
+VERSION: Final = 3
 # Longest error text a worker sends back (a traceback's tail is what matters).
 MAX_TEXT_BYTES: Final = 4096
 # Longest segment name in ATTACH (POSIX allows 255; ours are ~40).
@@ -134,45 +140,52 @@ def _transform_from_bytes(data: bytes) -> Transform:
         raise ProtocolError(f"bad transform record: {error}") from None
 
 
-_HELLO = struct.Struct("<HI")  # protocol version, pid
+_HELLO = struct.Struct("<I")  # pid (the version is in every header)
 _ATTACH = struct.Struct("<IIIHBBBxH")  # id, width, height, buffers, format, matrix, range, name len
 _DETACH = struct.Struct("<I")
-_RENDER = struct.Struct("<QIHBxIIIH")  # task, slot, attempt, flags, y0, y1, layers, transforms
+_RENDER = struct.Struct("<QIIBxxxIIIH")  # task, attempt, slot, flags, y0, y1, layers, transforms
 RENDER_CLEAR: Final = 1  # start from transparent black
 RENDER_WRITE_FRAME: Final = 2  # write the RGBA frame (not only the delivery format)
-_TRANSFORM = struct.Struct("<QI")  # task id, target source id
-_DONE = struct.Struct("<QIQ")  # task id, slot, kernel nanoseconds
-_FAILED = struct.Struct("<QIH")  # task id, slot, text length
+_TRANSFORM = struct.Struct("<QII")  # task, attempt, target source id
+_DONE = struct.Struct("<QIQ")  # task, attempt, worker nanoseconds
+_FAILED = struct.Struct("<QIH")  # task, attempt, text length
 
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    version: int
+    """A worker is ready: it attached to the ring and loaded the kernels."""
+
     pid: int
 
 
 @dataclass(frozen=True, slots=True)
 class Attach:
+    """Map a source's segment: ``buffers`` pictures of ``width`` x ``height`` in ``format``."""
+
     source: int
     width: int
     height: int
     buffers: int
     name: str
-    format: int = 0  # a code of framering.ring.FORMAT_CODES: what the buffers hold
-    matrix: int = 1  # framering.ring.MATRIX_CODES, for YUV formats
-    value_range: int = 0  # framering.ring.RANGE_CODES, for YUV formats
+    format: int = 0  # a format code (FrameFormat order): what the buffers hold
+    matrix: int = 1  # YUV matrix code, for YUV formats
+    value_range: int = 0  # YUV range code, for YUV formats
 
 
 @dataclass(frozen=True, slots=True)
 class Detach:
+    """Unmap a freed source."""
+
     source: int
 
 
 @dataclass(frozen=True, slots=True)
 class Render:
+    """Composite rows ``y0:y1`` of slot ``slot`` from layer records (a frame, or a band)."""
+
     task: int
+    attempt: int  # echoed in the reply, so a stale reply can be told from the current one
     slot: int
-    attempt: int
     clear: bool
     y0: int
     y1: int
@@ -182,40 +195,48 @@ class Render:
 
 
 @dataclass(frozen=True, slots=True)
-class TransformTask:
-    """Run one transform of one source's buffer into another source (``Engine.transform``)."""
+class TransformInto:
+    """Run one transform of one source's picture into another source (``Engine.transform``)."""
 
     task: int
-    target: int
+    attempt: int
+    target: int  # source id of the target, whose one buffer receives the result
     layer: np.void  # LAYER_RECORD: the source picture
     transform: Transform
 
 
 @dataclass(frozen=True, slots=True)
 class Done:
+    """A task finished; ``worker_ns`` is the time the worker spent on it."""
+
     task: int
-    slot: int
-    kernel_ns: int
+    attempt: int
+    worker_ns: int
 
 
 @dataclass(frozen=True, slots=True)
 class Failed:
+    """A task raised in the worker; ``text`` is the traceback's tail."""
+
     task: int
-    slot: int
+    attempt: int
     text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Error:
+    """Something the worker could not do outside a task (start up, parse a message, attach a
+    source); ``text`` is its traceback's tail or the reason."""
+
     text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    pass
+    """Exit after the task in hand."""
 
 
-Message = Hello | Attach | Detach | Render | TransformTask | Done | Failed | Error | Stop
+Message = Hello | Attach | Detach | Render | TransformInto | Done | Failed | Error | Stop
 
 
 def _header(kind: Kind) -> bytes:
@@ -228,7 +249,7 @@ def _text(text: str, limit: int) -> bytes:
 
 
 def encode_hello(pid: int) -> bytes:
-    return _header(Kind.HELLO) + _HELLO.pack(VERSION, pid)
+    return _header(Kind.HELLO) + _HELLO.pack(pid)
 
 
 def encode_attach(
@@ -257,8 +278,8 @@ _NO_TRANSFORMS = np.zeros(0, TRANSFORM_RECORD)
 
 def encode_render(
     task: int,
-    slot: int,
     attempt: int,
+    slot: int,
     clear: bool,
     y0: int,
     y1: int,
@@ -271,28 +292,30 @@ def encode_render(
     if len(transforms) > 0xFFFF:
         raise ProtocolError("a task carries at most 65535 transforms")
     flags = (RENDER_CLEAR if clear else 0) | (RENDER_WRITE_FRAME if write_frame else 0)
-    body = _RENDER.pack(task, slot, attempt, flags, y0, y1, len(layers), len(transforms))
+    body = _RENDER.pack(task, attempt, slot, flags, y0, y1, len(layers), len(transforms))
     return _header(Kind.RENDER) + body + layers.tobytes() + transforms.tobytes()
 
 
-def encode_transform(task: int, target: int, layer: np.ndarray, transform: np.ndarray) -> bytes:
+def encode_transform(
+    task: int, attempt: int, target: int, layer: np.ndarray, transform: np.ndarray
+) -> bytes:
     if layer.dtype != LAYER_RECORD or transform.dtype != TRANSFORM_RECORD:
         raise ProtocolError("a TRANSFORM carries one LAYER_RECORD and one TRANSFORM_RECORD")
     return (
         _header(Kind.TRANSFORM)
-        + _TRANSFORM.pack(task, target)
+        + _TRANSFORM.pack(task, attempt, target)
         + layer.tobytes()
         + transform.tobytes()
     )
 
 
-def encode_done(task: int, slot: int, kernel_ns: int) -> bytes:
-    return _header(Kind.DONE) + _DONE.pack(task, slot, kernel_ns)
+def encode_done(task: int, attempt: int, worker_ns: int) -> bytes:
+    return _header(Kind.DONE) + _DONE.pack(task, attempt, worker_ns)
 
 
-def encode_failed(task: int, slot: int, text: str) -> bytes:
+def encode_failed(task: int, attempt: int, text: str) -> bytes:
     data = _text(text, MAX_TEXT_BYTES)
-    return _header(Kind.FAILED) + _FAILED.pack(task, slot, len(data)) + data
+    return _header(Kind.FAILED) + _FAILED.pack(task, attempt, len(data)) + data
 
 
 def encode_error(text: str) -> bytes:
@@ -341,7 +364,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     if kind is Kind.DETACH:
         return Detach(*_fixed(body, _DETACH, kind))
     if kind is Kind.RENDER:
-        task, slot, attempt, flags, y0, y1, count, count_t = _fixed(body, _RENDER, kind)
+        task, attempt, slot, flags, y0, y1, count, count_t = _fixed(body, _RENDER, kind)
         records = body[_RENDER.size :]
         layer_bytes = count * LAYER_RECORD.itemsize
         if len(records) != layer_bytes + count_t * TRANSFORM_RECORD.itemsize:
@@ -353,21 +376,21 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         transforms = np.frombuffer(records[layer_bytes:], dtype=TRANSFORM_RECORD)
         decoded = tuple(unpack_transform(record) for record in transforms) if count_t else ()
         clear, write_frame = bool(flags & RENDER_CLEAR), bool(flags & RENDER_WRITE_FRAME)
-        return Render(task, slot, attempt, clear, y0, y1, layers, decoded, write_frame)
+        return Render(task, attempt, slot, clear, y0, y1, layers, decoded, write_frame)
     if kind is Kind.TRANSFORM:
-        task, target = _fixed(body, _TRANSFORM, kind)
+        task, attempt, target = _fixed(body, _TRANSFORM, kind)
         records = body[_TRANSFORM.size :]
         if len(records) != LAYER_RECORD.itemsize + TRANSFORM_RECORD.itemsize:
             raise ProtocolError(f"TRANSFORM carries {len(records)} bytes of records")
         layer = np.frombuffer(records[: LAYER_RECORD.itemsize], dtype=LAYER_RECORD)[0].copy()
         transform = np.frombuffer(records[LAYER_RECORD.itemsize :], TRANSFORM_RECORD)[0]
-        return TransformTask(task, target, layer, unpack_transform(transform))
+        return TransformInto(task, attempt, target, layer, unpack_transform(transform))
     if kind is Kind.DONE:
         return Done(*_fixed(body, _DONE, kind))
     if kind is Kind.FAILED:
-        task, slot, length = _fixed(body, _FAILED, kind)
+        task, attempt, length = _fixed(body, _FAILED, kind)
         text = bytes(body[_FAILED.size : _FAILED.size + length]).decode("utf-8", "replace")
-        return Failed(task, slot, text)
+        return Failed(task, attempt, text)
     if kind is Kind.ERROR:
         return Error(bytes(body).decode("utf-8", "replace"))
     return Stop()

@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from framering.errors import EngineClosedError, FrameFailedError, SlotStateError, WaitTimeoutError
+from framering.errors import (
+    EngineClosedError,
+    ForeignObjectError,
+    FrameFailedError,
+    SlotStateError,
+    WaitTimeoutError,
+)
 from framering.ring import SlotState
 from framering.validation import check_timeout
 
 if TYPE_CHECKING:
-    from framering.engine import Engine
+    from framering.frames import FrameRecord, FrameTable
     from framering.layer import Layer
-    from framering.sources import LiveSource, Source
+
+
+class Submit(Protocol):
+    """What a slot's :meth:`FrameSlot.submit` hands its frame to (the engine's jobs)."""
+
+    def __call__(
+        self,
+        slot: FrameSlot,
+        layers: Sequence[Layer],
+        deadline: float | None,
+        clear: bool,
+        keep_rgba: bool,
+    ) -> None: ...
 
 
 class FrameSlot:
@@ -28,50 +45,63 @@ class FrameSlot:
     on leaving the block. A handle is good for one frame: after release it refuses every call.
     """
 
-    def __init__(self, engine: Engine, index: int, sequence: int) -> None:
-        self._engine = engine
+    def __init__(
+        self, table: FrameTable, index: int, sequence: int, record: FrameRecord, submit: Submit
+    ) -> None:
+        self._table = table
+        self._record = record  # written by the table only
+        self._submit = submit
         self.index = index
         """Position of the slot in the ring."""
         self.sequence = sequence
         """Frame sequence number, unique per engine, increasing with every acquire."""
-        self._done = threading.Event()
-        self._released = False
-        self._release_when_done = False
-        self._submitted = False
-        self._failure: BaseException | None = None
-        self._pins: list[tuple[Source | LiveSource, int]] = []
-        self._reads: tuple[FrameSlot, ...] = ()  # finished frames this frame reads as layers
-        self._readers = 0  # frames in flight reading this one as a layer (it stays unfreed)
-        self._rgba_kept = True  # the slot's RGBA area holds this frame (readable as a layer)
-        self.submitted_ns = 0
-        """``time.perf_counter_ns()`` when the frame was submitted (0 before)."""
-        self.finished_ns = 0
-        """``time.perf_counter_ns()`` when the frame was finished or failed (0 before)."""
-        self.kernel_ns = 0
-        """Nanoseconds the worker spent on the frame: its transforms, conversions and the
-        compositing kernel (not the trip through the pipes)."""
 
     def __repr__(self) -> str:
-        if self._released:
+        if self._record.released:
             state = "released"
-        elif self._engine.closed:
+        elif self._table.lifetime.closed:
             state = "engine closed"
         else:
             state = self.state.name
         return f"FrameSlot(index={self.index}, sequence={self.sequence}, {state})"
 
     @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frame."""
+        return (self._table.ring.width, self._table.ring.height)
+
+    @property
+    def submitted_ns(self) -> int:
+        """``time.perf_counter_ns()`` when the frame was submitted (0 before)."""
+        return self._record.submitted_ns
+
+    @property
+    def finished_ns(self) -> int:
+        """``time.perf_counter_ns()`` when the frame was finished or failed (0 before)."""
+        return self._record.finished_ns
+
+    @property
+    def kernel_ns(self) -> int:
+        """Nanoseconds the worker spent on the frame: its transforms, conversions and the
+        compositing kernel (not the trip through the pipes)."""
+        return self._record.worker_ns
+
+    @property
+    def released(self) -> bool:
+        """True once :meth:`release` was called (the handle refuses every call then)."""
+        return self._record.released
+
+    @property
     def state(self) -> SlotState:
         """Where the frame is now (see ``framering.ring`` for the state diagram)."""
-        if self._released:
+        if self._record.released:
             return SlotState.FREE
-        self._engine._check_open()
-        return self._engine._ring.state(self.index)
+        return self._table.state(self)
 
     @property
     def done(self) -> bool:
         """True once the frame finished or failed: :meth:`wait` will not block."""
-        return self._done.is_set()
+        return self._record.done.is_set()
 
     def submit(
         self,
@@ -94,7 +124,10 @@ class FrameSlot:
                 Without it the worker writes only the delivery format (less memory traffic).
                 Ignored for ``rgba`` engines, whose frames are RGBA.
         """
-        self._engine._submit(self, layers, deadline, clear, keep_rgba)
+        self._check_usable("submit to")
+        if self._record.submitted:
+            raise SlotStateError(f"{self!r} was already submitted; acquire another slot")
+        self._submit(self, layers, deadline, clear, keep_rgba)
 
     def wait(self, timeout: float | None = None) -> np.ndarray:
         """Block until the frame is finished; return it as a view into shared memory.
@@ -109,22 +142,24 @@ class FrameSlot:
             EngineClosedError: the engine closed before the frame finished.
         """
         self._check_usable("wait for")
-        if not self._submitted:
+        record = self._record
+        if not record.submitted:
             raise SlotStateError(f"{self!r}: wait() before submit()")
-        if not self._done.wait(check_timeout(timeout)):
+        if not record.done.wait(check_timeout(timeout)):
             raise WaitTimeoutError(f"{self!r} not finished within {timeout} s")
-        if self._failure is not None:
-            raise self._failure
-        return self._engine._ring.delivered(self.index)
+        if record.failure is not None:
+            raise record.failure
+        return self._table.delivered(self)
 
     async def wait_async(self, timeout: float | None = None) -> np.ndarray:
         """:meth:`wait` for asyncio: the event loop is woken by the engine, nothing polls."""
         self._check_usable("wait for")
-        if not self._submitted:
+        if not self._record.submitted:
             raise SlotStateError(f"{self!r}: wait_async() before submit()")
-        bridge = self._engine._bridge()
+        bridge = self._table.bridge()
         try:
-            await asyncio.wait_for(bridge.wait_for(self._done.is_set), check_timeout(timeout))
+            done = self._record.done.is_set
+            await asyncio.wait_for(bridge.wait_for(done), check_timeout(timeout))
         except TimeoutError:
             raise WaitTimeoutError(f"{self!r} not finished within {timeout} s") from None
         return self.wait(0)
@@ -132,17 +167,17 @@ class FrameSlot:
     def try_wait(self) -> np.ndarray | None:
         """The finished frame, or None if it is not finished yet (never blocks)."""
         self._check_usable("wait for")
-        if not self._submitted:
+        if not self._record.submitted:
             raise SlotStateError(f"{self!r}: try_wait() before submit()")
-        if not self._done.is_set():
+        if not self._record.done.is_set():
             return None
         return self.wait(0)
 
     def release(self) -> None:
         """Give the slot back to the ring. A frame still in flight is released when it ends."""
-        if self._released:
+        if self._record.released:
             raise SlotStateError(f"{self!r} was released twice")
-        self._engine._release(self)
+        self._table.release(self)
 
     def __enter__(self) -> FrameSlot:
         return self
@@ -153,7 +188,7 @@ class FrameSlot:
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._released:
+        if self._record.released:
             return
         try:
             self.release()
@@ -161,15 +196,28 @@ class FrameSlot:
             pass  # closing the engine released everything already
 
     def _check_usable(self, action: str) -> None:
-        if self._released:
+        if self._record.released:
             raise SlotStateError(f"cannot {action} {self!r}: it was released")
-        self._engine._check_open()
+        self._table.lifetime.check_open()
 
-    def _finish(self, failure: BaseException | None, finished_ns: int) -> None:
-        """Called by the engine, under its lock, when the frame ends."""
-        self._failure = failure
-        self.finished_ns = finished_ns
-        self._done.set()
+    def check_readable(self, token: str, what: str) -> None:
+        """Raise unless this is a finished frame of engine ``token`` that a layer (or a
+        transform) can read: submitted, finished, not failed, not released, RGBA kept."""
+        if self._table.token != token:
+            raise ForeignObjectError(f"{what} {self!r} belongs to another engine")
+        record = self._record
+        if record.released or not record.submitted or not record.done.is_set():
+            raise SlotStateError(
+                f"{what} {self!r} is not a finished frame: submit it and wait() for it before "
+                f"using it as a layer, and do not release it"
+            )
+        if record.failure is not None:
+            raise SlotStateError(f"{what} {self!r} failed; it has no picture to show")
+        if not record.rgba_kept:
+            raise SlotStateError(
+                f"{what} {self!r} was delivered in {self._table.ring.format.value} only; "
+                f"submit it with keep_rgba=True to show it as a layer"
+            )
 
 
 def frame_failed(slot: FrameSlot, cause: str, attempts: int) -> FrameFailedError:

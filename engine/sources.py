@@ -131,7 +131,22 @@ class _SharedPicture:
 
 
 class Source(_SharedPicture):
-    """A picture uploaded once into shared memory (``Engine.upload``)."""
+    """A picture uploaded once into shared memory (``Engine.upload``), or the target of an
+    ``Engine.transform`` task (written by a worker)."""
+
+    def __init__(
+        self,
+        engine_token: str,
+        source_id: int,
+        segment: CreatedSegment,
+        width: int,
+        height: int,
+        opaque: bool,
+        pixels: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(engine_token, source_id, segment, width, height, 1, opaque)
+        if pixels is not None:
+            self._views[0][...] = pixels
 
     def __repr__(self) -> str:
         return f"Source(id={self.id}, {self.width}x{self.height})"
@@ -155,13 +170,31 @@ class LiveSource(_SharedPicture):
     block publishes it as the latest picture (an exception discards it instead).
     """
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        engine_token: str,
+        source_id: int,
+        segment: CreatedSegment,
+        width: int,
+        height: int,
+        buffers: int,
+        opaque: bool,
+        fmt: FrameFormat = FrameFormat.RGBA,
+        *,
+        yuv_range: str = "limited",
+        stall_timeout: float | None = None,
+        fallback: Source | str | None = None,
+    ) -> None:
+        super().__init__(engine_token, source_id, segment, width, height, buffers, opaque, fmt)
+        if fmt.yuv420:  # zero bytes are a green picture in YUV: start black, as RGB does
+            for view in self._views:
+                view[:height] = 16 if yuv_range == "limited" else 0
+                view[height:] = 128
         self._writing: int | None = None
         self.version = 0  # how many pictures were published
         self.published_at = time.monotonic()  # creation counts: a source never written stalls
-        self.stall_timeout: float | None = None
-        self.fallback: Source | str | None = None
+        self.stall_timeout: Final = stall_timeout
+        self.fallback: Final = fallback
 
     def stalled(self, now: float | None = None) -> bool:
         """No picture published for longer than ``stall_timeout`` seconds."""

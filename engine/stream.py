@@ -23,16 +23,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal, Protocol
 
 import numpy as np
 
 from framering.errors import InvalidValueError
 from framering.layer import Layer
+from framering.metrics import Recorder
 from framering.slots import FrameSlot
-
-if TYPE_CHECKING:
-    from framering.engine import Engine
 
 Policy = Literal["drop", "repeat", "block"]
 POLICIES: Final = ("drop", "repeat", "block")
@@ -62,12 +60,24 @@ class StreamFrame:
     """True when this is the previous frame shown again (``repeat`` policy)."""
 
 
+class SlotSource(Protocol):
+    """Where a stream takes its slots from (the engine's frame table)."""
+
+    slots: int
+
+    def try_acquire(self) -> FrameSlot | None: ...
+    def acquire(self, timeout: float | None = None) -> FrameSlot: ...
+    async def until_free(self) -> None: ...
+
+
 class StreamClock:
     """The stream's schedule, and the bookkeeping shared by the sync and async drivers."""
 
     def __init__(
         self,
-        engine: Engine,
+        source: SlotSource,
+        recorder: Recorder,
+        workers: int,
         scene: Scene,
         fps: float,
         inflight: int | None,
@@ -80,11 +90,12 @@ class StreamClock:
             raise InvalidValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
         if not callable(scene):
             raise InvalidValueError("scene must be a callable scene(t, index) -> layers")
-        default = min(engine.slots - 1, 2 * max(engine.workers, 1) + 1)
-        self.inflight = max(1, min(engine.slots - 1, inflight or default))
+        default = min(source.slots - 1, 2 * max(workers, 1) + 1)
+        self.inflight = max(1, min(source.slots - 1, inflight or default))
         if inflight is not None and inflight < 1:
             raise InvalidValueError(f"inflight must be >= 1, not {inflight}")
-        self.engine = engine
+        self.source = source
+        self.recorder = recorder
         self.scene = scene
         self.interval = 1.0 / fps
         self.policy = policy
@@ -108,7 +119,7 @@ class StreamClock:
 
     def submit_ahead(self, blocking: bool = True) -> None:
         """Submit frames for upcoming ticks while there is room; skip ticks already past."""
-        recorder = self.engine._recorder
+        recorder = self.recorder
         while len(self.pending) < self.inflight and (
             self.frames is None or self.submit_next < self.frames
         ):
@@ -118,11 +129,11 @@ class StreamClock:
                 recorder.stream_event("dropped")  # too late to be worth compositing
                 self.submit_next += 1
                 continue
-            slot = self.engine.try_acquire()
+            slot = self.source.try_acquire()
             if slot is None:
                 if self.pending or not blocking:
                     return  # delivering frees one (or the async driver awaits one)
-                slot = self.engine.acquire(timeout=BLOCK_LIMIT_S)
+                slot = self.source.acquire(timeout=BLOCK_LIMIT_S)
             slot.submit(self.scene(index * self.interval, index))
             self.pending.append((index, slot))
             self.submit_next += 1
@@ -140,7 +151,7 @@ class StreamClock:
             now,
             repeated,
         )
-        self.engine._recorder.stream_delivery((now / 1e9) - self.tick(index))
+        self.recorder.stream_delivery((now / 1e9) - self.tick(index))
         if self.previous_slot is not None and self.previous_slot is not slot:
             self.previous_slot.release()
         self.previous_slot = slot
@@ -149,13 +160,13 @@ class StreamClock:
 
     def late(self, index: int, slot: FrameSlot) -> StreamFrame | None:
         """The frame for ``index`` missed its tick: apply the policy (not ``block``)."""
-        self.engine._recorder.stream_event("late")
+        self.recorder.stream_event("late")
         self.recent.append(time.perf_counter() - slot.submitted_ns / 1e9)  # and counting
         slot.release()  # thrown away when it finishes
         if self.policy == "repeat" and self.previous is not None and self.previous_slot:
-            self.engine._recorder.stream_event("repeated")
+            self.recorder.stream_event("repeated")
             return self.deliver(index, self.previous_slot, repeated=True)
-        self.engine._recorder.stream_event("dropped")
+        self.recorder.stream_event("dropped")
         return None
 
     def hand_over(self) -> StreamFrame | None:
@@ -168,7 +179,7 @@ class StreamClock:
         if self.policy == "block":
             lag = time.perf_counter() - self.tick(index)
             if lag > self.interval / 2:
-                self.engine._recorder.stream_event("late")
+                self.recorder.stream_event("late")
                 self.start += lag  # shift the clock
             return self.deliver(index, slot)
         if slot.done:
@@ -177,10 +188,10 @@ class StreamClock:
 
     def close(self) -> None:
         for _, slot in self.pending:
-            if not slot._released:
+            if not slot.released:
                 slot.release()
         self.pending.clear()
-        if self.previous_slot is not None and not self.previous_slot._released:
+        if self.previous_slot is not None and not self.previous_slot.released:
             self.previous_slot.release()
         self.previous_slot = None
 
@@ -208,12 +219,11 @@ def stream_frames(clock: StreamClock) -> Iterator[StreamFrame]:
 async def astream_frames(clock: StreamClock) -> AsyncIterator[StreamFrame]:
     """The asyncio driver (``Engine.astream``): the same clock and policies, with
     ``asyncio.sleep`` for ticks and the engine's event-loop bridge for completions."""
-    engine = clock.engine
     try:
         while not clock.finished():
             clock.submit_ahead(blocking=False)
             if not clock.pending:
-                await engine._bridge().wait_for(engine._has_free_slot)
+                await clock.source.until_free()
                 continue
             index, slot = clock.pending[0]
             remaining = clock.tick(index) - time.perf_counter()

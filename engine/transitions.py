@@ -32,7 +32,7 @@ def _progress(value: object) -> float:
 
 def _size(picture: Picture) -> tuple[int, int]:
     if isinstance(picture, FrameSlot):
-        return picture._engine.width, picture._engine.height
+        return picture.size
     if isinstance(picture, Source | LiveSource):
         return picture.width, picture.height
     raise InvalidTypeError(

@@ -195,7 +195,7 @@ class Worker:
                 self.conn.send_bytes(self.render(message))
             elif isinstance(message, protocol.Attach):
                 self.attach(message)
-            elif isinstance(message, protocol.TransformTask):
+            elif isinstance(message, protocol.TransformInto):
                 self.conn.send_bytes(self.transform_task(message))
             elif isinstance(message, protocol.Detach):
                 self.tables.clear()  # tables hold views of the source's buffers
@@ -221,10 +221,10 @@ class Worker:
             kernel_ns = self._render(task)
         except Exception:
             text = traceback.format_exc()
-            return protocol.encode_failed(task.task, task.slot, text)
-        return protocol.encode_done(task.task, task.slot, kernel_ns)
+            return protocol.encode_failed(task.task, task.attempt, text)
+        return protocol.encode_done(task.task, task.attempt, kernel_ns)
 
-    def transform_task(self, task: protocol.TransformTask) -> bytes:
+    def transform_task(self, task: protocol.TransformInto) -> bytes:
         try:
             started = time.perf_counter_ns()
             picture, _ = self._picture(task.layer, own_slot=-1)
@@ -235,8 +235,8 @@ class Worker:
             apply_transform(picture, transform, buffers)
             elapsed = time.perf_counter_ns() - started
         except Exception:
-            return protocol.encode_failed(task.task, 0, traceback.format_exc())
-        return protocol.encode_done(task.task, 0, elapsed)
+            return protocol.encode_failed(task.task, task.attempt, traceback.format_exc())
+        return protocol.encode_done(task.task, task.attempt, elapsed)
 
     def _render(self, task: protocol.Render) -> int:
         """Composite one task; returns the nanoseconds it took (from the records to the
@@ -344,13 +344,14 @@ def worker_main(
     # (The kernels themselves are single-threaded; OpenCV would otherwise start one thread
     # per core in every worker.)
     cv2.setNumThreads(1)
-    if initializer is not None:
-        initializer(*initargs)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    warmup()  # loads the kernels from Numba's on-disk cache; the parent compiled them
     try:
+        if initializer is not None:
+            initializer(*initargs)
+        warmup()  # loads the kernels from Numba's on-disk cache; the parent compiled them
         worker = Worker(conn, ring_name, parent_pid)
-    except Exception:
+    except BaseException:
+        # the parent keeps this text and names its last line when workers keep dying
         conn.send_bytes(protocol.encode_error(traceback.format_exc()))
         raise
     worker.serve()

@@ -72,3 +72,8 @@ def install_in_transforms(kind: str, marker_dir: str, scope: str = "once") -> No
         return original(*args, **kwargs)
 
     framering.worker.apply_transform = faulty
+
+
+def refuse_to_start(message: str) -> None:
+    """An initializer that fails the way a missing device or licence would."""
+    raise RuntimeError(message)

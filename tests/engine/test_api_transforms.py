@@ -19,11 +19,14 @@ from framering import (
     Layer,
     SlotState,
     SlotStateError,
+    Source,
     Transform,
     crossfade,
     wipe,
 )
 from framering.kernels.transform import TransformBuffers, apply_transform
+from framering.shm import AttachedSegment
+from framering.sources import buffer_views
 
 W, H = 160, 90
 
@@ -81,6 +84,14 @@ def test_transformed_frames_match_cv2_called_directly() -> None:
     assert np.abs(frame.astype(int) - want).max() <= 1
 
 
+def overwrite_behind_the_engines_back(source: Source, value: int) -> None:
+    segment = AttachedSegment.attach(source.segment_name)
+    (view,) = buffer_views(segment.buf, source.width, source.height, 1)
+    view[...] = value
+    del view
+    segment.close()
+
+
 def test_a_static_transformed_layer_is_transformed_once_and_reused() -> None:
     # One worker, so every frame meets the same cache. The uploaded pixels are changed behind
     # the engine's back (an upload never changes): a cached result keeps showing the old
@@ -89,7 +100,7 @@ def test_a_static_transformed_layer_is_transformed_once_and_reused() -> None:
     with Engine(64, 48, slots=2, workers=1) as eng:
         source = eng.upload(np.full((48, 64, 4), 100, np.uint8), opaque=True)
         first = eng.render([Layer(source, transform=t)])
-        source._views[0][...] = 200
+        overwrite_behind_the_engines_back(source, 200)
         again = eng.render([Layer(source, transform=t)])
         plain = eng.render([Layer(source)])
         other = eng.render([Layer(source, transform=Transform(size=(31, 24)))])
@@ -194,14 +205,14 @@ def test_a_frame_read_as_a_layer_stays_pinned_until_its_reader_is_done() -> None
             for reader in readers:
                 reader.submit([Layer(inner)])
             inner.release()  # deferred: three frames still read it
-            assert inner.index not in eng._free
+            assert eng.metrics().ring_in_use == 4  # the inner frame and its three readers
             assert eng.try_acquire() is None  # and nobody can acquire it meanwhile
         finally:
             os.kill(worker, signal.SIGCONT)
         for reader in readers:
             assert np.array_equal(reader.wait(timeout=10), scene)
             reader.release()  # takes the engine's lock: the frames' ends are all recorded
-        assert inner.index in eng._free  # the last reader freed it
+        assert eng.metrics().ring_in_use == 0  # the last reader freed it
 
 
 def test_only_finished_frames_of_this_engine_can_be_layers(eng: Engine) -> None:

@@ -1,0 +1,279 @@
+"""The frame table: which slot of the ring is free, held, in flight or read as a layer.
+
+Every change of a slot's state goes through here, so the ring's state table (what workers
+check before writing), the caller's :class:`FrameSlot` handles and the free list never
+disagree::
+
+    free --try_acquire/acquire--> held --begin--> in flight --finish--> done (or failed)
+      ^                             |                                       |
+      +-------------- release ------+------------ release -----------------+
+                      (deferred while the frame is in flight or read by frames in flight)
+
+A finished frame shown as a layer of other frames (nesting) gets a reader per frame in flight
+that reads it; it is freed only when it is released and its last reader ended.
+
+The table holds one lock (a condition, which blocking ``acquire`` waits on) and the event-loop
+bridge that wakes asyncio waiters after a release or a finished frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from framering.asyncio_bridge import AsyncBridge
+from framering.errors import AcquireTimeoutError, ForeignObjectError, SlotStateError
+from framering.lifetime import Lifetime
+from framering.ring import FrameRing, SlotState
+from framering.slots import FrameSlot, Submit
+from framering.validation import check_timeout
+
+
+@dataclass(eq=False)
+class FrameRecord:
+    """What happened to one held slot's frame. Written by the :class:`FrameTable` only (under
+    its lock); the slot's handle only reads it."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    submitted: bool = False
+    released: bool = False
+    release_when_done: bool = False
+    failure: BaseException | None = None
+    readers: int = 0
+    """Frames in flight that read this one as a layer (it stays unfreed meanwhile)."""
+    rgba_kept: bool = True
+    """The slot's RGBA area holds this frame (it can be read as a layer)."""
+    submitted_ns: int = 0
+    finished_ns: int = 0
+    worker_ns: int = 0
+
+
+class FrameTable:
+    """The slots of one ring and their frames; see the module docstring."""
+
+    def __init__(self, ring: FrameRing, lifetime: Lifetime, token: str, submit: Submit) -> None:
+        self.ring = ring
+        self.slots = ring.slots
+        self.token = token
+        """The engine's token: whose slots these are."""
+        self._lifetime = lifetime
+        self._submit = submit
+        self._lock = threading.Condition()
+        self._sequence = itertools.count(1)
+        self._free: deque[int] = deque(range(ring.slots))
+        self._held: dict[int, tuple[FrameSlot, FrameRecord]] = {}
+        self._bridge: AsyncBridge | None = None
+
+    @property
+    def lifetime(self) -> Lifetime:
+        return self._lifetime
+
+    # ------------------------------------------------------------------ taking and giving back
+    def try_acquire(self) -> FrameSlot | None:
+        """A free slot, or None if every slot is busy (never blocks)."""
+        with self._lock:
+            self._lifetime.check_open()
+            return self._take()
+
+    def acquire(self, timeout: float | None = None) -> FrameSlot:
+        """A free slot; blocks while every slot is in flight or held (see ``Engine.acquire``)."""
+        timeout = check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                self._lifetime.check_open()
+                slot = self._take()
+                if slot is not None:
+                    return slot
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise AcquireTimeoutError(
+                        f"all {self.slots} slots stayed busy for {timeout} s: frames are not "
+                        f"released, or are asked for faster than the workers composite them"
+                    )
+                self._lock.wait(remaining)
+
+    async def acquire_async(self, timeout: float | None = None) -> FrameSlot:
+        """:meth:`acquire` for asyncio: awaits a free slot without blocking the loop."""
+        timeout = check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            slot = self.try_acquire()
+            if slot is not None:
+                return slot
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise AcquireTimeoutError(f"all {self.slots} slots stayed busy for {timeout} s")
+            try:
+                await asyncio.wait_for(self.until_free(), remaining)
+            except TimeoutError:
+                continue  # the loop head raises with the message
+
+    async def until_free(self) -> None:
+        """Return once a slot is free or the engine closed (for asyncio drivers)."""
+        await self.bridge().wait_for(lambda: bool(self._free) or self._lifetime.closed)
+
+    def _take(self) -> FrameSlot | None:
+        """Lock held."""
+        if not self._free:
+            return None
+        index = self._free.popleft()
+        record = FrameRecord()
+        slot = FrameSlot(self, index, next(self._sequence), record, self._submit)
+        self._held[index] = (slot, record)
+        self.ring.set_state(index, SlotState.ACQUIRED)
+        self.ring.sequences[index] = slot.sequence
+        return slot
+
+    def release(self, slot: FrameSlot) -> None:
+        """Give a slot back; a frame in flight, or read by frames in flight, goes when they end."""
+        with self._lock:
+            self._lifetime.check_open()
+            record = self._record(slot)
+            if record is None:
+                raise ForeignObjectError(f"{slot!r} is not held from this engine")
+            if record.released:
+                raise SlotStateError(f"{slot!r} was released twice")
+            record.released = True
+            if (record.submitted and not record.done.is_set()) or record.readers:
+                record.release_when_done = True
+                return
+            self._free_slot(slot)
+
+    def _record(self, slot: FrameSlot) -> FrameRecord | None:
+        """Lock held. The record of a slot this table holds, or None."""
+        held = self._held.get(slot.index)
+        return held[1] if held is not None and held[0] is slot else None
+
+    def _free_slot(self, slot: FrameSlot) -> None:
+        """Lock held."""
+        del self._held[slot.index]
+        self.ring.set_state(slot.index, SlotState.FREE)
+        self._free.append(slot.index)
+        self._lock.notify_all()
+        self._notify_async()
+
+    def _free_if_unused(self, slot: FrameSlot) -> None:
+        """Lock held. Free a released slot once its frame ended and no frame reads it."""
+        record = self._record(slot)
+        if (
+            record is not None
+            and record.release_when_done
+            and record.done.is_set()
+            and not record.readers
+        ):
+            self._free_slot(slot)
+
+    # ------------------------------------------------------------------ frames in flight
+    def begin(
+        self, slot: FrameSlot | None, reads: Sequence[FrameSlot], rgba_kept: bool = True
+    ) -> None:
+        """A task is about to be sent: into ``slot`` (None for a transform), reading ``reads``.
+
+        Checks that every frame read is still held and finished, and counts a reader on each;
+        marks the slot submitted and QUEUED. Raises ``SlotStateError`` (changing nothing) if a
+        frame read was released meanwhile.
+        """
+        with self._lock:
+            self._lifetime.check_open()
+            records = [self._record(frame) for frame in reads]
+            for frame, read in zip(reads, records, strict=True):
+                if read is None or read.released:
+                    raise SlotStateError(f"{frame!r} was released; it cannot be read as a layer")
+            record = None if slot is None else self._record(slot)
+            if slot is not None and (record is None or record.released):
+                raise SlotStateError(f"cannot submit to {slot!r}: it was released")
+            if record is not None and record.submitted:
+                raise SlotStateError(f"{slot!r} was already submitted; acquire another slot")
+            for read in records:
+                read.readers += 1  # type: ignore[union-attr]
+            if slot is not None and record is not None:
+                record.submitted = True
+                record.rgba_kept = rgba_kept
+                record.submitted_ns = time.perf_counter_ns()
+                self.ring.set_state(slot.index, SlotState.QUEUED)
+
+    def dispatched(self, slot: FrameSlot, attempts: int) -> None:
+        """A worker took the frame (called under the pool's lock: records only)."""
+        self.ring.set_state(slot.index, SlotState.RENDERING)
+        self.ring.attempts[slot.index] = attempts
+
+    def requeued(self, slot: FrameSlot) -> None:
+        """The frame waits for a worker again (under the pool's lock: records only)."""
+        self.ring.set_state(slot.index, SlotState.QUEUED)
+
+    def finish(
+        self,
+        slot: FrameSlot | None,
+        reads: Sequence[FrameSlot],
+        failure: BaseException | None,
+        worker_ns: int = 0,
+    ) -> None:
+        """A task ended: its slot's frame is done (or failed), and its reads end."""
+        now = time.perf_counter_ns()
+        with self._lock:
+            record = None if slot is None else self._record(slot)
+            if slot is not None and record is not None:
+                record.worker_ns = worker_ns
+                record.failure = failure
+                record.finished_ns = now
+                self.ring.set_state(
+                    slot.index, SlotState.DONE if failure is None else SlotState.FAILED
+                )
+                record.done.set()
+                self._free_if_unused(slot)
+            for frame in reads:
+                read = self._record(frame)
+                if read is not None:
+                    read.readers -= 1
+                    self._free_if_unused(frame)
+            self._notify_async()
+
+    # ------------------------------------------------------------------ views and figures
+    def delivered(self, slot: FrameSlot) -> np.ndarray:
+        """The slot's frame in the delivery format (a view into the ring)."""
+        return self.ring.delivered(slot.index)
+
+    def state(self, slot: FrameSlot) -> SlotState:
+        self._lifetime.check_open()
+        return self.ring.state(slot.index)
+
+    def in_use(self) -> int:
+        """Slots not free."""
+        with self._lock:
+            return self.slots - len(self._free)
+
+    # ------------------------------------------------------------------ asyncio
+    def bridge(self) -> AsyncBridge:
+        """The event-loop bridge of the running loop (made on first use)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._bridge is None or self._bridge.loop is not loop:
+                if self._bridge is not None:
+                    self._bridge.close()
+                self._bridge = AsyncBridge(loop)
+            return self._bridge
+
+    def _notify_async(self) -> None:
+        bridge = self._bridge
+        if bridge is not None:
+            bridge.notify()
+
+    def close(self) -> None:
+        """Wake every waiter (they see the engine closed) and let the ring go."""
+        with self._lock:
+            self._lock.notify_all()
+            bridge, self._bridge = self._bridge, None
+        if bridge is not None:
+            bridge.notify()  # async waiters re-check and see the closed engine
+            if not bridge.loop.is_closed():
+                bridge.loop.call_soon_threadsafe(bridge.close)
+        self.ring.release_views()
+        self.ring.segment.close_and_unlink()

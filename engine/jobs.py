@@ -1,0 +1,271 @@
+"""Jobs: what the engine asked the pool for, each owning what it holds until it ends.
+
+A job is the parent's side of one task. It holds what the task needs while it runs (the
+source buffers it pinned, the finished frames it reads as layers) and lets them go exactly
+once, when the task ends, whichever way it ends: done, failed on every attempt, cut short by
+a close, or refused by the pool at submit. Each job is its own task's ``TaskListener``.
+
+- :class:`FrameJob` composites a frame into a held slot (``FrameSlot.submit``).
+- :class:`TransformJob` transforms one picture into a new source (``Engine.transform``).
+
+:class:`Jobs` builds both from what the caller gave (validated layers, pinned sources) and
+hands their tasks to the pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from collections.abc import Sequence
+
+from framering.errors import (
+    FrameFailedError,
+    FrameringError,
+    InvalidTypeError,
+    WaitTimeoutError,
+)
+from framering.frames import FrameTable
+from framering.kernels import FrameFormat
+from framering.kernels.transform import Transform
+from framering.layer import Layer, pack_layers
+from framering.lifetime import Lifetime
+from framering.metrics import Recorder
+from framering.pool import WorkerPool
+from framering.protocol import LAYER_OPAQUE
+from framering.registry import AnySource, Pins, SourceRegistry, unpin
+from framering.slots import FrameSlot, frame_failed
+from framering.sources import Source
+from framering.tasks import RenderTask, Task, TransformTask
+from framering.validation import positive_seconds
+
+
+class _Job:
+    """Ends once: the first of done, failed or refused wins, the rest are ignored."""
+
+    def __init__(self, frames: FrameTable, pins: Pins, reads: Sequence[FrameSlot]) -> None:
+        self._frames = frames
+        self._pins = pins
+        self._reads = tuple(reads)
+        self._once = threading.Lock()
+
+    def _claim_end(self) -> bool:
+        return self._once.acquire(blocking=False)
+
+    def _let_go(self, slot: FrameSlot | None, failure: BaseException | None, ns: int) -> None:
+        self._frames.finish(slot, self._reads, failure, ns)
+        unpin(self._pins)
+
+
+class FrameJob(_Job):
+    """A frame composited into ``slot``."""
+
+    def __init__(
+        self,
+        slot: FrameSlot,
+        frames: FrameTable,
+        pins: Pins,
+        reads: Sequence[FrameSlot],
+        recorder: Recorder,
+        lifetime: Lifetime,
+    ) -> None:
+        super().__init__(frames, pins, reads)
+        self._slot = slot
+        self._recorder = recorder
+        self._lifetime = lifetime
+
+    def task_dispatched(self, task: Task) -> None:
+        self._frames.dispatched(self._slot, task.attempts)
+
+    def task_requeued(self, task: Task) -> None:
+        self._frames.requeued(self._slot)
+
+    def task_done(self, task: Task, worker_ns: int) -> None:
+        if self._claim_end():
+            self._let_go(self._slot, None, worker_ns)
+            latency_ns = self._slot.finished_ns - task.submitted_ns
+            self._recorder.completed(latency_ns / 1e9, worker_ns / 1e9)
+
+    def task_failed(self, task: Task, cause: str) -> None:
+        if self._claim_end():
+            failure = self._lifetime.ended_early("the frame") or frame_failed(
+                self._slot, cause, task.attempts
+            )
+            self._let_go(self._slot, failure, 0)
+            self._recorder.failed()
+
+
+class TransformJob(_Job):
+    """A transform into ``target``, which the caller waits for (or gives up on)."""
+
+    def __init__(
+        self,
+        target: Source,
+        frames: FrameTable,
+        pins: Pins,
+        reads: Sequence[FrameSlot],
+        registry: SourceRegistry,
+        lifetime: Lifetime,
+    ) -> None:
+        super().__init__(frames, pins, reads)
+        self.target = target
+        self._registry = registry
+        self._lifetime = lifetime
+        self._done = threading.Event()
+        self._failure: BaseException | None = None
+        self._abandoned = False
+
+    def task_dispatched(self, task: Task) -> None:
+        pass  # no slot of the ring
+
+    def task_requeued(self, task: Task) -> None:
+        pass
+
+    def task_done(self, task: Task, worker_ns: int) -> None:
+        self._end(None)
+
+    def task_failed(self, task: Task, cause: str) -> None:
+        self._end(
+            self._lifetime.ended_early("the transform")
+            or FrameFailedError(
+                f"transform into source {self.target.id} failed after {task.attempts} "
+                f"attempt(s): {cause}",
+                cause=cause,
+                attempts=task.attempts,
+            )
+        )
+
+    def _end(self, failure: BaseException | None) -> None:
+        if not self._claim_end():
+            return
+        self._let_go(None, None, 0)
+        self._failure = failure
+        self._done.set()  # before reading `abandoned`: the caller sets it before reading `done`
+        if self._abandoned or failure is not None:
+            self._free_target()
+
+    def _free_target(self) -> None:
+        if not self._lifetime.closed:  # a close unlinks every source anyway
+            with contextlib.suppress(FrameringError):
+                self._registry.free(self.target, timeout=0)
+
+    def wait(self, timeout: float | None) -> Source:
+        """The target once the worker wrote it; frees it on failure or timeout."""
+        if not self._done.wait(timeout):
+            self._abandoned = True  # the job's end frees the target; if it just ended, we do
+            if self._done.is_set():
+                self._free_target()
+            raise WaitTimeoutError(
+                f"transform into {self.target!r} not finished within {timeout} s"
+            )
+        if self._failure is not None:
+            raise self._failure
+        return self.target
+
+
+class Jobs:
+    """Builds jobs and hands their tasks to the pool (one per engine)."""
+
+    def __init__(
+        self,
+        lifetime: Lifetime,
+        frames: FrameTable,
+        registry: SourceRegistry,
+        pool: WorkerPool,
+        recorder: Recorder,
+        *,
+        token: str,
+        output: FrameFormat,
+        deadline: float,
+    ) -> None:
+        self._lifetime = lifetime
+        self._frames = frames
+        self._registry = registry
+        self._pool = pool
+        self._recorder = recorder
+        self._token = token
+        self._output = output
+        self._deadline = deadline
+        self._frame_size = (frames.ring.width, frames.ring.height)
+        self._task_ids = itertools.count(1)
+
+    def submit_frame(
+        self,
+        slot: FrameSlot,
+        layers: Sequence[Layer],
+        deadline: float | None,
+        clear: bool,
+        keep_rgba: bool,
+    ) -> None:
+        """Validate ``layers``, pin what they read, and send the frame (``FrameSlot.submit``)."""
+        frame_deadline = (
+            self._deadline if deadline is None else positive_seconds(deadline, "deadline")
+        )
+        if not isinstance(clear, bool) or not isinstance(keep_rgba, bool):
+            raise InvalidTypeError("clear and keep_rgba must be bools")
+        write_frame = keep_rgba or not clear or self._output is FrameFormat.RGBA
+        packed = pack_layers(layers, self._token, self._frame_size)
+        pinned = self._registry.pin_frame(packed)
+        try:
+            self._frames.begin(slot, packed.frames, rgba_kept=write_frame)
+        except BaseException:
+            unpin(pinned.pins)
+            raise
+        if pinned.stalled:
+            self._recorder.stalled()
+        job = FrameJob(
+            slot, self._frames, pinned.pins, packed.frames, self._recorder, self._lifetime
+        )
+        task = RenderTask(
+            id=next(self._task_ids),
+            deadline_s=frame_deadline,
+            listener=job,
+            slot=slot.index,
+            records=packed.records,
+            rows=(0, self._frame_size[1]),
+            transforms=pinned.transforms,
+            clear=clear,
+            write_frame=write_frame,
+        )
+        self._start(task, job)
+
+    def transform(
+        self, source: AnySource | FrameSlot, transform: Transform, timeout: float | None
+    ) -> Source:
+        """Run ``transform`` on ``source`` in a worker, into a new source (``Engine.transform``)."""
+        packed = pack_layers([Layer(source, transform=transform)], self._token, self._frame_size)
+        size = source.size if isinstance(source, FrameSlot) else (source.width, source.height)
+        width, height = transform.output_size(*size)
+        opaque = bool(packed.records["flags"][0] & LAYER_OPAQUE)
+        target = self._registry.empty(width, height, opaque, "a transformed source")
+        try:
+            pins = [] if packed.frames else self._registry.pin_source(packed.records, source)  # type: ignore[arg-type]
+            try:
+                self._frames.begin(None, packed.frames)
+            except BaseException:
+                unpin(pins)
+                raise
+        except BaseException:
+            with contextlib.suppress(FrameringError):
+                self._registry.free(target, timeout=0)
+            raise
+        job = TransformJob(
+            target, self._frames, pins, packed.frames, self._registry, self._lifetime
+        )
+        task = TransformTask(
+            id=next(self._task_ids),
+            deadline_s=self._deadline,
+            listener=job,
+            target=target.id,
+            record=packed.records,
+            transform=packed.transforms,
+        )
+        self._start(task, job)
+        return job.wait(timeout)
+
+    def _start(self, task: Task, job: FrameJob | TransformJob) -> None:
+        try:
+            self._pool.submit(task)
+        except BaseException as error:  # refused (closed, broken): the job ends here
+            job.task_failed(task, str(error) or type(error).__name__)
+            raise

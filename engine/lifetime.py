@@ -1,0 +1,58 @@
+"""Whether an engine is open, closed by its owner, or broken: one object every room asks.
+
+"You closed it" and "it broke" stay apart (``EngineClosedError`` and ``EngineBrokenError``), as
+the errors module explains; every room of the engine raises them through :meth:`check_open`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from framering.errors import EngineBrokenError, EngineClosedError
+
+
+class Lifetime:
+    """Open until :meth:`close`; broken once the pool says why it cannot go on."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        """How errors name the engine (its repr when it was made)."""
+        self._closed = False
+        self._lock = threading.Lock()
+        self._broken: Callable[[], str | None] = lambda: None
+
+    def watch(self, broken: Callable[[], str | None]) -> None:
+        """Ask ``broken()`` from now on why the engine cannot go on (None: it can)."""
+        self._broken = broken
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def broken(self) -> str | None:
+        return self._broken()
+
+    def close(self) -> bool:
+        """Mark the engine closed; False if it was already (so close runs once)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            return True
+
+    def check_open(self) -> None:
+        """Raise :class:`EngineClosedError` or :class:`EngineBrokenError` unless usable."""
+        if self._closed:
+            raise EngineClosedError(f"{self.name} was closed")
+        broken = self._broken()
+        if broken is not None:
+            raise EngineBrokenError(broken)
+
+    def ended_early(self, what: str) -> BaseException | None:
+        """The error for ``what`` cut short by a close or a breakage, or None if neither."""
+        if self._closed:
+            return EngineClosedError(f"{self.name} was closed before {what} finished")
+        broken = self._broken()
+        return EngineBrokenError(broken) if broken is not None else None

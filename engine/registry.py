@@ -1,0 +1,285 @@
+"""The source registry: every picture an engine's layers can show, from upload to free.
+
+It makes sources (segments named after the engine, attached by every worker), pins the
+buffers a frame reads when the frame is submitted, swaps stalled live sources for their
+fallbacks, frees sources once no frame reads them, and counts their shared memory.
+
+Pinning is on the per-frame path: one dictionary look-up and one short lock per source a
+frame reads, and the buffer index and picture version written into the frame's records as
+whole columns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+
+from framering.errors import ForeignObjectError, InvalidTypeError, InvalidValueError
+from framering.kernels import FrameFormat, is_opaque
+from framering.kernels.transform import Transform
+from framering.kernels.validate import MAX_SIDE, check_rgba
+from framering.layer import PackedLayers
+from framering.lifetime import Lifetime
+from framering.pool import SourceInfo, WorkerPool
+from framering.protocol import LAYER_FRAME, LAYER_OPAQUE, TRANSFORM_RECORD, pack_transform
+from framering.ring import FORMAT_CODES
+from framering.shm import CreatedSegment, segment_name
+from framering.sources import LiveSource, Source, buffer_stride
+from framering.validation import (
+    MATRIX_CODES,
+    RANGE_CODES,
+    checked,
+    pixel_format,
+    positive_int,
+    positive_seconds,
+)
+
+AnySource = Source | LiveSource
+Pins = list[tuple[AnySource, int]]
+"""(source, buffer) pairs a task pinned: unpinned exactly once, when the task ends."""
+
+# Most buffers a live source may have (each is a picture of shared memory).
+MAX_LIVE_BUFFERS: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedFrame:
+    """What :meth:`SourceRegistry.pin_frame` did to a frame's records."""
+
+    pins: Pins
+    transforms: np.ndarray
+    """The frame's TRANSFORM_RECORDs (with any a fallback needed appended)."""
+    stalled: bool
+    """Some layer showed a stalled live source's fallback."""
+
+
+def unpin(pins: Pins) -> None:
+    for source, buffer in pins:
+        source.unpin(buffer)
+
+
+class SourceRegistry:
+    """The sources of one engine; see the module docstring."""
+
+    def __init__(self, token: str, lifetime: Lifetime, pool: WorkerPool) -> None:
+        self._token = token
+        self._lifetime = lifetime
+        self._pool = pool
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._sources: dict[int, AnySource] = {}
+
+    # ------------------------------------------------------------------ making sources
+    def upload(self, pixels: np.ndarray, opaque: bool | None) -> Source:
+        """A source holding a copy of ``pixels`` (see ``Engine.upload``)."""
+        self._lifetime.check_open()
+        checked(check_rgba, pixels, "pixels", writable=False)
+        height, width = pixels.shape[:2]
+        opaque = is_opaque(pixels) if opaque is None else bool(opaque)
+        source_id, segment = self._segment(width, height, 1, FrameFormat.RGBA, "an uploaded source")
+        source = Source(self._token, source_id, segment, width, height, opaque, pixels)
+        self._register(source)
+        return source
+
+    def empty(self, width: int, height: int, opaque: bool, what: str) -> Source:
+        """A source a worker will write (the target of a transform task)."""
+        self._lifetime.check_open()
+        source_id, segment = self._segment(width, height, 1, FrameFormat.RGBA, what)
+        source = Source(self._token, source_id, segment, width, height, opaque)
+        self._register(source)
+        return source
+
+    def live_source(
+        self,
+        width: int,
+        height: int,
+        *,
+        buffers: int,
+        opaque: bool,
+        stall_timeout: float | None,
+        fallback: Source | Literal["transparent"] | None,
+        format: FrameFormat | str,
+        yuv_matrix: str,
+        yuv_range: str,
+    ) -> LiveSource:
+        """A live source, its arguments checked (see ``Engine.live_source``)."""
+        self._lifetime.check_open()
+        width = positive_int(width, "width", MAX_SIDE)
+        height = positive_int(height, "height", MAX_SIDE)
+        buffers = positive_int(buffers, "buffers", MAX_LIVE_BUFFERS)
+        if buffers < 2:
+            raise InvalidValueError("a live source needs at least 2 buffers")
+        if stall_timeout is not None:
+            stall_timeout = positive_seconds(stall_timeout, "stall_timeout")
+        if fallback is not None and fallback != "transparent":
+            if not isinstance(fallback, Source):
+                raise InvalidTypeError("fallback must be an uploaded Source or 'transparent'")
+            fallback.check_owner(self._token)
+        fmt = pixel_format(format, "format", yuv_matrix, yuv_range, width, height)
+        source_id, segment = self._segment(width, height, buffers, fmt, "a live source")
+        source = LiveSource(
+            self._token,
+            source_id,
+            segment,
+            width,
+            height,
+            buffers,
+            bool(opaque) or fmt not in (FrameFormat.RGBA, FrameFormat.BGRA),
+            fmt,
+            yuv_range=yuv_range,
+            stall_timeout=stall_timeout,
+            fallback=fallback,
+        )
+        self._register(source, MATRIX_CODES[yuv_matrix], RANGE_CODES[yuv_range])
+        return source
+
+    def _segment(
+        self, width: int, height: int, buffers: int, fmt: FrameFormat, what: str
+    ) -> tuple[int, CreatedSegment]:
+        source_id = next(self._ids)
+        size = buffer_stride(width, height, fmt) * buffers
+        name = segment_name(self._token, f"src{source_id}")
+        return source_id, CreatedSegment.create(name, size, what)
+
+    def _register(self, source: AnySource, matrix: int = 1, value_range: int = 0) -> None:
+        with self._lock:
+            if self._lifetime.closed:
+                source.discard()
+                self._lifetime.check_open()
+            self._sources[source.id] = source
+        self._pool.attach_source(
+            SourceInfo(
+                source.id,
+                source.segment_name,
+                source.width,
+                source.height,
+                source.buffers,
+                FORMAT_CODES[source.format],
+                matrix,
+                value_range,
+            )
+        )
+
+    # ------------------------------------------------------------------ freeing
+    def free(self, source: AnySource, timeout: float | None) -> None:
+        """Unlink a source once no frame in flight reads it (see ``Engine.free``)."""
+        self._lifetime.check_open()
+        if not isinstance(source, Source | LiveSource):
+            raise InvalidTypeError(
+                f"free() takes a Source or LiveSource, not {type(source).__name__}"
+            )
+        source.check_owner(self._token)
+        source.free(timeout)
+        with self._lock:
+            self._sources.pop(source.id, None)
+        self._pool.detach_source(source.id)
+
+    def discard_all(self) -> None:
+        """Unlink every source at engine close, whatever pins them (the workers are gone)."""
+        with self._lock:
+            sources = list(self._sources.values())
+            self._sources.clear()
+        for source in sources:
+            source.discard()
+
+    def count(self) -> int:
+        """Sources held now."""
+        with self._lock:
+            return len(self._sources)
+
+    def shm_bytes(self) -> int:
+        """Bytes of shared memory the sources hold."""
+        with self._lock:
+            return sum(
+                buffer_stride(s.width, s.height, s.format) * s.buffers
+                for s in self._sources.values()
+            )
+
+    # ------------------------------------------------------------------ per frame
+    def pin_frame(self, packed: PackedLayers) -> PinnedFrame:
+        """Swap stalled live sources for their fallbacks in ``packed``'s records, then pin the
+        latest buffer of every source the frame reads and write each buffer's index and
+        version into the records. Raises ``ForeignObjectError`` (pinning nothing) if a source
+        was freed meanwhile."""
+        records = packed.records
+        is_source = (records["flags"] & LAYER_FRAME) == 0  # frame rows name a slot
+        source_ids = set(records["source"][is_source].tolist())
+        transforms, stalled = self._apply_fallbacks(packed, source_ids)
+        if stalled:
+            source_ids = set(records["source"][is_source].tolist())
+        return PinnedFrame(self._pin(records, is_source, source_ids), transforms, stalled)
+
+    def pin_source(self, records: np.ndarray, source: AnySource) -> Pins:
+        """Pin the latest buffer of the one source a transform task reads."""
+        return self._pin(records, np.ones(len(records), bool), {source.id})
+
+    def _pin(self, records: np.ndarray, is_source: np.ndarray, source_ids: set[int]) -> Pins:
+        pins: Pins = []
+        if not source_ids:
+            return pins
+        pinned: dict[int, tuple[int, int]] = {}
+        for source_id in source_ids:
+            source = self._sources.get(source_id)
+            if source is None:  # freed between validation and now
+                unpin(pins)
+                raise ForeignObjectError(f"source {source_id} was freed")
+            buffer, version = source.pin_latest()
+            pinned[source_id] = (buffer, version)
+            pins.append((source, buffer))
+        chosen = [pinned[s] for s in records["source"][is_source].tolist()]
+        records["buffer"][is_source] = [buffer for buffer, _ in chosen]
+        records["version"][is_source] = [version for _, version in chosen]
+        return pins
+
+    def _apply_fallbacks(
+        self, packed: PackedLayers, source_ids: set[int]
+    ) -> tuple[np.ndarray, bool]:
+        """Swap stalled live sources for their fallbacks in a frame's records.
+
+        A transformed layer keeps its transform when it fits the fallback (a crop inside
+        it); otherwise the fallback is scaled to the size the live layer had, so it is drawn
+        where the live picture was either way. Returns the frame's transform records after
+        the swap, and whether anything stalled.
+        """
+        records, transforms = packed.records, packed.transforms
+        stalled = False
+        now = time.monotonic()
+        for source_id in source_ids:
+            source = self._sources.get(source_id)
+            if not isinstance(source, LiveSource) or not source.stalled(now):
+                continue
+            if source.fallback is None:
+                continue  # keeps showing its last picture
+            stalled = True
+            rows = (records["source"] == source_id) & ((records["flags"] & LAYER_FRAME) == 0)
+            if source.fallback == "transparent":
+                records["opacity"][rows] = 0.0
+                continue
+            fallback = source.fallback
+            assert isinstance(fallback, Source)
+            fallback.check_owner(self._token)
+            for row in np.flatnonzero(rows).tolist():
+                record = records[row]
+                opaque = fallback.opaque
+                number = int(record["transform"])
+                if number:
+                    transform = packed.transform_list[number - 1]
+                    try:
+                        transform.output_size(fallback.width, fallback.height)
+                    except ValueError:
+                        size = transform.output_size(source.width, source.height)
+                        transform = Transform(size=size, interpolation=transform.interpolation)
+                        extra = np.zeros(1, TRANSFORM_RECORD)
+                        pack_transform(transform, extra)
+                        transforms = np.concatenate([transforms, extra])
+                        record["transform"] = len(transforms)
+                    opaque = opaque and transform.keeps_opacity()
+                record["source"] = fallback.id
+                kept = int(record["flags"]) & (0xFF ^ LAYER_OPAQUE)
+                record["flags"] = kept | (LAYER_OPAQUE if opaque else 0)
+        return transforms, stalled

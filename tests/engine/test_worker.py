@@ -1,0 +1,107 @@
+"""A worker process on its own: it answers everything, survives garbage, and reports why it
+could not start."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+
+import numpy as np
+import pytest
+
+from framering import protocol, shm
+from framering.ring import FrameRing, SlotState
+from framering.worker import worker_main
+from tests import faults
+
+REPLY_TIMEOUT_S = 120.0  # a loaded CI machine spawning numba and OpenCV
+
+
+def reply(conn: Connection) -> protocol.Message:
+    assert conn.poll(REPLY_TIMEOUT_S), "the worker did not answer"
+    return protocol.decode(conn.recv_bytes())
+
+
+@pytest.fixture
+def worker() -> Iterator[tuple[Connection, FrameRing]]:
+    ring = FrameRing.create(shm.segment_name(shm.new_engine_token(), "ring"), 32, 16, 2)
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=worker_main, args=(child, ring.segment.name, os.getpid()))
+    process.start()
+    child.close()
+    try:
+        assert isinstance(reply(parent), protocol.Hello)
+        yield parent, ring
+        assert process.is_alive(), "garbage killed the worker"
+        parent.send_bytes(protocol.encode_stop())
+        process.join(10)
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+        parent.close()
+        ring.release_views()
+        ring.segment.close_and_unlink()
+
+
+GARBAGE = [
+    b"",
+    b"\x00",
+    b"not a framering message at all",
+    bytes([protocol.MAGIC, protocol.VERSION + 1, 4, 0]),  # another protocol version
+    bytes([protocol.MAGIC, protocol.VERSION, 250, 0]),  # unknown message type
+    protocol.encode_render(1, 1, 0, True, 0, 1, np.zeros(2, protocol.LAYER_RECORD))[:-7],
+    protocol.encode_attach(99, 10, 10, 1, "framering-0-0-nope"),  # a segment that is not there
+]
+
+
+def test_garbage_on_a_worker_pipe_is_answered_and_never_kills_it(
+    worker: tuple[Connection, FrameRing],
+) -> None:
+    conn, ring = worker
+    for junk in GARBAGE:
+        conn.send_bytes(junk)
+        answer = reply(conn)
+        assert isinstance(answer, protocol.Error) and answer.text, junk
+    # a task into a slot the parent did not hand it is refused, with the reason
+    conn.send_bytes(
+        protocol.encode_render(7, 1, 0, True, 0, 16, np.zeros(0, protocol.LAYER_RECORD))
+    )
+    failed = reply(conn)
+    assert isinstance(failed, protocol.Failed) and (failed.task, failed.attempt) == (7, 1)
+    assert "not RENDERING" in failed.text
+    ring.set_state(0, SlotState.RENDERING)
+    conn.send_bytes(
+        protocol.encode_render(8, 2, 0, True, 0, 16, np.zeros(0, protocol.LAYER_RECORD))
+    )
+    done = reply(conn)
+    assert isinstance(done, protocol.Done) and (done.task, done.attempt) == (8, 2)
+    assert (ring.frame(0) == 0).all()  # no layers: transparent black
+
+
+def test_a_worker_that_cannot_start_sends_its_traceback_before_it_dies() -> None:
+    ring = FrameRing.create(shm.segment_name(shm.new_engine_token(), "ring"), 8, 8, 1)
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(
+        target=worker_main,
+        args=(child, ring.segment.name, os.getpid(), faults.refuse_to_start, ("no camera",)),
+    )
+    try:
+        process.start()
+        child.close()
+        error = reply(parent)
+        assert isinstance(error, protocol.Error)
+        assert "Traceback" in error.text
+        assert error.text.rstrip().endswith("RuntimeError: no camera")
+        process.join(REPLY_TIMEOUT_S)
+        assert process.exitcode != 0
+    finally:
+        if process.is_alive():
+            process.kill()
+        parent.close()
+        ring.release_views()
+        ring.segment.close_and_unlink()
