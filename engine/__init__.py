@@ -11,7 +11,7 @@
             frame = slot.wait(timeout=1.0)      # a view into shared memory
 """
 
-from framering.engine import Engine, physical_cores
+from framering.engine import Engine
 from framering.errors import (
     AcquireTimeoutError,
     EngineBrokenError,
@@ -37,6 +37,7 @@ from framering.slots import FrameSlot
 from framering.sources import LiveSource, Source
 from framering.stream import StreamFrame
 from framering.transitions import crossfade, wipe
+from framering.workers import physical_cores
 
 __all__ = [
     "AcquireTimeoutError",

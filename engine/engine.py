@@ -12,64 +12,27 @@ Each concern lives in a room of its own, and ``Engine`` only makes them and forw
 
 from __future__ import annotations
 
-import atexit
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from types import TracebackType
 from typing import Any, Final, Literal
 
 import numpy as np
-import psutil
 
-from framering.errors import InvalidTypeError
 from framering.frames import FrameTable
-from framering.jobs import Jobs
+from framering.jobs import DEFAULT_DEADLINE_S, Jobs
 from framering.kernels import FrameFormat, warmup
 from framering.kernels.transform import Transform
 from framering.kernels.validate import MAX_SIDE
 from framering.layer import Layer
-from framering.lifetime import Lifetime
+from framering.lifetime import Lifetime, close_at_exit, forget_at_exit
 from framering.metrics import Metrics, ProcessMemory, Recorder, snapshot
-from framering.pool import WorkerPool
+from framering.pool import DEFAULT_MAX_ATTEMPTS, DEFAULT_START_TIMEOUT_S, WorkerPool
 from framering.registry import SourceRegistry
-from framering.ring import FrameRing
+from framering.ring import MAX_SLOTS, FrameRing
 from framering.shm import new_engine_token, reclaim_orphans, segment_name
 from framering.slots import FrameSlot
 from framering.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source
 from framering.stream import Policy, Scene, StreamClock, StreamFrame, astream_frames, stream_frames
-from framering.validation import (
-    check_timeout,
-    checked,
-    pixel_format,
-    positive_int,
-    positive_seconds,
-)
-
-# A frame a worker has not finished after this many seconds is taken as hung: the worker is
-# killed and the frame retried. Generous: an 8K frame of many layers takes ~100 ms, so only a
-# real hang (or a machine swapping to death) reaches it.
-DEFAULT_DEADLINE_S: Final = 5.0
-# Times a frame is dispatched before it is declared failed (first try plus one retry).
-DEFAULT_MAX_ATTEMPTS: Final = 2
-# Spawning a worker imports numpy, numba and OpenCV and loads the cached kernels: about a
-# second on a quiet machine, many on a loaded CI runner.
-DEFAULT_START_TIMEOUT_S: Final = 120.0
-MAX_SLOTS: Final = 1024
-MAX_WORKERS: Final = 256
-
-_open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_open_engines() -> None:
-    """Close every engine still open at interpreter exit, so no segment outlives us."""
-    for engine in list(_open_engines):
-        engine.close()
-
-
-def physical_cores() -> int:
-    """Physical cores of this machine (psutil), at least 1."""
-    return max(1, psutil.cpu_count(logical=False) or psutil.cpu_count() or 1)
+from framering.validation import check_timeout, pixel_format, positive_int, positive_seconds
 
 
 class Engine:
@@ -113,13 +76,7 @@ class Engine:
         self.width: Final = positive_int(width, "width", MAX_SIDE)
         self.height: Final = positive_int(height, "height", MAX_SIDE)
         self.slots: Final = positive_int(slots, "slots", MAX_SLOTS)
-        if workers is not None:
-            workers = positive_int(workers, "workers", MAX_WORKERS)
-        max_attempts = positive_int(max_attempts, "max_attempts", 100)
         deadline = positive_seconds(deadline, "deadline")
-        start_timeout = positive_seconds(start_timeout, "start_timeout")
-        if initializer is not None and not callable(initializer):
-            raise InvalidTypeError("initializer must be callable")
         self.output: Final = pixel_format(
             output, "output", yuv_matrix, yuv_range, self.width, self.height
         )
@@ -129,23 +86,13 @@ class Engine:
         self._memory = ProcessMemory()
         warmup()  # compile and write Numba's cache now, so workers only load it
         reclaim_orphans()  # segments of engines whose process was killed
+        name = segment_name(self.token, "ring")
         ring = FrameRing.create(
-            segment_name(self.token, "ring"),
-            self.width,
-            self.height,
-            self.slots,
-            self.output,
-            yuv_matrix,
-            yuv_range,
+            name, self.width, self.height, self.slots, self.output, yuv_matrix, yuv_range
         )
         try:
             self._pool = WorkerPool(
-                ring.segment.name,
-                physical_cores() if workers is None else workers,
-                max_attempts=max_attempts,
-                start_timeout=start_timeout,
-                initializer=initializer,
-                initargs=tuple(initargs),
+                ring.segment.name, workers, max_attempts, start_timeout, initializer, initargs
             )
         except BaseException:
             ring.release_views()
@@ -153,18 +100,13 @@ class Engine:
             raise
         self._lifetime.watch(lambda: self._pool.broken)
         self._registry = SourceRegistry(self.token, self._lifetime, self._pool)
-        self._frames = FrameTable(ring, self._lifetime, self.token, self._submit_frame)
+        # the slots' submit reaches the jobs, which are made after the slots they finish
+        submit = lambda *frame: self._jobs.submit_frame(*frame)  # noqa: E731
+        self._frames = FrameTable(ring, self._lifetime, self.token, submit)
         self._jobs = Jobs(
-            self._lifetime,
-            self._frames,
-            self._registry,
-            self._pool,
-            self._recorder,
-            token=self.token,
-            output=self.output,
-            deadline=deadline,
+            self._lifetime, self._frames, self._registry, self._pool, self._recorder, deadline
         )
-        _open_engines.add(self)
+        close_at_exit(self)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.workers} workers"
@@ -174,12 +116,7 @@ class Engine:
     def __enter__(self) -> Engine:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     @property
@@ -214,7 +151,7 @@ class Engine:
         finally:
             self._registry.discard_all()
             self._frames.close()
-            _open_engines.discard(self)
+            forget_at_exit(self)
 
     # ------------------------------------------------------------------ sources
     def upload(self, pixels: np.ndarray, *, opaque: bool | None = None) -> Source:
@@ -241,25 +178,9 @@ class Engine:
         yuv_matrix: str = "bt709",
         yuv_range: str = "limited",
     ) -> LiveSource:
-        """A picture a producer rewrites in place (a camera, a decoder): see :class:`LiveSource`.
-
-        Args:
-            width, height: size of every picture.
-            buffers: pictures in its small ring (at least 2: one written, one read).
-            opaque: promise that every picture written has alpha 255 (copied, not blended).
-                Formats without alpha are opaque whatever this says.
-            format: what ``write()`` lends and the producer writes: ``rgba``, ``bgra``,
-                ``rgb``, ``bgr``, ``i420`` or ``nv12`` (as OpenCV lays them out). Workers
-                convert each new picture to RGBA once, then blend it.
-            yuv_matrix, yuv_range: how to read I420 and NV12 pictures (``bt709``/``bt601``,
-                ``limited``/``full``).
-            stall_timeout: seconds without a new picture after which the source counts as
-                stalled (None: never). Until then, and without a fallback, frames show the
-                last picture.
-            fallback: what a stalled source shows instead, until pictures arrive again: an
-                uploaded :class:`Source` (a still image, drawn where the live one was) or
-                ``"transparent"``. ``metrics().stalled_frames`` counts the frames that did.
-        """
+        """A picture a producer rewrites in place (a camera, a decoder): a :class:`LiveSource`
+        of ``buffers`` pictures of ``width`` x ``height`` in ``format``, whose class docstring
+        explains every argument (stalls and fallbacks included)."""
         return self._registry.live_source(
             width,
             height,
@@ -289,28 +210,17 @@ class Engine:
         timeout: float | None = 10.0,
         **parameters: Any,
     ) -> Source:
-        """Transform a picture once, in a worker, into a new :class:`Source`.
-
-        ``eng.transform(logo, size=(256, 256), interpolation="area")`` or
-        ``eng.transform(logo, Transform(...))``: the parameters are those of
-        :class:`framering.Transform`. The worker's OpenCV calls write the result straight
-        into the new source's shared memory. A live source gives its latest picture, a
-        finished frame slot its frame. Free the result with :meth:`free`.
+        """Transform a picture once, in a worker, into a new :class:`Source` (free it with
+        :meth:`free`): ``eng.transform(logo, size=(256, 256), interpolation="area")`` or
+        ``eng.transform(logo, Transform(...))``. OpenCV writes straight into the new source's
+        shared memory. A live source gives its latest picture, a finished slot its frame.
 
         Raises:
             FrameFailedError: the transform failed on every attempt (``cause`` says why).
             WaitTimeoutError: it did not finish within ``timeout`` (the source is freed
                 when the task ends).
         """
-        self._lifetime.check_open()
-        timeout = check_timeout(timeout)
-        if transform is None:
-            transform = checked(Transform, **parameters)
-        elif parameters:
-            raise InvalidTypeError("give a Transform or its parameters, not both")
-        elif not isinstance(transform, Transform):
-            raise InvalidTypeError(f"transform must be a Transform, not {type(transform).__name__}")
-        return self._jobs.transform(source, transform, timeout)
+        return self._jobs.transform(source, transform, parameters, check_timeout(timeout))
 
     # ------------------------------------------------------------------ frames
     def try_acquire(self) -> FrameSlot | None:
@@ -338,17 +248,6 @@ class Engine:
             slot.submit(layers)
             return slot.wait(timeout).copy()
 
-    def _submit_frame(
-        self,
-        slot: FrameSlot,
-        layers: Sequence[Layer],
-        deadline: float | None,
-        clear: bool,
-        keep_rgba: bool,
-    ) -> None:
-        """Where ``FrameSlot.submit`` sends its frame (the slots are made before the jobs)."""
-        self._jobs.submit_frame(slot, layers, deadline, clear, keep_rgba)
-
     def stream(
         self,
         scene: Scene,
@@ -358,15 +257,10 @@ class Engine:
         policy: Policy = "drop",
         frames: int | None = None,
     ) -> Iterator[StreamFrame]:
-        """Frames of ``scene(t, index)`` in order on a fixed clock (see ``framering.stream``).
-
-        Args:
-            scene: returns the layer stack of frame ``index`` at presentation time ``t``.
-            fps: the clock's rate.
-            inflight: frames submitted ahead (default: enough to keep every worker busy).
-            policy: ``drop``, ``repeat`` or ``block``: what a late frame's tick gets.
-            frames: stop after this many ticks (default: until the caller stops iterating).
-        """
+        """Frames of ``scene(t, index)`` (the layers of frame ``index`` at time ``t``) in order,
+        one per tick at ``fps``, ``inflight`` submitted ahead (default: enough to keep every
+        worker busy), a late frame's tick given ``policy`` (``drop``, ``repeat``, ``block``);
+        ``frames`` ticks, or until the caller stops iterating. See ``framering.stream``."""
         return stream_frames(self._clock(scene, fps, inflight, policy, frames))
 
     def astream(

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import threading
 from collections.abc import Sequence
+from typing import Any, Final
 
 from framering.errors import (
     FrameFailedError,
@@ -37,7 +38,12 @@ from framering.registry import AnySource, Pins, SourceRegistry, unpin
 from framering.slots import FrameSlot, frame_failed
 from framering.sources import Source
 from framering.tasks import RenderTask, Task, TransformTask
-from framering.validation import positive_seconds
+from framering.validation import checked, positive_seconds
+
+# A frame a worker has not finished after this many seconds is taken as hung: the worker is
+# killed and the frame retried. Generous: an 8K frame of many layers takes ~100 ms, so only a
+# real hang (or a machine swapping to death) reaches it.
+DEFAULT_DEADLINE_S: Final = 5.0
 
 
 class _Job:
@@ -173,9 +179,6 @@ class Jobs:
         registry: SourceRegistry,
         pool: WorkerPool,
         recorder: Recorder,
-        *,
-        token: str,
-        output: FrameFormat,
         deadline: float,
     ) -> None:
         self._lifetime = lifetime
@@ -183,9 +186,10 @@ class Jobs:
         self._registry = registry
         self._pool = pool
         self._recorder = recorder
-        self._token = token
-        self._output = output
+        self._token = frames.token
+        self._output = frames.ring.format
         self._deadline = deadline
+        """Seconds a worker may hold a task unless the caller says otherwise."""
         self._frame_size = (frames.ring.width, frames.ring.height)
         self._task_ids = itertools.count(1)
 
@@ -230,9 +234,21 @@ class Jobs:
         self._start(task, job)
 
     def transform(
-        self, source: AnySource | FrameSlot, transform: Transform, timeout: float | None
+        self,
+        source: AnySource | FrameSlot,
+        transform: Transform | None,
+        parameters: dict[str, Any],
+        timeout: float | None,
     ) -> Source:
-        """Run ``transform`` on ``source`` in a worker, into a new source (``Engine.transform``)."""
+        """Run a transform (given, or made of ``parameters``) on ``source`` in a worker, into
+        a new source (``Engine.transform``)."""
+        self._lifetime.check_open()
+        if transform is None:
+            transform = checked(Transform, **parameters)
+        elif parameters:
+            raise InvalidTypeError("give a Transform or its parameters, not both")
+        elif not isinstance(transform, Transform):
+            raise InvalidTypeError(f"transform must be a Transform, not {type(transform).__name__}")
         packed = pack_layers([Layer(source, transform=transform)], self._token, self._frame_size)
         size = source.size if isinstance(source, FrameSlot) else (source.width, source.height)
         width, height = transform.output_size(*size)

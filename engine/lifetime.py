@@ -6,10 +6,36 @@ the errors module explains; every room of the engine raises them through :meth:`
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections.abc import Callable
+from typing import Protocol
 
 from framering.errors import EngineBrokenError, EngineClosedError
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_open: weakref.WeakSet[Closable] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_what_is_open() -> None:
+    """Close every engine still open at interpreter exit, so no segment outlives us."""
+    for owner in list(_open):
+        owner.close()
+
+
+def close_at_exit(owner: Closable) -> None:
+    """Have ``owner.close()`` called at interpreter exit unless it was closed before."""
+    _open.add(owner)
+
+
+def forget_at_exit(owner: Closable) -> None:
+    _open.discard(owner)
 
 
 class Lifetime:

@@ -19,37 +19,45 @@ Who owns what::
 Shared state (`pending`, each worker's `inflight`) is guarded by one lock that is never held
 while writing to a pipe, so a full pipe can never stall the manager thread (it is held while a
 replacement process starts, so that no upload can miss the new worker). At most
-``MAX_QUEUED_PER_WORKER`` tasks sit in a worker's pipe; the rest wait in `pending`.
+``scheduler.MAX_QUEUED_PER_WORKER`` tasks sit in a worker's pipe; the rest wait in `pending`
+(the scheduler's queue).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import multiprocessing
-import os
-import selectors
-import signal
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import Any, Final
 
 from framering import protocol
-from framering.errors import EngineBrokenError, EngineClosedError
+from framering.errors import EngineBrokenError, EngineClosedError, InvalidTypeError
+from framering.scheduler import FifoScheduler
 from framering.tasks import Task
-from framering.worker import worker_main
+from framering.validation import positive_int, positive_seconds
+from framering.workers import (
+    MAX_WORKERS,
+    PoolSnapshot,
+    WorkerHandle,
+    WorkerSnapshot,
+    WorkerState,
+    WorkerWatch,
+    describe_exit,
+    last_line,
+    physical_cores,
+    start_failure_reason,
+)
 
 log = logging.getLogger("framering")
 
-# Tasks a worker may hold at once (the one it composites plus the ones queued in its pipe).
-# Two keeps a worker busy across the round trip of a completion (it starts the next task
-# while the manager handles the last); more only makes a dead worker's backlog longer.
-MAX_QUEUED_PER_WORKER: Final = 2
+# Times a task is dispatched before it is declared failed (first try plus one retry).
+DEFAULT_MAX_ATTEMPTS: Final = 2
+# Spawning a worker imports numpy, numba and OpenCV and loads the cached kernels: about a
+# second on a quiet machine, many on a loaded CI runner.
+DEFAULT_START_TIMEOUT_S: Final = 120.0
 # Consecutive workers that may die before saying hello before the engine calls itself broken.
 MAX_START_FAILURES: Final = 3
 # How long the manager sleeps when nothing has a deadline (it wakes on any event anyway).
@@ -58,111 +66,37 @@ IDLE_WAIT_S: Final = 1.0
 STOP_GRACE_S: Final = 2.0
 
 
-class WorkerState(enum.Enum):
-    STARTING = "starting"
-    READY = "ready"
-    DEAD = "dead"
-    STOPPED = "stopped"
-
-
-@dataclass(eq=False)
-class WorkerHandle:
-    index: int
-    process: multiprocessing.process.BaseProcess
-    conn: Connection
-    state: WorkerState = WorkerState.STARTING
-    pid: int | None = None
-    inflight: dict[int, Task] = field(default_factory=dict)
-    head_since: float = field(default_factory=time.monotonic)  # when the oldest task started
-    frames_done: int = 0
-    kill_reason: str | None = None
-    last_error: str | None = None  # the text of its last ERROR (a start-up traceback...)
-    send_lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass(frozen=True)
-class WorkerSnapshot:
-    """One worker at one moment (see ``metrics.WorkerMetrics`` for the fields' meaning)."""
-
-    index: int
-    pid: int | None
-    state: str
-    tasks_done: int
-    inflight: int
-    last_error: str | None
-
-
-@dataclass(frozen=True)
-class PoolSnapshot:
-    """The pool's counters at one moment (what ``Engine.metrics`` reports)."""
-
-    workers: tuple[WorkerSnapshot, ...]
-    queued: int
-    inflight: int
-    restarts: int
-    retries: int
-    bytes_sent: int
-    bytes_received: int
-    protocol_errors: int
-    stale_replies: int
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    id: int
-    name: str
-    width: int
-    height: int
-    buffers: int
-    format: int = 0  # format code
-    matrix: int = 1
-    value_range: int = 0
-
-
-def last_line(text: str | None) -> str:
-    """The last non-empty line of a traceback: the exception and its message."""
-    lines = [line for line in (text or "").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """'killed by SIGKILL', 'exited with code 3', ... for a dead worker."""
-    if exitcode is None:
-        return "vanished (no exit code)"
-    if exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exited with code {exitcode}"
-
-
 class WorkerPool:
     """Persistent worker processes fed with tasks; see the module docstring."""
 
     def __init__(
         self,
         ring_name: str,
-        workers: int,
-        *,
-        max_attempts: int,
-        start_timeout: float,
+        workers: int | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        start_timeout: float = DEFAULT_START_TIMEOUT_S,
         initializer: Callable[..., Any] | None = None,
         initargs: tuple[Any, ...] = (),
     ) -> None:
+        """Start ``workers`` processes (None: one per physical core) and wait until every one
+        said hello; raises ``EngineBrokenError`` if they cannot start."""
+        workers = (
+            physical_cores() if workers is None else positive_int(workers, "workers", MAX_WORKERS)
+        )
+        max_attempts = positive_int(max_attempts, "max_attempts", 100)
+        start_timeout = positive_seconds(start_timeout, "start_timeout")
+        if initializer is not None and not callable(initializer):
+            raise InvalidTypeError("initializer must be callable")
         self._ring_name = ring_name
         self._initializer = initializer
-        self._initargs = initargs
-        self._count = workers
-        self._max_attempts = max_attempts
+        self._initargs = tuple(initargs)
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._workers: list[WorkerHandle] = []
-        self._pending: deque[Task] = deque()
-        self._sources: dict[int, SourceInfo] = {}
+        self._scheduler = FifoScheduler(max_attempts)
+        self._attach_messages: dict[int, bytes] = {}  # by source id: replayed to replacements
         self._start_failures = 0
         self._restarts = 0
-        self._retries = 0
         self._bytes_sent = 0
         self._bytes_received = 0
         self._protocol_error_count = 0
@@ -171,7 +105,7 @@ class WorkerPool:
         self._generation = 0  # bumped whenever a worker is added, dies or stops
         self._broken: str | None = None
         self._ready = threading.Condition(self._lock)
-        self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
+        self._watch = WorkerWatch(self._context)
         for index in range(workers):
             self._workers.append(self._spawn(index))
         self._manager = threading.Thread(target=self._manage, name="framering-manager", daemon=True)
@@ -193,71 +127,42 @@ class WorkerPool:
 
     # ----------------------------------------------------------------- processes
     def _spawn(self, index: int) -> WorkerHandle:
-        """Start a worker process (the caller registers it, then calls _send_sources)."""
-        parent_end, child_end = self._context.Pipe(duplex=True)
-        process = self._context.Process(
-            target=worker_main,
-            args=(child_end, self._ring_name, os.getpid(), self._initializer, self._initargs),
-            name=f"framering-worker-{index}",
-            daemon=True,
-        )
-        process.start()
-        child_end.close()
-        return WorkerHandle(index, process, parent_end)
-
-    def _send_sources(self, worker: WorkerHandle, sources: list[SourceInfo]) -> None:
-        """ATTACH every source to a new worker, before any RENDER can reach it.
-
-        RENDER only goes to READY workers, READY follows the worker's hello, and hellos are
-        handled on the manager thread, which is the thread that calls this for replacements.
-        """
-        for info in sources:
-            self._send(worker, self._attach_message(info))
-
-    @staticmethod
-    def _attach_message(info: SourceInfo) -> bytes:
-        return protocol.encode_attach(
-            info.id,
-            info.width,
-            info.height,
-            info.buffers,
-            info.name,
-            info.format,
-            info.matrix,
-            info.value_range,
+        """Start a worker process (the caller registers it, then sends it every ATTACH)."""
+        return WorkerHandle.spawn(
+            self._context, index, self._ring_name, self._initializer, self._initargs
         )
 
     def _send(self, worker: WorkerHandle, data: bytes) -> bool:
         """Write one message; False if the worker's pipe is gone (its death is seen elsewhere)."""
-        try:
-            with worker.send_lock:
-                worker.conn.send_bytes(data)
-        except (OSError, ValueError):
+        if not worker.send(data):
             return False
         with self._lock:
             self._bytes_sent += len(data)
         return True
 
-    # ----------------------------------------------------------------- sources
-    def attach_source(self, info: SourceInfo) -> None:
+    def _broadcast(self, data: bytes) -> None:
+        """Send ``data`` to every live worker (outside the lock)."""
         with self._lock:
-            self._sources[info.id] = info
-            targets = [
-                w for w in self._workers if w.state in (WorkerState.STARTING, WorkerState.READY)
-            ]
-        message = self._attach_message(info)
+            targets = [w for w in self._workers if w.live]
         for worker in targets:
-            self._send(worker, message)
+            self._send(worker, data)
+
+    # ----------------------------------------------------------------- sources
+    def attach_source(self, source_id: int, attach: bytes) -> None:
+        """Tell every worker, and every replacement to come, to map a source (an ATTACH).
+
+        A replacement is sent every ATTACH before any task can reach it: tasks only go to
+        READY workers, READY follows the worker's hello, and hellos are handled on the
+        manager thread, which is the thread that sends a replacement its ATTACHes.
+        """
+        with self._lock:
+            self._attach_messages[source_id] = attach
+        self._broadcast(attach)
 
     def detach_source(self, source_id: int) -> None:
         with self._lock:
-            self._sources.pop(source_id, None)
-            targets = [
-                w for w in self._workers if w.state in (WorkerState.STARTING, WorkerState.READY)
-            ]
-        message = protocol.encode_detach(source_id)
-        for worker in targets:
-            self._send(worker, message)
+            self._attach_messages.pop(source_id, None)
+        self._broadcast(protocol.encode_detach(source_id))
 
     # ----------------------------------------------------------------- tasks
     def submit(self, task: Task) -> None:
@@ -267,39 +172,13 @@ class WorkerPool:
                 raise EngineBrokenError(self._broken)
             if self._closing:
                 raise EngineClosedError("the engine is closing; no task is taken")
-            self._pending.append(task)
-            sends = self._assign_pending()
+            self._scheduler.add(task)
+            sends = self._scheduler.assign(self._workers)
         self._send_all(sends)
-
-    def _assign_pending(self) -> list[tuple[WorkerHandle, Task]]:
-        """Move pending tasks to the least-loaded READY workers (lock held). No sending here."""
-        sends: list[tuple[WorkerHandle, Task]] = []
-        if not self._pending:
-            return sends  # the common case on every completion
-        while self._pending:
-            ready = [w for w in self._workers if w.state is WorkerState.READY]
-            if not ready:
-                break
-            worker = min(ready, key=lambda w: len(w.inflight))
-            if len(worker.inflight) >= MAX_QUEUED_PER_WORKER:
-                break
-            task = self._pending.popleft()
-            task.attempts += 1
-            task.worker = worker.index
-            if not worker.inflight:
-                worker.head_since = time.monotonic()
-            worker.inflight[task.id] = task
-            task.listener.task_dispatched(task)
-            sends.append((worker, task))
-        return sends
 
     def _send_all(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
         for worker, task in sends:
             self._send(worker, task.encode())
-
-    def _retryable(self, task: Task) -> bool:
-        """Lock held. Whether a task that failed or lost its worker goes back in the queue."""
-        return task.attempts < self._max_attempts and task.retryable and not self._closing
 
     # ----------------------------------------------------------------- manager thread
     def _manage(self) -> None:
@@ -309,8 +188,7 @@ class WorkerPool:
             reason = f"the manager thread crashed:\n{traceback.format_exc()}"
             with self._ready:
                 self._broken = reason
-                tasks = list(self._pending)
-                self._pending.clear()
+                tasks = self._scheduler.take_all()
                 for worker in self._workers:
                     tasks += worker.inflight.values()
                     worker.inflight.clear()
@@ -320,72 +198,23 @@ class WorkerPool:
             raise
 
     def _manage_loop(self) -> None:
-        # One epoll set for the life of the pool, changed only when workers come and go:
-        # ``multiprocessing.connection.wait`` builds and tears down a selector on every call,
-        # tens of microseconds a frame on the hot path.
-        selector = selectors.DefaultSelector()
-        selector.register(self._wake_reader, selectors.EVENT_READ, None)
-        watched: dict[int, tuple[int, int]] = {}  # id(handle) -> its registered fds
         generation = -1
-        try:
-            while True:
-                with self._lock:
-                    live = [
-                        w
-                        for w in self._workers
-                        if w.state in (WorkerState.STARTING, WorkerState.READY)
-                    ]
-                    if self._closing and not live:
-                        return
-                    timeout = self._next_deadline_in(live)
-                if generation != self._generation:
-                    generation = self._generation
-                    self._watch(selector, watched, live)
-                ready = selector.select(timeout)
-                for key, _ in ready:
-                    if key.data is None:
-                        self._drain_wake_pipe()
-                    elif key.data[0] == "result":
-                        self._drain(key.data[1])
-                for key, _ in ready:
-                    if key.data is not None and key.data[0] == "death":
-                        self._drain(key.data[1], all_pending=True)  # its last results count
-                        self._on_death(key.data[1])
-                self._kill_overdue(live)
-        finally:
-            selector.close()
-
-    @staticmethod
-    def _watch(
-        selector: selectors.BaseSelector,
-        watched: dict[int, tuple[int, int]],
-        live: list[WorkerHandle],
-    ) -> None:
-        """Make the selector watch exactly the live workers' pipes and sentinels.
-
-        Entries are dropped by file descriptor number, recorded when registered: a dead
-        worker's pipe is closed by then, and its number may already belong to its replacement.
-        """
-        wanted = {id(w): w for w in live}
-        for key in [k for k in watched if k not in wanted]:
-            for fd in watched.pop(key):
-                try:
-                    selector.unregister(fd)
-                except (KeyError, ValueError):
-                    pass
-        for key, worker in wanted.items():
-            if key not in watched:
-                conn_fd, sentinel_fd = worker.conn.fileno(), worker.process.sentinel
-                selector.register(conn_fd, selectors.EVENT_READ, ("result", worker))
-                selector.register(sentinel_fd, selectors.EVENT_READ, ("death", worker))
-                watched[key] = (conn_fd, sentinel_fd)
-
-    def _drain_wake_pipe(self) -> None:
-        try:
-            while self._wake_reader.poll():
-                self._wake_reader.recv_bytes()
-        except (EOFError, OSError):
-            pass
+        while True:
+            with self._lock:
+                live = [w for w in self._workers if w.live]
+                if self._closing and not live:
+                    return
+                timeout = self._next_deadline_in(live)
+            if generation != self._generation:
+                generation = self._generation
+                self._watch.watch(live)
+            results, deaths = self._watch.wait(timeout)
+            for worker in results:
+                self._drain(worker)
+            for worker in deaths:
+                self._drain(worker, all_pending=True)  # its last results count
+                self._on_death(worker)
+            self._kill_overdue(live)
 
     def _next_deadline_in(self, live: list[WorkerHandle]) -> float:
         now = time.monotonic()
@@ -409,10 +238,7 @@ class WorkerPool:
                 worker.kill_reason = f"exceeded its deadline of {head.deadline_s:g} s (hung?)"
                 overdue.append(worker)
         for worker in overdue:
-            try:
-                worker.process.kill()
-            except (OSError, AttributeError):
-                pass
+            worker.kill()
 
     def _drain(self, worker: WorkerHandle, *, all_pending: bool = False) -> None:
         """Read one message (the selector said there is one), or all of them before a death.
@@ -448,7 +274,7 @@ class WorkerPool:
                 worker.pid = message.pid
                 worker.state = WorkerState.READY
                 self._start_failures = 0
-                sends = self._assign_pending()
+                sends = self._scheduler.assign(self._workers)
                 self._ready.notify_all()
             self._send_all(sends)
         elif isinstance(message, protocol.Done | protocol.Failed):
@@ -461,16 +287,12 @@ class WorkerPool:
                 del worker.inflight[message.task]
                 worker.head_since = time.monotonic()
                 if isinstance(message, protocol.Done):
-                    worker.frames_done += 1
+                    worker.tasks_done += 1
                 else:
                     task.last_cause = message.text
-                    if self._retryable(task):
-                        self._retries += 1
-                        self._pending.appendleft(task)
-                        task.listener.task_requeued(task)
-                    else:
+                    if not self._scheduler.retry(task, self._closing):
                         failed = task
-                sends = self._assign_pending()
+                sends = self._scheduler.assign(self._workers)
             if isinstance(message, protocol.Done):
                 task.listener.task_done(task, message.worker_ns)
             elif failed is None:
@@ -512,28 +334,14 @@ class WorkerPool:
                         f"{cause}; the frame was composited over the slot's previous content, "
                         f"which the dead worker may have half overwritten, so it is not retried"
                     )
-                if self._retryable(task):
-                    self._retries += 1
-                    self._pending.appendleft(task)
-                    task.listener.task_requeued(task)
-                else:
+                if not self._scheduler.retry(task, self._closing):
                     failed.append(task)
             if not self._closing:
                 if died_starting:
                     self._start_failures += 1
                 if self._start_failures >= MAX_START_FAILURES:
-                    self._broken = (
-                        f"{self._start_failures} workers in a row died while starting; the "
-                        f"last one {describe_exit(worker.process.exitcode)}"
-                        + (
-                            f" after: {last_line(worker.last_error)}"
-                            if worker.last_error
-                            else ". Workers start with 'spawn', which re-imports the main "
-                            'module: does it guard its code with `if __name__ == "__main__":`?'
-                        )
-                    )
-                    failed += list(self._pending)
-                    self._pending.clear()
+                    self._broken = start_failure_reason(self._start_failures, worker)
+                    failed += self._scheduler.take_all()
                 else:
                     replace = True
             self._ready.notify_all()
@@ -551,8 +359,9 @@ class WorkerPool:
                 self._workers[self._workers.index(worker)] = replacement
                 self._generation += 1
                 self._restarts += 1
-                sources = list(self._sources.values())
-            self._send_sources(replacement, sources)
+                attaches = list(self._attach_messages.values())
+            for attach in attaches:
+                self._send(replacement, attach)
 
     # ----------------------------------------------------------------- shutdown
     def stop(self) -> list[Task]:
@@ -560,10 +369,9 @@ class WorkerPool:
         with self._lock:
             self._closing = True
             workers = list(self._workers)
-            unfinished = list(self._pending)
-            self._pending.clear()
+            unfinished = self._scheduler.take_all()
         for worker in workers:
-            if worker.state in (WorkerState.STARTING, WorkerState.READY):
+            if worker.live:
                 self._send(worker, protocol.encode_stop())
         deadline = time.monotonic() + STOP_GRACE_S
         for worker in workers:
@@ -571,10 +379,7 @@ class WorkerPool:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(1.0)
-        try:
-            self._wake_writer.send_bytes(b"stop")
-        except OSError:
-            pass
+        self._watch.wake()
         if self._manager.is_alive() and threading.current_thread() is not self._manager:
             self._manager.join(5.0)
         with self._lock:
@@ -586,8 +391,7 @@ class WorkerPool:
             self._generation += 1
         for worker in workers:
             worker.conn.close()
-        self._wake_reader.close()
-        self._wake_writer.close()
+        self._watch.close()
         return unfinished
 
     # ----------------------------------------------------------------- introspection
@@ -597,14 +401,14 @@ class WorkerPool:
             return PoolSnapshot(
                 workers=tuple(
                     WorkerSnapshot(
-                        w.index, w.pid, w.state.value, w.frames_done, len(w.inflight), w.last_error
+                        w.index, w.pid, w.state.value, w.tasks_done, len(w.inflight), w.last_error
                     )
                     for w in self._workers
                 ),
-                queued=len(self._pending),
+                queued=len(self._scheduler),
                 inflight=sum(len(w.inflight) for w in self._workers),
                 restarts=self._restarts,
-                retries=self._retries,
+                retries=self._scheduler.retries,
                 bytes_sent=self._bytes_sent,
                 bytes_received=self._bytes_received,
                 protocol_errors=self._protocol_error_count,

@@ -25,8 +25,14 @@ from framering.kernels.transform import Transform
 from framering.kernels.validate import MAX_SIDE, check_rgba
 from framering.layer import PackedLayers
 from framering.lifetime import Lifetime
-from framering.pool import SourceInfo, WorkerPool
-from framering.protocol import LAYER_FRAME, LAYER_OPAQUE, TRANSFORM_RECORD, pack_transform
+from framering.pool import WorkerPool
+from framering.protocol import (
+    LAYER_FRAME,
+    LAYER_OPAQUE,
+    TRANSFORM_RECORD,
+    encode_attach,
+    pack_transform,
+)
 from framering.ring import FORMAT_CODES
 from framering.shm import CreatedSegment, segment_name
 from framering.sources import LiveSource, Source, buffer_stride
@@ -152,18 +158,17 @@ class SourceRegistry:
                 source.discard()
                 self._lifetime.check_open()
             self._sources[source.id] = source
-        self._pool.attach_source(
-            SourceInfo(
-                source.id,
-                source.segment_name,
-                source.width,
-                source.height,
-                source.buffers,
-                FORMAT_CODES[source.format],
-                matrix,
-                value_range,
-            )
+        attach = encode_attach(
+            source.id,
+            source.width,
+            source.height,
+            source.buffers,
+            source.segment_name,
+            FORMAT_CODES[source.format],
+            matrix,
+            value_range,
         )
+        self._pool.attach_source(source.id, attach)
 
     # ------------------------------------------------------------------ freeing
     def free(self, source: AnySource, timeout: float | None) -> None:

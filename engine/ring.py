@@ -53,6 +53,7 @@ from framering.validation import MATRIX_CODES, RANGE_CODES
 MAGIC: Final = b"FRMRING1"
 HEADER_BYTES: Final = 64
 PAGE: Final = 4096
+MAX_SLOTS: Final = 1024
 _HEADER = struct.Struct("<8sIIIBBBxQQ")
 FORMAT_CODES: Final = {fmt: code for code, fmt in enumerate(FrameFormat)}
 SLOT_TABLE = np.dtype([("state", "<u4"), ("attempt", "<u4"), ("sequence", "<u8")])

@@ -165,9 +165,25 @@ class LiveSource(_SharedPicture):
     """A picture a producer rewrites in place, frame after frame (``Engine.live_source``).
 
     Starts black: transparent for RGBA and BGRA, opaque for the formats without alpha.
-    ``write()`` lends a
-    buffer no frame is reading, shaped as ``format`` lays a picture out; leaving the ``with``
-    block publishes it as the latest picture (an exception discards it instead).
+    ``write()`` lends a buffer no frame is reading, shaped as ``format`` lays a picture out;
+    leaving the ``with`` block publishes it as the latest picture (an exception discards it).
+
+    ``Engine.live_source`` arguments:
+        width, height: size of every picture.
+        buffers: pictures in its small ring (at least 2: one written, one read).
+        opaque: promise that every picture written has alpha 255 (copied, not blended).
+            Formats without alpha are opaque whatever this says.
+        format: what ``write()`` lends and the producer writes: ``rgba``, ``bgra``, ``rgb``,
+            ``bgr``, ``i420`` or ``nv12`` (as OpenCV lays them out). Workers convert each new
+            picture to RGBA once, then blend it.
+        yuv_matrix, yuv_range: how to read I420 and NV12 pictures (``bt709``/``bt601``,
+            ``limited``/``full``).
+        stall_timeout: seconds without a new picture after which the source counts as
+            stalled (None: never). Until then, and without a fallback, frames show the last
+            picture.
+        fallback: what a stalled source shows instead, until pictures arrive again: an
+            uploaded :class:`Source` (a still image, drawn where the live one was) or
+            ``"transparent"``. ``metrics().stalled_frames`` counts the frames that did.
     """
 
     def __init__(

@@ -1,0 +1,226 @@
+"""Worker processes as the pool sees them: a handle each, and one watch over all of them.
+
+- :class:`WorkerHandle`: one spawned process, its end of the pipe, its state and the tasks it
+  holds. Only the pool changes a handle (under the pool's lock); sending is serialised by the
+  handle's own lock, which is never held while the pool's is.
+- :class:`WorkerWatch`: one epoll set over every live worker's pipe and process sentinel, plus
+  a wake-up pipe, so the manager thread sees a result, a death or a stop request in one wait.
+"""
+
+from __future__ import annotations
+
+import enum
+import multiprocessing
+import multiprocessing.context
+import os
+import selectors
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+import psutil
+
+from framering.tasks import Task
+from framering.worker import worker_main
+
+# Most worker processes one pool may run.
+MAX_WORKERS: Final = 256
+
+
+def physical_cores() -> int:
+    """Physical cores of this machine (psutil), at least 1."""
+    return max(1, psutil.cpu_count(logical=False) or psutil.cpu_count() or 1)
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DEAD = "dead"
+    STOPPED = "stopped"
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """One worker process, from spawn to its death or stop."""
+
+    index: int
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    state: WorkerState = WorkerState.STARTING
+    pid: int | None = None
+    inflight: dict[int, Task] = field(default_factory=dict)
+    head_since: float = field(default_factory=time.monotonic)  # when the oldest task started
+    tasks_done: int = 0
+    kill_reason: str | None = None
+    last_error: str | None = None  # the text of its last ERROR (a start-up traceback...)
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def spawn(
+        cls,
+        context: multiprocessing.context.SpawnContext,
+        index: int,
+        ring_name: str,
+        initializer: Callable[..., Any] | None,
+        initargs: tuple[Any, ...],
+    ) -> WorkerHandle:
+        """Start a worker process attached to the ring ``ring_name``."""
+        parent_end, child_end = context.Pipe(duplex=True)
+        process = context.Process(
+            target=worker_main,
+            args=(child_end, ring_name, os.getpid(), initializer, initargs),
+            name=f"framering-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        return cls(index, process, parent_end)
+
+    @property
+    def live(self) -> bool:
+        """Starting or ready: it can still take messages."""
+        return self.state in (WorkerState.STARTING, WorkerState.READY)
+
+    def send(self, data: bytes) -> bool:
+        """Write one message; False if the pipe is gone (the death is seen by the watch)."""
+        try:
+            with self.send_lock:
+                self.conn.send_bytes(data)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def kill(self) -> None:
+        try:
+            self.process.kill()
+        except (OSError, AttributeError):
+            pass
+
+
+@dataclass(frozen=True)
+class WorkerSnapshot:
+    """One worker at one moment (see ``metrics.WorkerMetrics`` for the fields' meaning)."""
+
+    index: int
+    pid: int | None
+    state: str
+    tasks_done: int
+    inflight: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class PoolSnapshot:
+    """The pool's counters at one moment (what ``Engine.metrics`` reports)."""
+
+    workers: tuple[WorkerSnapshot, ...]
+    queued: int
+    inflight: int
+    restarts: int
+    retries: int
+    bytes_sent: int
+    bytes_received: int
+    protocol_errors: int
+    stale_replies: int
+
+
+def last_line(text: str | None) -> str:
+    """The last non-empty line of a traceback: the exception and its message."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """'killed by SIGKILL', 'exited with code 3', ... for a dead worker."""
+    if exitcode is None:
+        return "vanished (no exit code)"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+def start_failure_reason(failures: int, last: WorkerHandle) -> str:
+    """Why the engine gives up after ``failures`` workers in a row died while starting."""
+    reason = (
+        f"{failures} workers in a row died while starting; the last one "
+        f"{describe_exit(last.process.exitcode)}"
+    )
+    if last.last_error:  # it sent its traceback: its last line says what went wrong
+        return f"{reason} after: {last_line(last.last_error)}"
+    return (
+        f"{reason}. Workers start with 'spawn', which re-imports the main module: does it "
+        f'guard its code with `if __name__ == "__main__":`?'
+    )
+
+
+class WorkerWatch:
+    """Waits on every live worker's pipe and sentinel, and a wake-up pipe, at once.
+
+    One epoll set for the life of the pool, changed only when workers come and go:
+    ``multiprocessing.connection.wait`` builds and tears down a selector on every call, tens
+    of microseconds a frame on the hot path. Only the manager thread waits; any thread wakes.
+    """
+
+    def __init__(self, context: multiprocessing.context.SpawnContext) -> None:
+        self._wake_reader, self._wake_writer = context.Pipe(duplex=False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        self._watched: dict[int, tuple[int, int]] = {}  # id(handle) -> its registered fds
+
+    def wake(self) -> None:
+        """From any thread: make the current (or next) :meth:`wait` return."""
+        try:
+            self._wake_writer.send_bytes(b"wake")
+        except OSError:
+            pass
+
+    def watch(self, live: list[WorkerHandle]) -> None:
+        """Watch exactly the pipes and sentinels of ``live``.
+
+        Entries are dropped by file descriptor number, recorded when registered: a dead
+        worker's pipe is closed by then, and its number may already belong to its replacement.
+        """
+        wanted = {id(w): w for w in live}
+        for key in [k for k in self._watched if k not in wanted]:
+            for fd in self._watched.pop(key):
+                try:
+                    self._selector.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+        for key, worker in wanted.items():
+            if key not in self._watched:
+                conn_fd, sentinel_fd = worker.conn.fileno(), worker.process.sentinel
+                self._selector.register(conn_fd, selectors.EVENT_READ, ("result", worker))
+                self._selector.register(sentinel_fd, selectors.EVENT_READ, ("death", worker))
+                self._watched[key] = (conn_fd, sentinel_fd)
+
+    def wait(self, timeout: float) -> tuple[list[WorkerHandle], list[WorkerHandle]]:
+        """Workers with a message to read, and workers whose process ended."""
+        results, deaths = [], []
+        for key, _ in self._selector.select(timeout):
+            if key.data is None:
+                self._drain_wake_pipe()
+            elif key.data[0] == "result":
+                results.append(key.data[1])
+            else:
+                deaths.append(key.data[1])
+        return results, deaths
+
+    def _drain_wake_pipe(self) -> None:
+        try:
+            while self._wake_reader.poll():
+                self._wake_reader.recv_bytes()
+        except (EOFError, OSError):
+            pass
+
+    def close(self) -> None:
+        self._selector.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
