@@ -102,6 +102,7 @@ def test_several_frames_in_flight_are_waited_independently(eng: Engine) -> None:
         eng.free(source)
 
 
+@pytest.mark.timing
 def test_full_ring_blocks_acquire_and_try_acquire_returns_none(eng: Engine) -> None:
     held = [eng.acquire(timeout=5) for _ in range(eng.slots)]
     assert eng.try_acquire() is None

@@ -23,6 +23,7 @@ from framering import (
 )
 from framering.kernels import PixelLayer, composite_stack
 from tests import faults
+from tests.waiting import wait_until
 
 W, H = 320, 180
 
@@ -116,6 +117,7 @@ def test_a_frame_failing_every_attempt_names_the_cause_and_only_it_fails(
         assert eng.metrics().frames_failed == 1
 
 
+@pytest.mark.timing
 def test_workers_that_always_die_while_starting_break_the_engine_with_the_reason(
     tmp_path: Path,
 ) -> None:
@@ -235,9 +237,8 @@ def test_a_hung_transform_times_out_for_the_caller_and_its_source_is_freed(
         source = eng.upload(np.zeros((16, 16, 4), np.uint8))
         with pytest.raises(WaitTimeoutError):
             eng.transform(source, flip="horizontal", timeout=0.2)
-        deadline = time.monotonic() + 30
-        while eng.metrics().sources > 1 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the deadline kills the hung worker, the retry hangs too
+        # the deadline kills the hung worker, the retry hangs too, then the target is freed
+        wait_until(lambda: eng.metrics().sources == 1, "freed the transform's target")
         assert eng.metrics().sources == 1  # only the uploaded source is left
         assert eng.metrics().worker_restarts >= 1
         eng.render([Layer(source)])  # the replacement worker renders frames
@@ -263,7 +264,7 @@ def test_closing_the_engine_fails_a_transform_waiting_in_another_thread(tmp_path
 
         waiter = threading.Thread(target=transform)
         waiter.start()
-        time.sleep(0.5)  # the task is in the hung worker's hands
+        wait_until(lambda: eng.metrics().busy_workers == 1, "in the hung worker's hands")
     waiter.join(timeout=30)
     assert not waiter.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], EngineClosedError)

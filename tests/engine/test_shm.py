@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from framering import Engine, SharedMemoryError, shm
+from tests.waiting import wait_until
 
 
 def test_too_small_dev_shm_is_refused_with_the_size_needed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,10 +57,11 @@ def test_workers_exit_when_the_parent_is_killed_and_segments_are_reclaimed(
         assert len(ours) == 2  # the ring and the source
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(10)
-        deadline = time.monotonic() + 5
-        while any(shm.pid_alive(pid) for pid in state["workers"]):
-            assert time.monotonic() < deadline, "workers outlived their parent"
-            time.sleep(0.05)
+        wait_until(
+            lambda: not any(shm.pid_alive(pid) for pid in state["workers"]),
+            "gone: workers outlived their parent",
+            timeout=5,
+        )
     finally:
         if parent.poll() is None:
             parent.kill()
