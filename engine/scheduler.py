@@ -67,7 +67,6 @@ class FifoScheduler:
                 break
             task = self._pending.popleft()
             task.attempts += 1
-            task.worker = worker.index
             if not worker.inflight:
                 worker.head_since = time.monotonic()
             worker.inflight[task.id] = task

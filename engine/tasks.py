@@ -50,8 +50,6 @@ class Task:
     """Seconds a worker may hold the task before it is taken as hung and killed."""
     attempts: int = 0
     """Times the task was dispatched (the one in flight included)."""
-    worker: int | None = None
-    """Index of the worker holding it now, or that held it last."""
     submitted_ns: int = field(default_factory=time.perf_counter_ns)
     last_cause: str = ""
     """Why the last attempt failed (a dead worker's exit, a traceback)."""
