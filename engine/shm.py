@@ -2,20 +2,30 @@
 
 Lifetimes, as ``multiprocessing.shared_memory`` intends them but stricter:
 
-- Only the engine's own process creates and unlinks segments. It creates them through
-  ``SharedMemory`` so that Python's resource tracker unlinks them should the process die
+- Only the engine's own process creates and unlinks segments. It creates the file itself,
+  reserves every page at once (``posix_fallocate``: tmpfs hands out pages on first touch, so
+  a segment that was only sized would kill its first writer with SIGBUS when /dev/shm runs
+  out; reserving turns that into a ``SharedMemoryError`` at creation), and maps it through
+  ``SharedMemory`` so that Python's resource tracker unlinks it should the process die
   without closing the engine.
+- The creator holds an exclusive ``flock`` on each segment for as long as it lives. The lock
+  is the proof of life the orphan sweep asks for: it is released by the kernel when the owner
+  dies, whatever PID namespace the owner or the sweeper runs in.
 - Workers only attach. They must not register with the resource tracker (CPython issue
   82300): depending on the Python version and start method, an attaching process's tracker
   unlinks the segment, or warns of a leak, when that process exits, and ownership becomes
   ambiguous. They therefore open the file behind the segment and map it themselves.
-- A segment's name says who owns it: ``framering-<owner pid>-<engine token>-<what>``, so that
-  segments of a process killed with SIGKILL can be recognised and reclaimed safely (never one
-  whose owner is still alive).
+- A segment's name says who owns it: ``framering-<owner pid>-<engine token>-<what>``. The
+  sweep reclaims a segment only when it is provably dead and ours: the file belongs to our
+  uid, its lock can be taken (no owner holds it) and its pid is not alive here. Anything it
+  may not open or remove is skipped, never fatal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import mmap
 import os
 import re
@@ -75,20 +85,32 @@ def check_capacity(size: int, what: str) -> None:
 
 @dataclass(eq=False)
 class CreatedSegment:
-    """A segment this process created: it alone unlinks it."""
+    """A segment this process created and reserved: it alone unlinks it, and it holds the
+    segment's lock until then."""
 
     name: str
     size: int
     _shm: shared_memory.SharedMemory
+    _lock_fd: int
 
     @classmethod
     def create(cls, name: str, size: int, what: str) -> CreatedSegment:
-        check_capacity(size, what)
+        check_capacity(size, what)  # the friendly message, before any file exists
+        path = os.path.join(SHM_DIR, name)
         try:
-            shm = shared_memory.SharedMemory(name=name, create=True, size=size)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         except OSError as error:
             raise SharedMemoryError(f"could not create {what} ({name}): {error}") from error
-        return cls(name, size, shm)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _reserve(fd, size, what, name)
+            shm = shared_memory.SharedMemory(name=name, create=False)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.close(fd)
+            raise
+        return cls(name, size, shm, fd)
 
     @property
     def buf(self) -> memoryview:
@@ -97,11 +119,12 @@ class CreatedSegment:
         return buf
 
     def close_and_unlink(self) -> None:
-        """Remove the name from /dev/shm and unmap it where possible.
+        """Remove the name from /dev/shm, unmap it where possible, and drop the lock.
 
         The name always goes. The mapping stays alive while numpy views of it exist (for
         instance a finished frame still held by the caller): unmapping it under them would
-        turn the next read into a segfault, so it is left to the garbage collector.
+        turn the next read into a segfault, so it is left to the garbage collector. Safe to
+        call again (a close that was interrupted finishes).
         """
         try:
             self._shm.unlink()
@@ -111,6 +134,23 @@ class CreatedSegment:
             self._shm.close()
         except BufferError:
             pass
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # after the unlink: a sweeper never sees it unlocked
+            self._lock_fd = -1
+
+
+def _reserve(fd: int, size: int, what: str, name: str) -> None:
+    """Give the segment ``size`` bytes of real pages now, or raise SharedMemoryError."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise SharedMemoryError(f"could not reserve {what} ({name}): {error}") from error
+        free = shm_free_bytes() / 2**20
+        raise SharedMemoryError(
+            f"/dev/shm ran out of room for {what} ({size / 2**20:.1f} MiB, {free:.1f} MiB "
+            f"free): enlarge it (in Docker: --shm-size), or ask for fewer or smaller slots"
+        ) from error
 
 
 @dataclass(eq=False)
@@ -168,22 +208,48 @@ def pid_alive(pid: int) -> bool:
         return True  # exists, but we may not look at it: certainly not ours to reclaim
 
 
+def _provably_orphaned(name: str) -> bool:
+    """Ours (our uid), unlocked (no owner holds it in any namespace), and its pid is gone."""
+    path = os.path.join(SHM_DIR, name)
+    try:
+        if os.stat(path).st_uid != os.getuid():
+            return False
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # gone already, or not ours to open: never fatal
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # its owner holds the lock: alive, wherever its pid lives
+        return not pid_alive(owner_pid(name) or 0)
+    finally:
+        os.close(fd)
+
+
 def orphaned_segments() -> list[str]:
-    """framering segments whose owning process is gone (a parent killed with SIGKILL)."""
-    return [name for name in list_segments() if not pid_alive(owner_pid(name) or 0)]
+    """framering segments whose owner is provably gone (a parent killed with SIGKILL)."""
+    return [name for name in list_segments() if _provably_orphaned(name)]
 
 
 def reclaim_orphans(dry_run: bool = False) -> list[str]:
-    """Unlink every framering segment whose owner is gone; returns their names.
+    """Unlink every framering segment whose owner is provably gone; returns their names.
 
-    Never touches a segment whose owner is alive. A pid reused by an unrelated process makes
-    a segment look owned: it is left alone (the safe mistake).
+    Never touches a segment whose owner lives (its lock is held), nor one of another user; a
+    pid reused by an unrelated process makes a segment look owned and it is left alone (the
+    safe mistake). A file that cannot be removed is skipped.
     """
     names = orphaned_segments()
-    if not dry_run:
-        for name in names:
-            try:
-                os.unlink(os.path.join(SHM_DIR, name))
-            except FileNotFoundError:
-                pass  # Python's resource tracker got there first
-    return names
+    removed = []
+    for name in names:
+        if dry_run:
+            removed.append(name)
+            continue
+        try:
+            os.unlink(os.path.join(SHM_DIR, name))
+            removed.append(name)
+        except FileNotFoundError:
+            removed.append(name)  # Python's resource tracker got there first
+        except OSError:
+            pass  # not ours to remove after all: skipped, never fatal
+    return removed
