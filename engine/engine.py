@@ -143,15 +143,18 @@ class Engine:
         Frames already in a worker's hands are finished if they take less than the stop grace
         period; waiters of the others get :class:`EngineClosedError`.
         """
-        if not self._lifetime.close():
-            return
-        try:
-            for task in self._pool.stop():  # their jobs end with EngineClosedError
-                task.listener.task_failed(task, "the engine was closed")
+        if not self._lifetime.begin_close():
+            return  # closed already, or this is a forked child: not ours to close
+        try:  # each step is safe to repeat: a close that was interrupted is finished by the next
+            self._pool.stop()
         finally:
-            self._registry.discard_all()
-            self._frames.close()
-            forget_at_exit(self)
+            try:
+                self._jobs.close()  # every frame and transform still waited for: closed
+            finally:
+                self._registry.discard_all()
+                self._frames.close()
+                self._lifetime.closed_fully()
+                forget_at_exit(self)
 
     # ------------------------------------------------------------------ sources
     def upload(self, pixels: np.ndarray, *, opaque: bool | None = None) -> Source:

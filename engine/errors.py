@@ -18,6 +18,8 @@ The tree::
     ├── ForeignObjectError              a source or slot of another engine, or already freed;
     │                                   also a ValueError
     ├── SharedMemoryError               /dev/shm is too small for what was asked; also OSError
+    ├── ForeignProcessError             an engine used from another process (a fork child,
+    │                                   or an object that was pickled); also a RuntimeError
     └── ProtocolError                   a message on a pipe that does not parse
 
 "You closed it" and "it broke" are kept apart, as trio does: code that closes an engine on
@@ -91,6 +93,13 @@ class ForeignObjectError(FrameringError, ValueError):
 
 class SharedMemoryError(FrameringError, OSError):
     """Shared memory could not be had: ``/dev/shm`` is too small or a segment is missing."""
+
+
+class ForeignProcessError(FrameringError, RuntimeError):
+    """An engine, or one of its objects, used outside the process that made it.
+
+    Its threads, pipes and locks live in that process only: use it there, or make an engine
+    in the other process."""
 
 
 class ProtocolError(FrameringError):

@@ -46,17 +46,60 @@ from framering.validation import checked, positive_seconds
 DEFAULT_DEADLINE_S: Final = 5.0
 
 
+class LiveJobs:
+    """Jobs started and not ended yet: what a close ends if the pool could not (a close
+    interrupted half-way, a task lost to a bug), so that no waiter waits for ever."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: set[_Job] = set()
+
+    def add(self, job: _Job) -> None:
+        with self._lock:
+            self._jobs.add(job)
+
+    def discard(self, job: _Job) -> None:
+        with self._lock:
+            self._jobs.discard(job)
+
+    def end_all(self) -> None:
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.abort()
+
+
 class _Job:
     """Ends once: the first of done, failed or refused wins, the rest are ignored."""
 
-    def __init__(self, frames: FrameTable, pins: Pins, reads: Sequence[FrameSlot]) -> None:
+    def __init__(
+        self, frames: FrameTable, pins: Pins, reads: Sequence[FrameSlot], live: LiveJobs
+    ) -> None:
         self._frames = frames
         self._pins = pins
         self._reads = tuple(reads)
+        self._live = live
         self._once = threading.Lock()
+        self._task: Task | None = None
+
+    def bind(self, task: Task) -> None:
+        """The job's task, once made (it names the job as its listener); the job is live."""
+        self._task = task
+        self._live.add(self)
+
+    def abort(self) -> None:
+        """End now as cut short (the engine closed), unless the job ended already."""
+        if self._task is not None:
+            self.task_failed(self._task, "the engine was closed")
+
+    def task_failed(self, task: Task, cause: str) -> None:
+        raise NotImplementedError
 
     def _claim_end(self) -> bool:
-        return self._once.acquire(blocking=False)
+        if not self._once.acquire(blocking=False):
+            return False
+        self._live.discard(self)
+        return True
 
     def _let_go(self, slot: FrameSlot | None, failure: BaseException | None, ns: int) -> None:
         self._frames.finish(slot, self._reads, failure, ns)
@@ -74,8 +117,9 @@ class FrameJob(_Job):
         reads: Sequence[FrameSlot],
         recorder: Recorder,
         lifetime: Lifetime,
+        live: LiveJobs,
     ) -> None:
-        super().__init__(frames, pins, reads)
+        super().__init__(frames, pins, reads, live)
         self._slot = slot
         self._recorder = recorder
         self._lifetime = lifetime
@@ -112,8 +156,9 @@ class TransformJob(_Job):
         reads: Sequence[FrameSlot],
         registry: SourceRegistry,
         lifetime: Lifetime,
+        live: LiveJobs,
     ) -> None:
-        super().__init__(frames, pins, reads)
+        super().__init__(frames, pins, reads, live)
         self.target = target
         self._registry = registry
         self._lifetime = lifetime
@@ -192,6 +237,7 @@ class Jobs:
         """Seconds a worker may hold a task unless the caller says otherwise."""
         self._frame_size = (frames.ring.width, frames.ring.height)
         self._task_ids = itertools.count(1)
+        self._live = LiveJobs()
 
     def submit_frame(
         self,
@@ -218,7 +264,13 @@ class Jobs:
         if pinned.stalled:
             self._recorder.stalled()
         job = FrameJob(
-            slot, self._frames, pinned.pins, packed.frames, self._recorder, self._lifetime
+            slot,
+            self._frames,
+            pinned.pins,
+            packed.frames,
+            self._recorder,
+            self._lifetime,
+            self._live,
         )
         task = RenderTask(
             id=next(self._task_ids),
@@ -266,7 +318,7 @@ class Jobs:
                 self._registry.free(target, timeout=0)
             raise
         job = TransformJob(
-            target, self._frames, pins, packed.frames, self._registry, self._lifetime
+            target, self._frames, pins, packed.frames, self._registry, self._lifetime, self._live
         )
         task = TransformTask(
             id=next(self._task_ids),
@@ -280,8 +332,17 @@ class Jobs:
         return job.wait(timeout)
 
     def _start(self, task: Task, job: FrameJob | TransformJob) -> None:
+        job.bind(task)
         try:
             self._pool.submit(task)
-        except BaseException as error:  # refused (closed, broken): the job ends here
-            job.task_failed(task, str(error) or type(error).__name__)
+        except BaseException as error:
+            # Refused (closed, broken), or interrupted (Ctrl-C) part-way. If a worker may have
+            # the task, its reply or its deadline ends the job, as for any task: ending it
+            # here would free a slot the worker may still write into.
+            if self._pool.withdraw(task):
+                job.task_failed(task, str(error) or type(error).__name__)
             raise
+
+    def close(self) -> None:
+        """End every job still live with ``EngineClosedError`` (after the pool stopped)."""
+        self._live.end_all()

@@ -2,17 +2,22 @@
 
 "You closed it" and "it broke" stay apart (``EngineClosedError`` and ``EngineBrokenError``), as
 the errors module explains; every room of the engine raises them through :meth:`check_open`.
+
+An engine belongs to the process that made it. Its threads, pipes and locks do not survive
+``os.fork()``: in a forked child every call raises :class:`ForeignProcessError`, and closing
+(the atexit hook included) does nothing, so the child can never disturb the parent's workers.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-from framering.errors import EngineBrokenError, EngineClosedError
+from framering.errors import EngineBrokenError, EngineClosedError, ForeignProcessError
 
 
 class Closable(Protocol):
@@ -45,6 +50,8 @@ class Lifetime:
         self.name = name
         """How errors name the engine (its repr when it was made)."""
         self._closed = False
+        self._closed_fully = False
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._broken: Callable[[], str | None] = lambda: None
 
@@ -60,16 +67,28 @@ class Lifetime:
     def broken(self) -> str | None:
         return self._broken()
 
-    def close(self) -> bool:
-        """Mark the engine closed; False if it was already (so close runs once)."""
+    def begin_close(self) -> bool:
+        """Mark the engine closed. False when there is nothing to do: it closed fully before,
+        or this process is not its owner (a forked child). True again after a close that was
+        interrupted, so that the next one finishes the job."""
         with self._lock:
-            if self._closed:
+            if self._closed_fully or os.getpid() != self._pid:
                 return False
             self._closed = True
             return True
 
+    def closed_fully(self) -> None:
+        """Every step of the close ran: later closes do nothing."""
+        self._closed_fully = True
+
     def check_open(self) -> None:
-        """Raise :class:`EngineClosedError` or :class:`EngineBrokenError` unless usable."""
+        """Raise unless usable here: :class:`ForeignProcessError` in a forked child,
+        :class:`EngineClosedError` once closed, :class:`EngineBrokenError` once broken."""
+        if os.getpid() != self._pid:
+            raise ForeignProcessError(
+                f"{self.name} belongs to process {self._pid}, not to this one ({os.getpid()}): "
+                f"an engine does not survive os.fork(); make one in the child instead"
+            )
         if self._closed:
             raise EngineClosedError(f"{self.name} was closed")
         broken = self._broken()

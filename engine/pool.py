@@ -106,9 +106,18 @@ class WorkerPool:
         self._broken: str | None = None
         self._ready = threading.Condition(self._lock)
         self._watch = WorkerWatch(self._context)
-        for index in range(workers):
-            self._workers.append(self._spawn(index))
         self._manager = threading.Thread(target=self._manage, name="framering-manager", daemon=True)
+        try:  # whatever interrupts the start (Ctrl-C included), nothing started outlives it
+            self._start(workers, start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, workers: int, start_timeout: float) -> None:
+        for index in range(workers):
+            worker = self._spawn(index)
+            with self._lock:
+                self._workers.append(worker)
         self._manager.start()
         with self._ready:
             started = self._ready.wait_for(
@@ -119,10 +128,8 @@ class WorkerPool:
                 start_timeout,
             )
         if self._broken is not None:
-            self.stop()
             raise EngineBrokenError(self._broken)
         if not started:
-            self.stop()
             raise EngineBrokenError(f"workers did not start within {start_timeout} s")
 
     # ----------------------------------------------------------------- processes
@@ -175,6 +182,15 @@ class WorkerPool:
             self._scheduler.add(task)
             sends = self._scheduler.assign(self._workers)
         self._send_all(sends)
+
+    def withdraw(self, task: Task) -> bool:
+        """Take back a task whose ``submit`` was interrupted: True if the pool does not hold
+        it (never queued, or taken off the queue now), so the caller ends it; False if a
+        worker may have it, in which case its reply (or its deadline) ends it as usual."""
+        with self._lock:
+            if self._scheduler.remove(task):
+                return True
+            return not any(task.id in w.inflight for w in self._workers)
 
     def _send_all(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
         for worker, task in sends:
@@ -365,7 +381,9 @@ class WorkerPool:
 
     # ----------------------------------------------------------------- shutdown
     def stop(self) -> list[Task]:
-        """Stop every worker (STOP, then SIGKILL after a grace period); returns unfinished tasks."""
+        """Stop every worker (STOP, then SIGKILL after a grace period); returns unfinished tasks.
+
+        Safe to call again, from the start or after an interrupted call: each step is."""
         with self._lock:
             self._closing = True
             workers = list(self._workers)

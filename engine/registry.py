@@ -185,12 +185,19 @@ class SourceRegistry:
         self._pool.detach_source(source.id)
 
     def discard_all(self) -> None:
-        """Unlink every source at engine close, whatever pins them (the workers are gone)."""
-        with self._lock:
-            sources = list(self._sources.values())
-            self._sources.clear()
-        for source in sources:
+        """Unlink every source at engine close, whatever pins them (the workers are gone).
+
+        One at a time, each forgotten only once unlinked: an interrupted close leaves the
+        rest for the next."""
+        while True:
+            with self._lock:
+                if not self._sources:
+                    return
+                source_id = next(iter(self._sources))
+                source = self._sources[source_id]
             source.discard()
+            with self._lock:
+                self._sources.pop(source_id, None)
 
     def count(self) -> int:
         """Sources held now."""

@@ -47,6 +47,14 @@ class FifoScheduler:
         task.listener.task_requeued(task)
         return True
 
+    def remove(self, task: Task) -> bool:
+        """Take a waiting task off the queue; False if it is not waiting."""
+        try:
+            self._pending.remove(task)
+        except ValueError:
+            return False
+        return True
+
     def take_all(self) -> list[Task]:
         """Empty the queue (the pool stops or broke); returns what waited."""
         tasks = list(self._pending)
