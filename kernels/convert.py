@@ -28,10 +28,11 @@ How the kernels get their speed (a 1080p frame: I420 out in ~0.2 ms instead of 5
   4e-4 (4:2:0 chroma) and 5e-4 (RGB from YUV) of a unit from the exact value, so a byte
   differs from the float64 formula's rounding only where the exact value lies that close to
   a half.
-- Pixels are read as one little-endian uint32 (``framering.kernels.pointers``), channels taken with
-  shifts and masks. The four pixels of a chroma block are summed per channel in two 16-bit
-  lanes of a uint32 (``p & 0x00FF00FF`` holds R and B), and the block's chroma is computed
-  once from the sums (``table`` coefficients are divided by 4 for that).
+- Pixels are read as one little-endian uint32 (``framering.kernels.pointers``), channels taken
+  with the shifts and masks of ``framering.kernels.bits``. The four pixels of a chroma block
+  are summed per channel in two 16-bit lanes of a uint32 (``p & 0x00FF00FF`` holds R and B),
+  and the block's chroma is computed once from the sums (``table`` coefficients are divided
+  by 4 for that).
 - Every loop is a plain branch-free loop over one row with ``uint64`` indices (see
   ``spans``: signed or mixed indices keep LLVM from vectorising), one output stream
   per loop: a loop writing two output rows of one array was left scalar by LLVM (its
@@ -53,6 +54,24 @@ from typing import Final
 import numba
 import numpy as np
 
+from framering.kernels.bits import (
+    ALPHA_OPAQUE,
+    FOUR,
+    GA,
+    I0,
+    I255,
+    LOW16,
+    ONE,
+    RB,
+    RGB_BITS,
+    SHIFT_A,
+    SHIFT_B,
+    SHIFT_G,
+    THREE,
+    TWO,
+    U8,
+    i32,
+)
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
 from framering.kernels.pointers import _address_to_voidptr, pixels_at
 from framering.kernels.spans import copy_span
@@ -209,21 +228,6 @@ _CODES: Final = {
 NO_TABLE: Final = np.zeros(12, np.int32)
 NO_TABLE.setflags(write=False)
 
-_U8 = np.uint32(0xFF)
-_RB = np.uint32(0x00FF00FF)
-_GA = np.uint32(0xFF00FF00)
-_RGB_BITS = np.uint32(0x00FFFFFF)
-_LOW16 = np.uint32(0xFFFF)
-_ALPHA_OPAQUE = np.uint32(0xFF000000)
-_S8 = np.uint32(8)
-_S16 = np.uint32(16)
-_S24 = np.uint32(24)
-_ONE = np.uint64(1)
-_TWO = np.uint64(2)
-_THREE = np.uint64(3)
-_FOUR = np.uint64(4)
-_I0 = np.int32(0)
-_I255 = np.int32(255)
 _SHIFT = np.int32(FRACTION_BITS)
 _INVERSE_SHIFT = np.int32(INVERSE_FRACTION_BITS)
 
@@ -235,15 +239,9 @@ def _bytes_at(address, count):  # type: ignore[no-untyped-def]
 
 
 @KERNEL_INLINE
-def _i32(value):  # type: ignore[no-untyped-def]
-    """Back to int32: Numba widens int32 arithmetic to int64, which halves the vector width."""
-    return np.int32(value)
-
-
-@KERNEL_INLINE
 def _swapped(p):  # type: ignore[no-untyped-def]
     """A packed pixel with its bytes 0 and 2 exchanged (RGBA <-> BGRA)."""
-    return (p & _GA) | ((p & _U8) << _S16) | ((p >> _S16) & _U8)
+    return (p & GA) | ((p & U8) << SHIFT_B) | ((p >> SHIFT_B) & U8)
 
 
 @KERNEL_INLINE
@@ -272,35 +270,35 @@ def _pack3_run(src, s, address, n, swap):  # type: ignore[no-untyped-def]
     for i in range(head):
         p = src[s + i]
         q = _swapped(p) if swap else p
-        out[3 * i] = np.uint8(q & _U8)
-        out[3 * i + 1] = np.uint8((q >> _S8) & _U8)
-        out[3 * i + 2] = np.uint8((q >> _S16) & _U8)
+        out[3 * i] = np.uint8(q & U8)
+        out[3 * i + 1] = np.uint8((q >> SHIFT_G) & U8)
+        out[3 * i + 2] = np.uint8((q >> SHIFT_B) & U8)
     g = np.uint64(s + head)
     groups = np.uint64(groups)
     if swap:
         for i in range(groups):
-            q0 = _swapped(src[g + _FOUR * i])
-            q1 = _swapped(src[g + _FOUR * i + _ONE])
-            q2 = _swapped(src[g + _FOUR * i + _TWO])
-            q3 = _swapped(src[g + _FOUR * i + _THREE])
-            words[_THREE * i] = (q0 & _RGB_BITS) | (q1 << _S24)
-            words[_THREE * i + _ONE] = ((q1 >> _S8) & _LOW16) | (q2 << _S16)
-            words[_THREE * i + _TWO] = ((q2 >> _S16) & _U8) | (q3 << _S8)
+            q0 = _swapped(src[g + FOUR * i])
+            q1 = _swapped(src[g + FOUR * i + ONE])
+            q2 = _swapped(src[g + FOUR * i + TWO])
+            q3 = _swapped(src[g + FOUR * i + THREE])
+            words[THREE * i] = (q0 & RGB_BITS) | (q1 << SHIFT_A)
+            words[THREE * i + ONE] = ((q1 >> SHIFT_G) & LOW16) | (q2 << SHIFT_B)
+            words[THREE * i + TWO] = ((q2 >> SHIFT_B) & U8) | (q3 << SHIFT_G)
     else:
         for i in range(groups):
-            q0 = src[g + _FOUR * i]
-            q1 = src[g + _FOUR * i + _ONE]
-            q2 = src[g + _FOUR * i + _TWO]
-            q3 = src[g + _FOUR * i + _THREE]
-            words[_THREE * i] = (q0 & _RGB_BITS) | (q1 << _S24)
-            words[_THREE * i + _ONE] = ((q1 >> _S8) & _LOW16) | (q2 << _S16)
-            words[_THREE * i + _TWO] = ((q2 >> _S16) & _U8) | (q3 << _S8)
+            q0 = src[g + FOUR * i]
+            q1 = src[g + FOUR * i + ONE]
+            q2 = src[g + FOUR * i + TWO]
+            q3 = src[g + FOUR * i + THREE]
+            words[THREE * i] = (q0 & RGB_BITS) | (q1 << SHIFT_A)
+            words[THREE * i + ONE] = ((q1 >> SHIFT_G) & LOW16) | (q2 << SHIFT_B)
+            words[THREE * i + TWO] = ((q2 >> SHIFT_B) & U8) | (q3 << SHIFT_G)
     for i in range(tail, n):
         p = src[s + i]
         q = _swapped(p) if swap else p
-        out[3 * i] = np.uint8(q & _U8)
-        out[3 * i + 1] = np.uint8((q >> _S8) & _U8)
-        out[3 * i + 2] = np.uint8((q >> _S16) & _U8)
+        out[3 * i] = np.uint8(q & U8)
+        out[3 * i + 1] = np.uint8((q >> SHIFT_G) & U8)
+        out[3 * i + 2] = np.uint8((q >> SHIFT_B) & U8)
 
 
 @KERNEL_INLINE
@@ -317,41 +315,41 @@ def _unpack3_run(address, dst, d, n, swap):  # type: ignore[no-untyped-def]
     for i in range(head):
         q = (
             np.uint32(src[3 * i])
-            | (np.uint32(src[3 * i + 1]) << _S8)
-            | (np.uint32(src[3 * i + 2]) << _S16)
+            | (np.uint32(src[3 * i + 1]) << SHIFT_G)
+            | (np.uint32(src[3 * i + 2]) << SHIFT_B)
         )
-        dst[d + i] = (_swapped(q) if swap else q) | _ALPHA_OPAQUE
+        dst[d + i] = (_swapped(q) if swap else q) | ALPHA_OPAQUE
     g = np.uint64(d + head)
     groups = np.uint64(groups)
     if swap:
         for i in range(groups):
-            w0 = words[_THREE * i]
-            w1 = words[_THREE * i + _ONE]
-            w2 = words[_THREE * i + _TWO]
-            dst[g + _FOUR * i] = _swapped(w0 & _RGB_BITS) | _ALPHA_OPAQUE
-            dst[g + _FOUR * i + _ONE] = _swapped((w0 >> _S24) | ((w1 & _LOW16) << _S8)) | (
-                _ALPHA_OPAQUE
+            w0 = words[THREE * i]
+            w1 = words[THREE * i + ONE]
+            w2 = words[THREE * i + TWO]
+            dst[g + FOUR * i] = _swapped(w0 & RGB_BITS) | ALPHA_OPAQUE
+            dst[g + FOUR * i + ONE] = _swapped((w0 >> SHIFT_A) | ((w1 & LOW16) << SHIFT_G)) | (
+                ALPHA_OPAQUE
             )
-            dst[g + _FOUR * i + _TWO] = _swapped((w1 >> _S16) | ((w2 & _U8) << _S16)) | (
-                _ALPHA_OPAQUE
+            dst[g + FOUR * i + TWO] = _swapped((w1 >> SHIFT_B) | ((w2 & U8) << SHIFT_B)) | (
+                ALPHA_OPAQUE
             )
-            dst[g + _FOUR * i + _THREE] = _swapped(w2 >> _S8) | _ALPHA_OPAQUE
+            dst[g + FOUR * i + THREE] = _swapped(w2 >> SHIFT_G) | ALPHA_OPAQUE
     else:
         for i in range(groups):
-            w0 = words[_THREE * i]
-            w1 = words[_THREE * i + _ONE]
-            w2 = words[_THREE * i + _TWO]
-            dst[g + _FOUR * i] = w0 | _ALPHA_OPAQUE
-            dst[g + _FOUR * i + _ONE] = (w0 >> _S24) | (w1 << _S8) | _ALPHA_OPAQUE
-            dst[g + _FOUR * i + _TWO] = (w1 >> _S16) | (w2 << _S16) | _ALPHA_OPAQUE
-            dst[g + _FOUR * i + _THREE] = (w2 >> _S8) | _ALPHA_OPAQUE
+            w0 = words[THREE * i]
+            w1 = words[THREE * i + ONE]
+            w2 = words[THREE * i + TWO]
+            dst[g + FOUR * i] = w0 | ALPHA_OPAQUE
+            dst[g + FOUR * i + ONE] = (w0 >> SHIFT_A) | (w1 << SHIFT_G) | ALPHA_OPAQUE
+            dst[g + FOUR * i + TWO] = (w1 >> SHIFT_B) | (w2 << SHIFT_B) | ALPHA_OPAQUE
+            dst[g + FOUR * i + THREE] = (w2 >> SHIFT_G) | ALPHA_OPAQUE
     for i in range(tail, n):
         q = (
             np.uint32(src[3 * i])
-            | (np.uint32(src[3 * i + 1]) << _S8)
-            | (np.uint32(src[3 * i + 2]) << _S16)
+            | (np.uint32(src[3 * i + 1]) << SHIFT_G)
+            | (np.uint32(src[3 * i + 2]) << SHIFT_B)
         )
-        dst[d + i] = (_swapped(q) if swap else q) | _ALPHA_OPAQUE
+        dst[d + i] = (_swapped(q) if swap else q) | ALPHA_OPAQUE
 
 
 @KERNEL_INLINE
@@ -370,10 +368,10 @@ def _luma_run(src, s, out, o, n, table):  # type: ignore[no-untyped-def]
     n = np.uint64(n)
     for i in range(n):
         p = src[s + i]
-        r = _i32(p & _U8)
-        g = _i32((p >> _S8) & _U8)
-        b = _i32((p >> _S16) & _U8)
-        out[o + i] = np.uint8(_i32(r * kr + g * kg + b * kb + offset) >> _SHIFT)
+        r = i32(p & U8)
+        g = i32((p >> SHIFT_G) & U8)
+        b = i32((p >> SHIFT_B) & U8)
+        out[o + i] = np.uint8(i32(r * kr + g * kg + b * kb + offset) >> _SHIFT)
 
 
 @KERNEL_INLINE
@@ -383,19 +381,24 @@ def _block_sums(src, top, bottom, i):  # type: ignore[no-untyped-def]
     R and B are added in the two 16-bit halves of ``p & 0x00FF00FF`` (at most 4 * 255, no
     carry between them), G in the low half of ``(p >> 8) & 0x00FF00FF``.
     """
-    a = src[top + _TWO * i]
-    b = src[top + _TWO * i + _ONE]
-    c = src[bottom + _TWO * i]
-    d = src[bottom + _TWO * i + _ONE]
-    rb = (a & _RB) + (b & _RB) + (c & _RB) + (d & _RB)
-    ga = ((a >> _S8) & _RB) + ((b >> _S8) & _RB) + ((c >> _S8) & _RB) + ((d >> _S8) & _RB)
-    return _i32(rb & _LOW16), _i32(ga & _LOW16), _i32(rb >> _S16)
+    a = src[top + TWO * i]
+    b = src[top + TWO * i + ONE]
+    c = src[bottom + TWO * i]
+    d = src[bottom + TWO * i + ONE]
+    rb = (a & RB) + (b & RB) + (c & RB) + (d & RB)
+    ga = (
+        ((a >> SHIFT_G) & RB)
+        + ((b >> SHIFT_G) & RB)
+        + ((c >> SHIFT_G) & RB)
+        + ((d >> SHIFT_G) & RB)
+    )
+    return i32(rb & LOW16), i32(ga & LOW16), i32(rb >> SHIFT_B)
 
 
 @KERNEL_INLINE
 def _chroma(r, g, b, kr, kg, kb, offset):  # type: ignore[no-untyped-def]
     """One chroma byte from a block's channel sums (coefficients already divided by 4)."""
-    return np.uint8(min(_i32(r * kr + g * kg + b * kb + offset) >> _SHIFT, _I255))
+    return np.uint8(min(i32(r * kr + g * kg + b * kb + offset) >> _SHIFT, I255))
 
 
 @KERNEL_INLINE
@@ -425,8 +428,8 @@ def _chroma_pairs_run(src, top, bottom, out, uv, m, table):  # type: ignore[no-u
     m = np.uint64(m)
     for i in range(m):
         r, g, b = _block_sums(src, top, bottom, i)
-        out[uv + _TWO * i] = _chroma(r, g, b, ur, ug, ub, uo)
-        out[uv + _TWO * i + _ONE] = _chroma(r, g, b, vr, vg, vb, vo)
+        out[uv + TWO * i] = _chroma(r, g, b, ur, ug, ub, uo)
+        out[uv + TWO * i + ONE] = _chroma(r, g, b, vr, vg, vb, vo)
 
 
 @KERNEL_INLINE
@@ -689,11 +692,11 @@ class Delivery:
 @KERNEL_INLINE
 def _yuv_pixel(y, k, dr, dg, db):  # type: ignore[no-untyped-def]
     """One opaque RGBA8 pixel from its luma byte and its block's chroma terms."""
-    base = _i32(_i32(y) * k)
-    r = min(max(_i32(base + dr) >> _INVERSE_SHIFT, _I0), _I255)
-    g = min(max(_i32(base + dg) >> _INVERSE_SHIFT, _I0), _I255)
-    b = min(max(_i32(base + db) >> _INVERSE_SHIFT, _I0), _I255)
-    return np.uint32(r) | (np.uint32(g) << _S8) | (np.uint32(b) << _S16) | _ALPHA_OPAQUE
+    base = i32(i32(y) * k)
+    r = min(max(i32(base + dr) >> _INVERSE_SHIFT, I0), I255)
+    g = min(max(i32(base + dg) >> _INVERSE_SHIFT, I0), I255)
+    b = min(max(i32(base + db) >> _INVERSE_SHIFT, I0), I255)
+    return np.uint32(r) | (np.uint32(g) << SHIFT_G) | (np.uint32(b) << SHIFT_B) | ALPHA_OPAQUE
 
 
 @KERNEL_INLINE
@@ -711,22 +714,22 @@ def _rgba_from_yuv_run(src, y, u, v, step, dst, d, m, table):  # type: ignore[no
     m = np.uint64(m)
     if step == 1:
         for i in range(m):
-            cb = _i32(src[u + i])
-            cr = _i32(src[v + i])
-            dr = _i32(_i32(cb * ru) + _i32(cr * rv) + ro)
-            dg = _i32(_i32(cb * gu) + _i32(cr * gv) + go)
-            db = _i32(_i32(cb * bu) + _i32(cr * bv) + bo)
-            dst[d + _TWO * i] = _yuv_pixel(src[y + _TWO * i], k, dr, dg, db)
-            dst[d + _TWO * i + _ONE] = _yuv_pixel(src[y + _TWO * i + _ONE], k, dr, dg, db)
+            cb = i32(src[u + i])
+            cr = i32(src[v + i])
+            dr = i32(i32(cb * ru) + i32(cr * rv) + ro)
+            dg = i32(i32(cb * gu) + i32(cr * gv) + go)
+            db = i32(i32(cb * bu) + i32(cr * bv) + bo)
+            dst[d + TWO * i] = _yuv_pixel(src[y + TWO * i], k, dr, dg, db)
+            dst[d + TWO * i + ONE] = _yuv_pixel(src[y + TWO * i + ONE], k, dr, dg, db)
     else:
         for i in range(m):
-            cb = _i32(src[u + _TWO * i])
-            cr = _i32(src[v + _TWO * i])
-            dr = _i32(_i32(cb * ru) + _i32(cr * rv) + ro)
-            dg = _i32(_i32(cb * gu) + _i32(cr * gv) + go)
-            db = _i32(_i32(cb * bu) + _i32(cr * bv) + bo)
-            dst[d + _TWO * i] = _yuv_pixel(src[y + _TWO * i], k, dr, dg, db)
-            dst[d + _TWO * i + _ONE] = _yuv_pixel(src[y + _TWO * i + _ONE], k, dr, dg, db)
+            cb = i32(src[u + TWO * i])
+            cr = i32(src[v + TWO * i])
+            dr = i32(i32(cb * ru) + i32(cr * rv) + ro)
+            dg = i32(i32(cb * gu) + i32(cr * gv) + go)
+            db = i32(i32(cb * bu) + i32(cr * bv) + bo)
+            dst[d + TWO * i] = _yuv_pixel(src[y + TWO * i], k, dr, dg, db)
+            dst[d + TWO * i + ONE] = _yuv_pixel(src[y + TWO * i + ONE], k, dr, dg, db)
 
 
 @KERNEL
