@@ -72,14 +72,25 @@ from framering.kernels.bits import (
     U8,
     i32,
 )
+from framering.kernels.codes import (
+    FORMAT_BGR,
+    FORMAT_BGRA,
+    FORMAT_I420,
+    FORMAT_NV12,
+    FORMAT_RGBA,
+    NO_DELIVERY,
+    format_code,
+    format_name,
+    matrix_code,
+    range_code,
+)
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
 from framering.kernels.pointers import _address_to_voidptr, pixels_at
 from framering.kernels.spans import copy_span
 from framering.kernels.validate import MAX_SIDE, check_rgba
 
-# (Kr, Kb) of each matrix.
+# (Kr, Kb) of each matrix, keyed by the names of ``codes.MATRIX_NAMES`` (a test checks).
 MATRICES: Final = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
-RANGES: Final = ("limited", "full")
 
 # Bits after the binary point of the fixed-point YUV coefficients. More bits, smaller error
 # (the error bound halves per bit: 22 gives at most 4e-4 of a unit on 4:2:0 chroma, below the
@@ -94,8 +105,8 @@ INVERSE_FRACTION_BITS: Final = 20
 class FrameFormat(enum.Enum):
     """Layouts a frame can be delivered in, or a source can come in.
 
-    The order is part of the engine's ring header (a format is stored as its index): new
-    formats go at the end.
+    The members' order is their code (``framering.kernels.codes``: ``FORMAT_NAMES``), which
+    the engine's ring header stores: new formats go at the end.
     """
 
     RGBA = "rgba"
@@ -104,6 +115,16 @@ class FrameFormat(enum.Enum):
     I420 = "i420"
     NV12 = "nv12"
     RGB = "rgb"
+
+    @property
+    def code(self) -> int:
+        """The format's wire and kernel code (``codes.FORMAT_*``)."""
+        return format_code(self.value)
+
+    @classmethod
+    def from_code(cls, code: int) -> FrameFormat:
+        """The format of a code; ``ValueError`` if there is none."""
+        return cls(format_name(code))
 
     @property
     def yuv420(self) -> bool:
@@ -130,10 +151,8 @@ def source_shape(fmt: FrameFormat | str, width: int, height: int) -> tuple[int, 
 
 def yuv_coefficients(matrix: str, value_range: str) -> np.ndarray:
     """A (3, 4) float64 array: rows Y, Cb, Cr; columns R, G, B (on 0-255 values), offset."""
-    if matrix not in MATRICES:
-        raise ValueError(f"matrix must be one of {', '.join(MATRICES)}, not {matrix!r}")
-    if value_range not in RANGES:
-        raise ValueError(f"range must be one of {', '.join(RANGES)}, not {value_range!r}")
+    matrix_code(matrix)  # raise ValueError naming the choices
+    range_code(value_range)
     kr, kb = MATRICES[matrix]
     kg = 1.0 - kr - kb
     y = np.array([kr, kg, kb])
@@ -208,22 +227,6 @@ def inverse_table(matrix: str, value_range: str) -> np.ndarray:
     return table
 
 
-# What the row functions are asked to write (the whole-stack kernel takes one of these).
-DELIVER_NONE: Final = 0
-DELIVER_RGBA: Final = 1
-DELIVER_BGRA: Final = 2
-DELIVER_RGB: Final = 3
-DELIVER_BGR: Final = 4
-DELIVER_I420: Final = 5
-DELIVER_NV12: Final = 6
-_CODES: Final = {
-    FrameFormat.RGBA: DELIVER_RGBA,
-    FrameFormat.BGRA: DELIVER_BGRA,
-    FrameFormat.RGB: DELIVER_RGB,
-    FrameFormat.BGR: DELIVER_BGR,
-    FrameFormat.I420: DELIVER_I420,
-    FrameFormat.NV12: DELIVER_NV12,
-}
 # The table handed to the kernels when nothing is converted (same type as the real ones).
 NO_TABLE: Final = np.zeros(12, np.int32)
 NO_TABLE.setflags(write=False)
@@ -435,16 +438,16 @@ def _chroma_pairs_run(src, top, bottom, out, uv, m, table):  # type: ignore[no-u
 @KERNEL_INLINE
 def packed_rows(src, width, y0, y1, address, code):  # type: ignore[no-untyped-def]
     """Rows [y0, y1) of the RGBA8 pixels ``src`` into the RGBA/BGRA/RGB/BGR frame at ``address``."""
-    if code in (DELIVER_RGBA, DELIVER_BGRA):
+    if code in (FORMAT_RGBA, FORMAT_BGRA):
         dst = pixels_at(address, width * y1)
         for y in range(y0, y1):
-            if code == DELIVER_BGRA:
+            if code == FORMAT_BGRA:
                 _swap_run(src, y * width, dst, y * width, width)
             else:
                 copy_span(dst, y * width, src, y * width, width)
     else:
         for y in range(y0, y1):
-            _pack3_run(src, y * width, address + 3 * y * width, width, code == DELIVER_BGR)
+            _pack3_run(src, y * width, address + 3 * y * width, width, code == FORMAT_BGR)
 
 
 @KERNEL_INLINE
@@ -457,7 +460,7 @@ def yuv420_rows(src, width, height, y0, y1, address, code, table):  # type: igno
     for y in range(y0, y1, 2):
         _luma_run(src, y * width, out, y * width, width, table)
         _luma_run(src, (y + 1) * width, out, (y + 1) * width, width, table)
-        if code == DELIVER_I420:
+        if code == FORMAT_I420:
             u = luma + (y // 2) * half
             _chroma_planes_run(src, y * width, (y + 1) * width, out, u, u + luma // 4, half, table)
         else:
@@ -473,9 +476,9 @@ def deliver_rows(src, width, height, y0, y1, address, code, table):  # type: ign
     The one row function of ``convert_frame`` and of the whole-stack kernel's delivery, which
     calls it once per band of rows (not inlined: a call per band costs nothing).
     """
-    if code in (DELIVER_I420, DELIVER_NV12):
+    if code in (FORMAT_I420, FORMAT_NV12):
         yuv420_rows(src, width, height, y0, y1, address, code, table)
-    elif code != DELIVER_NONE:
+    elif code != NO_DELIVERY:
         packed_rows(src, width, y0, y1, address, code)
 
 
@@ -541,12 +544,12 @@ def convert_frame(
     if fmt is FrameFormat.RGBA:
         np.copyto(out, frame)
     elif fmt.yuv420:
-        _yuv420(frame.ctypes.data, width, height, out.ctypes.data, _CODES[fmt], table)
+        _yuv420(frame.ctypes.data, width, height, out.ctypes.data, fmt.code, table)
     elif fmt is FrameFormat.BGRA and out.ctypes.data % 4:
         # the kernel stores whole uint32 pixels: go through an aligned buffer
         np.copyto(out, convert_frame(frame, np.empty_like(out), fmt))
     else:
-        _convert_packed(frame.ctypes.data, width, height, out.ctypes.data, _CODES[fmt], table)
+        _convert_packed(frame.ctypes.data, width, height, out.ctypes.data, fmt.code, table)
     return out
 
 
@@ -639,7 +642,7 @@ class Delivery:
         setattr_(self, "width", width)
         setattr_(self, "height", height)
         setattr_(self, "_address", out.ctypes.data)
-        setattr_(self, "_code", _CODES[fmt])
+        setattr_(self, "_code", fmt.code)
         setattr_(self, "_table", table)
         setattr_(self, "_scratch", None)
 
@@ -681,7 +684,7 @@ class Delivery:
                 f"rows, not ({y0}, {y1})"
             )
         if self.format is FrameFormat.RGBA and self._address == frame.ctypes.data:
-            return 0, DELIVER_NONE, NO_TABLE  # the frame is the delivery
+            return 0, NO_DELIVERY, NO_TABLE  # the frame is the delivery: nothing to convert
         if np.may_share_memory(frame, self.out):
             raise ValueError(
                 "the delivery's out shares memory with the frame; deliver into another buffer"
@@ -740,7 +743,7 @@ def _yuv420_to_rgba(src_address, width, height, dst_address, code, table):  # ty
     luma = width * height
     half = width // 2
     for y in range(height):
-        if code == DELIVER_I420:
+        if code == FORMAT_I420:
             u = luma + (y // 2) * half
             v = u + luma // 4
             step = 1
@@ -756,10 +759,10 @@ def _packed_to_rgba(src_address, width, height, dst_address, code):  # type: ign
     """BGRA, RGB or BGR to RGBA8 (one run: both pictures are contiguous)."""
     n = width * height
     dst = pixels_at(dst_address, n)
-    if code == DELIVER_BGRA:
+    if code == FORMAT_BGRA:
         _swap_run(pixels_at(src_address, n), 0, dst, 0, n)
     else:
-        _unpack3_run(src_address, dst, 0, n, code == DELIVER_BGR)
+        _unpack3_run(src_address, dst, 0, n, code == FORMAT_BGR)
 
 
 def convert_to_rgba(
@@ -793,9 +796,9 @@ def convert_to_rgba(
     if fmt is FrameFormat.RGBA:
         np.copyto(out, src)
     elif fmt.yuv420:
-        _yuv420_to_rgba(src.ctypes.data, width, height, out.ctypes.data, _CODES[fmt], table)
+        _yuv420_to_rgba(src.ctypes.data, width, height, out.ctypes.data, fmt.code, table)
     else:
         if fmt is FrameFormat.BGRA and src.ctypes.data % 4:
             src = src.copy()  # the kernel reads whole uint32 pixels
-        _packed_to_rgba(src.ctypes.data, width, height, out.ctypes.data, _CODES[fmt])
+        _packed_to_rgba(src.ctypes.data, width, height, out.ctypes.data, fmt.code)
     return out

@@ -28,15 +28,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from framering.kernels.blend import BlendMode
-from framering.kernels.convert import (
-    DELIVER_BAND_ROWS,
-    DELIVER_NONE,
-    NO_TABLE,
-    Delivery,
-    deliver_rows,
-)
+from framering.kernels.codes import LAYER_OPAQUE, LAYER_PREMULTIPLIED, NO_DELIVERY
+from framering.kernels.convert import DELIVER_BAND_ROWS, NO_TABLE, Delivery, deliver_rows
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
-from framering.kernels.layers import FLAG_OPAQUE, FLAG_PREMULTIPLIED, LayerStack, PixelLayer
+from framering.kernels.layers import LayerStack, PixelLayer
 from framering.kernels.pointers import pixels_at, prefetch_pixels
 from framering.kernels.spans import (
     alpha_and_or,
@@ -103,16 +98,16 @@ def composite_stack(
         scratch_address, scratch_rows = deliver.scratch_band(width)
         band_rows = min(band_rows, scratch_rows)  # a band must fit the scratch
     if deliver is None:
-        out_address, out_code, table = 0, DELIVER_NONE, NO_TABLE
+        out_address, out_code, table = 0, NO_DELIVERY, NO_TABLE
     elif not isinstance(deliver, Delivery):
         raise TypeError(f"deliver must be a Delivery or None, not {type(deliver).__name__}")
     else:
         out_address, out_code, table = deliver.kernel_arguments(frame, y0, y1)
-        if scratch_address and out_code == DELIVER_NONE:
+        if scratch_address and out_code == NO_DELIVERY:
             raise ValueError(
                 "write_frame=False needs a delivery into another buffer than the frame"
             )
-        if out_code != DELIVER_NONE:
+        if out_code != NO_DELIVERY:
             for buffer in stack._buffers:
                 if np.may_share_memory(deliver.out, buffer):
                     raise ValueError(
@@ -186,8 +181,8 @@ def _layer_kinds(width, geometry, opacity, modes, flags):  # type: ignore[no-unt
     n = geometry.shape[0]
     kinds = np.zeros(n, np.int64)
     for j in range(n):
-        opaque = (flags[j] & FLAG_OPAQUE) != 0
-        premultiplied = (flags[j] & FLAG_PREMULTIPLIED) != 0
+        opaque = (flags[j] & LAYER_OPAQUE) != 0
+        premultiplied = (flags[j] & LAYER_PREMULTIPLIED) != 0
         kind = 0
         if opaque:
             kind |= _OPAQUE
@@ -395,7 +390,7 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
         if pending_clear:
             fill_span(dst, row, width, _ZERO)
         # 4. a finished band of rows converted while it is still in cache
-        if out_code != DELIVER_NONE and (y + 1 - band == band_rows or y == y1 - 1):
+        if out_code != NO_DELIVERY and (y + 1 - band == band_rows or y == y1 - 1):
             deliver_rows(dst, width, height, band, y + 1, out_address, out_code, table)
             band = y + 1
             if scratch_address != 0:
