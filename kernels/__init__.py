@@ -20,14 +20,11 @@ from framering.kernels.codes import (
     range_code,
     range_name,
 )
-from framering.kernels.convert import (
-    Delivery,
-    FrameFormat,
-    convert_frame,
-    convert_to_rgba,
-    source_shape,
-)
+from framering.kernels.convert_in import convert_to_rgba
+from framering.kernels.convert_out import convert_frame
+from framering.kernels.delivery import Delivery
 from framering.kernels.fill import clear, fill
+from framering.kernels.formats import FrameFormat, source_shape
 from framering.kernels.layers import BufferTable, LayerStack, PixelLayer, is_opaque
 from framering.kernels.stack import composite_layer, composite_stack
 from framering.kernels.warmup import warmup

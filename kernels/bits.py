@@ -2,8 +2,8 @@
 
 Inside the kernels an RGBA8 pixel is one little-endian ``uint32``: red in bits 0-7, green 8-15,
 blue 16-23, alpha 24-31 (``framering.kernels.validate`` refuses a big-endian machine). The
-blend loops (``spans``) and the conversions (``convert``) take channels apart with the same
-masks and shifts, defined once here.
+blend loops (``spans``) and the conversions (``convert_out``, ``convert_in``, ``packed``) take
+channels apart with the same masks and shifts, defined once here.
 
 Every constant is a numpy scalar of the type the loop needs, never a Python int: Numba types a
 Python int as int64, and ``uint32 & int64`` or ``2 * uint64`` widens the whole expression

@@ -8,7 +8,8 @@ import pathlib
 import numba
 
 from framering import kernels
-from framering.kernels.convert import _swap_rb, _yuv420
+from framering.kernels.convert_in import _packed_to_rgba, _yuv420_to_rgba
+from framering.kernels.convert_out import _convert_frame
 from framering.kernels.fill import fill_kernel
 from framering.kernels.jit import KERNEL_OPTIONS
 from framering.kernels.stack import composite_stack_kernel
@@ -69,5 +70,11 @@ def test_kernels_package_knows_nothing_of_processes() -> None:
 def test_warmup_compiles_every_entry_point() -> None:
     # helpers are compiled into their callers; the entry points are what Python calls
     kernels.warmup()
-    for entry in (composite_stack_kernel, fill_kernel, _swap_rb, _yuv420):
+    for entry in (
+        composite_stack_kernel,
+        fill_kernel,
+        _convert_frame,
+        _yuv420_to_rgba,
+        _packed_to_rgba,
+    ):
         assert entry.signatures, f"{entry.py_func.__qualname__} was not compiled by warmup()"

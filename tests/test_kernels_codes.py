@@ -7,7 +7,7 @@ import pytest
 
 from framering import kernels
 from framering.kernels import FrameFormat, LayerStack, PixelLayer, codes
-from framering.kernels.convert import MATRICES
+from framering.kernels.yuv import MATRICES
 
 # What the engine's ring header and ATTACH messages store: changing a number breaks every
 # ring and every worker of another version, so these are spelled out, not derived.
