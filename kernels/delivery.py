@@ -40,11 +40,10 @@ class Delivery:
 
     ``Delivery(fmt, out, matrix=..., value_range=...)`` checks ``out`` once (dtype uint8,
     C-contiguous, writable, a shape of ``fmt``; 4-byte aligned for RGBA and BGRA, whose rows
-    the kernel stores as whole uint32 pixels) and works out the
-    frame size from it; ``composite_stack(frame, layers, deliver=...)`` then checks the frame
-    size, the row band (even bounds for I420/NV12) and that ``out`` shares no memory with the
-    frame or a layer. Immutable, so one object may be reused for every frame of a slot; it
-    keeps ``out`` alive.
+    the kernel stores as whole uint32 pixels) and works out the frame size from it;
+    ``composite_stack(frame, layers, deliver=...)`` then checks the frame size, the row band
+    (even bounds for I420/NV12) and that ``out`` shares no memory with the frame or a layer.
+    Immutable, so one object may be reused for every frame of a slot; it keeps ``out`` alive.
 
     RGBA delivery converts nothing: when ``out`` is the frame itself the frame is the
     delivery; when it is another buffer, the rows are copied into it.
