@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
 
 import numpy as np
 
 from framering.kernels.blend import BlendMode
+from framering.kernels.codes import LAYER_OPAQUE, LAYER_PREMULTIPLIED
 from framering.kernels.validate import (
     INT32_MAX,
     INT32_MIN,
@@ -23,10 +23,6 @@ from framering.kernels.validate import (
     check_position,
     check_rgba,
 )
-
-# Bits of the per-layer flags column.
-FLAG_OPAQUE: Final = 1  # every alpha byte of the buffer is 255
-FLAG_PREMULTIPLIED: Final = 2  # RGB is premultiplied by alpha
 
 _N_MODES = len(BlendMode)
 
@@ -83,7 +79,7 @@ class BufferTable:
             raise ValueError("opaque must give one value per buffer")
         self.flags = np.array(
             [
-                FLAG_OPAQUE if (is_opaque(b) if o is None else bool(o)) else 0
+                LAYER_OPAQUE if (is_opaque(b) if o is None else bool(o)) else 0
                 for b, o in zip(self.buffers, opaque, strict=True)
             ],
             dtype=np.int64,
@@ -128,7 +124,7 @@ class LayerStack:
     geometry: np.ndarray  # int64 (n, 4): x, y, w, h
     opacity: np.ndarray  # float64 (n,)
     modes: np.ndarray  # int64 (n,): BlendMode values
-    flags: np.ndarray  # int64 (n,): FLAG_OPAQUE | FLAG_PREMULTIPLIED
+    flags: np.ndarray  # int64 (n,): LAYER_OPAQUE | LAYER_PREMULTIPLIED (codes)
     _buffers: tuple[np.ndarray, ...]
 
     def __len__(self) -> int:
@@ -249,7 +245,7 @@ class LayerStack:
         stack.geometry = np.stack([x[keep], y[keep], w[keep], h[keep]], axis=1)
         stack.opacity = opacity[keep].astype(np.float64)
         stack.modes = modes[keep].astype(np.int64)
-        stack.flags = table.flags[index] | np.where(premultiplied[keep], FLAG_PREMULTIPLIED, 0)
+        stack.flags = table.flags[index] | np.where(premultiplied[keep], LAYER_PREMULTIPLIED, 0)
         stack._buffers = table.buffers
         for column in (stack.addresses, stack.geometry, stack.opacity, stack.modes, stack.flags):
             column.setflags(write=False)

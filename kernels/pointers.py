@@ -42,6 +42,12 @@ def pixels_at(address, count):  # type: ignore[no-untyped-def]
     return numba.carray(_address_to_voidptr(address), count, np.uint32)
 
 
+@KERNEL_INLINE
+def bytes_at(address, count):  # type: ignore[no-untyped-def]
+    """A 1-d ``uint8`` array of ``count`` bytes starting at ``address`` (3-byte pixels, planes)."""
+    return numba.carray(_address_to_voidptr(address), count, np.uint8)
+
+
 @intrinsic
 def _prefetch(typingctx, address):  # type: ignore[no-untyped-def]
     """``llvm.prefetch`` (read, keep in all cache levels): a hint that never faults."""

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from framering.kernels.blend import BlendMode
+from framering.kernels.formats import FrameFormat
 from framering.kernels.layers import PixelLayer
 from framering.kernels.transform import FLIPS, INTERPOLATIONS, ROTATIONS, Transform
 
@@ -157,7 +158,8 @@ def premultiplied_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([rgb, straight[..., 3:4]], axis=-1)
 
 
-# (Kr, Kb) of each YUV matrix, as in ``framering.kernels.convert``.
+# (Kr, Kb) of each YUV matrix, from the standards, as in ``framering.kernels.yuv``: stated
+# again rather than imported, so that a wrong coefficient there cannot pass its own test.
 YUV_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
 
 
@@ -165,7 +167,7 @@ def yuv420_reference(
     frame: np.ndarray, matrix: str = "bt709", value_range: str = "limited"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(Y, Cb, Cr) planes of an RGBA8 frame in float64, chroma the mean of each 2x2 block,
-    straight from the formulas in ``framering.kernels.convert`` (not rounded)."""
+    straight from the formulas in ``framering.kernels.yuv`` (not rounded)."""
     kr, kb = YUV_MATRICES[matrix]
     rgb = frame[..., :3].astype(np.float64) / 255.0
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -184,9 +186,10 @@ def rgb_from_yuv420_reference(
     src: np.ndarray, fmt: str, matrix: str = "bt709", value_range: str = "limited"
 ) -> np.ndarray:
     """(h, w, 3) float64 RGB on 0-255 (not rounded, not clamped) of an I420 or NV12 picture
-    laid out as ``cv2`` does, each chroma sample covering its 2x2 block.
+    laid out as ``cv2`` does (``FrameFormat.planes``), each chroma sample covering its 2x2
+    block.
 
-    The formulas of ``framering.kernels.convert`` solved for R, G, B::
+    The formulas of ``framering.kernels.yuv`` solved for R, G, B::
 
         R = Y' + 2 (1 - Kr) Cr      B = Y' + 2 (1 - Kb) Cb      G = (Y' - Kr R - Kb B) / Kg
     """
@@ -194,13 +197,10 @@ def rgb_from_yuv420_reference(
     kg = 1 - kr - kb
     h, w = src.shape[0] * 2 // 3, src.shape[1]
     luma = src[:h].astype(np.float64)
-    chroma = src[h:].reshape(-1).astype(np.float64)
-    if fmt == "i420":
-        cb = chroma[: h * w // 4].reshape(h // 2, w // 2)
-        cr = chroma[h * w // 4 :].reshape(h // 2, w // 2)
-    else:
-        cb = chroma[0::2].reshape(h // 2, w // 2)
-        cr = chroma[1::2].reshape(h // 2, w // 2)
+    picture = src.reshape(-1).astype(np.float64)
+    cb0, cr0, step, pitch = FrameFormat(fmt).planes(w, h)
+    block = np.arange(h // 2)[:, None] * pitch + np.arange(w // 2)[None, :] * step
+    cb, cr = picture[cb0 + block], picture[cr0 + block]  # sample (i, j) of the (i, j) block
     cb = np.repeat(np.repeat(cb, 2, axis=0), 2, axis=1)
     cr = np.repeat(np.repeat(cr, 2, axis=0), 2, axis=1)
     if value_range == "limited":

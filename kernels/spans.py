@@ -5,7 +5,7 @@ Numba an atomic reference-count update) and touches exactly ``n`` pixels from ``
 ``src[s]``. Offsets are turned into ``uint64`` before the loop: with a signed index Numba adds a
 negative-index wraparound select to every access, which keeps LLVM from vectorising (a row copy
 ran 8x slower). A pixel is RGBA8 packed little-endian: red in bits 0-7, green 8-15, blue 16-23,
-alpha 24-31.
+alpha 24-31 (masks and shifts in ``framering.kernels.bits``).
 
 Rounding contract shared with ``framering.kernels.reference``: every result channel is
 ``floor(value + 0.5)`` of the exact result, so the frame is RGBA8 again after every layer.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from framering.kernels.bits import ALPHA_OPAQUE, RGB_BITS, SHIFT_A, SHIFT_B, SHIFT_G, U8
 from framering.kernels.blend import BlendMode, blend_channel
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
 
@@ -42,12 +43,6 @@ _F32_255 = np.float32(255.0)
 _F32_INV255 = np.float32(1.0 / 255.0)
 # Smallest denominator used for un-premultiplying; where ao is 0 the numerator is 0 too.
 _F32_TINY = np.float32(1e-30)
-_U8 = np.uint32(0xFF)
-_RGB = np.uint32(0x00FFFFFF)
-_ALPHA_OPAQUE = np.uint32(0xFF000000)
-_SHIFT_G = np.uint32(8)
-_SHIFT_B = np.uint32(16)
-_SHIFT_A = np.uint32(24)
 
 _SOURCE = int(BlendMode.SOURCE)
 _ADD = int(BlendMode.ADD)
@@ -99,7 +94,7 @@ def alpha_and_or(pixels, start, n):  # type: ignore[no-untyped-def]
         p = pixels[start + i]
         all_bits &= p
         any_bits |= p
-    return all_bits >> _SHIFT_A, any_bits >> _SHIFT_A
+    return all_bits >> SHIFT_A, any_bits >> SHIFT_A
 
 
 @KERNEL_INLINE
@@ -111,17 +106,17 @@ def _over_opaque_run(dst, d, src, s, n, k):  # type: ignore[no-untyped-def]
     for i in range(n):
         p = src[s + i]
         q = dst[d + i]
-        a = _f32(p >> _SHIFT_A) * k
-        rs = _f32(p & _U8)
-        gs = _f32((p >> _SHIFT_G) & _U8)
-        bs = _f32((p >> _SHIFT_B) & _U8)
-        rb = _f32(q & _U8)
-        gb = _f32((q >> _SHIFT_G) & _U8)
-        bb = _f32((q >> _SHIFT_B) & _U8)
+        a = _f32(p >> SHIFT_A) * k
+        rs = _f32(p & U8)
+        gs = _f32((p >> SHIFT_G) & U8)
+        bs = _f32((p >> SHIFT_B) & U8)
+        rb = _f32(q & U8)
+        gb = _f32((q >> SHIFT_G) & U8)
+        bb = _f32((q >> SHIFT_B) & U8)
         r = _round_u8(rb + a * (rs - rb))
         g = _round_u8(gb + a * (gs - gb))
         b = _round_u8(bb + a * (bs - bb))
-        dst[d + i] = r | (g << _SHIFT_G) | (b << _SHIFT_B) | _ALPHA_OPAQUE
+        dst[d + i] = r | (g << SHIFT_G) | (b << SHIFT_B) | ALPHA_OPAQUE
 
 
 @KERNEL_INLINE
@@ -156,9 +151,9 @@ def over_clear_span(dst, d, src, s, n, k):  # type: ignore[no-untyped-def]
     n = np.uint64(n)
     for i in range(n):
         p = src[s + i]
-        a = _round_u8(_f32(p >> _SHIFT_A) * k * _F32_255)
-        out = (p & _RGB) | (a << _SHIFT_A)
-        dst[d + i] = out if (p >> _SHIFT_A) != 0 else np.uint32(0)
+        a = _round_u8(_f32(p >> SHIFT_A) * k * _F32_255)
+        out = (p & RGB_BITS) | (a << SHIFT_A)
+        dst[d + i] = out if (p >> SHIFT_A) != 0 else np.uint32(0)
 
 
 @KERNEL
@@ -176,24 +171,24 @@ def over_span(dst, d, src, s, n, k):  # type: ignore[no-untyped-def]
     for i in range(n):
         p = src[s + i]
         q = dst[d + i]
-        sa = _f32(p >> _SHIFT_A) * k  # as
-        ab = _f32(q >> _SHIFT_A) * _F32_INV255
+        sa = _f32(p >> SHIFT_A) * k  # as
+        ab = _f32(q >> SHIFT_A) * _F32_INV255
         ao = sa + (ab - ab * sa)  # ao = as + ab (1 - as)
         w = sa / max(ao, _F32_TINY)  # the source's share of the result; ao = 0 only if as = 0
-        rb = _f32(q & _U8)
-        gb = _f32((q >> _SHIFT_G) & _U8)
-        bb = _f32((q >> _SHIFT_B) & _U8)
-        r = _round_u8(rb + w * (_f32(p & _U8) - rb))
-        g = _round_u8(gb + w * (_f32((p >> _SHIFT_G) & _U8) - gb))
-        b = _round_u8(bb + w * (_f32((p >> _SHIFT_B) & _U8) - bb))
+        rb = _f32(q & U8)
+        gb = _f32((q >> SHIFT_G) & U8)
+        bb = _f32((q >> SHIFT_B) & U8)
+        r = _round_u8(rb + w * (_f32(p & U8) - rb))
+        g = _round_u8(gb + w * (_f32((p >> SHIFT_G) & U8) - gb))
+        b = _round_u8(bb + w * (_f32((p >> SHIFT_B) & U8) - bb))
         a = _round_u8(ao * _F32_255)
-        out = r | (g << _SHIFT_G) | (b << _SHIFT_B) | (a << _SHIFT_A)
-        dst[d + i] = out if (p >> _SHIFT_A) != 0 else q  # as = 0 leaves the pixel untouched
+        out = r | (g << SHIFT_G) | (b << SHIFT_B) | (a << SHIFT_A)
+        dst[d + i] = out if (p >> SHIFT_A) != 0 else q  # as = 0 leaves the pixel untouched
 
 
 @KERNEL
 def _unpack(pixel, shift):  # type: ignore[no-untyped-def]
-    return np.float64((pixel >> np.uint32(shift)) & _U8)
+    return np.float64((pixel >> np.uint32(shift)) & U8)
 
 
 @KERNEL
@@ -216,7 +211,7 @@ def general_span(dst, d, src, s, n, opacity, mode, premultiplied):  # type: igno
     for i in range(n):
         p = src[s + i]
         q = dst[d + i]
-        sa8 = (p >> _SHIFT_A) & _U8
+        sa8 = (p >> SHIFT_A) & U8
         if sa8 == 0 and mode != _SOURCE:
             continue
         sa_pixel = np.float64(sa8) / 255.0

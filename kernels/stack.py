@@ -5,17 +5,20 @@ and writes each output row once while every layer that covers it is blended in, 
 stays in L1 cache and memory traffic is close to "each visible layer byte read once plus the
 output written once". Per row:
 
-1. Find the topmost layer that replaces the whole row (opaque, opacity 1, spans the width):
-   nothing below it is read at all (occlusion). The row starts as a copy of it.
+1. Find the topmost layer that replaces the whole row (opaque, opacity 1, mode ``normal`` or
+   ``source``, spans the width): nothing below it is read at all (occlusion). The row starts
+   as a copy of it, except where a later copying layer will overwrite it anyway.
 2. Otherwise the row starts as transparent black (``clear=True``, the first layer is written
    without reading) or as whatever the frame held (``clear=False``).
 3. Blend every later layer's span into the row, picking the cheapest exact loop: a copy for
-   opaque layers, the opaque-destination loop while the row is known to be opaque, the general
-   loop otherwise (see ``framering.kernels.spans``).
-4. With a :class:`~framering.kernels.convert.Delivery`, convert each finished band of
-   :data:`DELIVER_BAND_ROWS` rows into the delivery buffer while it is still in L2 cache,
-   instead of a second pass over the whole frame (``convert.deliver_rows``, the row
-   function of ``convert_frame`` too, so both give the same bytes).
+   layers that replace, for straight ``normal`` layers the float32 loop over a cleared row,
+   over an opaque destination or over any destination, the scalar float64 ``general_span``
+   for everything else (see ``framering.kernels.spans``).
+4. With a :class:`~framering.kernels.delivery.Delivery`, convert each finished band of
+   :data:`~framering.kernels.delivery.DELIVER_BAND_ROWS` rows into the delivery buffer while
+   it is still in L2 cache, instead of a second pass over the whole frame
+   (``convert_out.deliver_rows``, the row function of ``convert_frame`` too, so both give the
+   same bytes).
 
 The layers are handed over as a :class:`LayerStack`: a table of buffer addresses and integer
 geometry built (and validated) once in Python. The kernel trusts that table completely.
@@ -28,15 +31,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from framering.kernels.blend import BlendMode
-from framering.kernels.convert import (
-    DELIVER_BAND_ROWS,
-    DELIVER_NONE,
-    NO_TABLE,
-    Delivery,
-    deliver_rows,
-)
+from framering.kernels.codes import LAYER_OPAQUE, LAYER_PREMULTIPLIED, NO_DELIVERY
+from framering.kernels.convert_out import deliver_rows
+from framering.kernels.delivery import DELIVER_BAND_ROWS, NOTHING_DELIVERED, Delivery
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
-from framering.kernels.layers import FLAG_OPAQUE, FLAG_PREMULTIPLIED, LayerStack, PixelLayer
+from framering.kernels.layers import LayerStack, PixelLayer
 from framering.kernels.pointers import pixels_at, prefetch_pixels
 from framering.kernels.spans import (
     alpha_and_or,
@@ -103,16 +102,16 @@ def composite_stack(
         scratch_address, scratch_rows = deliver.scratch_band(width)
         band_rows = min(band_rows, scratch_rows)  # a band must fit the scratch
     if deliver is None:
-        out_address, out_code, table = 0, DELIVER_NONE, NO_TABLE
+        out_address, out_code, table = NOTHING_DELIVERED
     elif not isinstance(deliver, Delivery):
         raise TypeError(f"deliver must be a Delivery or None, not {type(deliver).__name__}")
     else:
         out_address, out_code, table = deliver.kernel_arguments(frame, y0, y1)
-        if scratch_address and out_code == DELIVER_NONE:
+        if scratch_address and out_code == NO_DELIVERY:
             raise ValueError(
                 "write_frame=False needs a delivery into another buffer than the frame"
             )
-        if out_code != DELIVER_NONE:
+        if out_code != NO_DELIVERY:
             for buffer in stack._buffers:
                 if np.may_share_memory(deliver.out, buffer):
                     raise ValueError(
@@ -186,8 +185,8 @@ def _layer_kinds(width, geometry, opacity, modes, flags):  # type: ignore[no-unt
     n = geometry.shape[0]
     kinds = np.zeros(n, np.int64)
     for j in range(n):
-        opaque = (flags[j] & FLAG_OPAQUE) != 0
-        premultiplied = (flags[j] & FLAG_PREMULTIPLIED) != 0
+        opaque = (flags[j] & LAYER_OPAQUE) != 0
+        premultiplied = (flags[j] & LAYER_PREMULTIPLIED) != 0
         kind = 0
         if opaque:
             kind |= _OPAQUE
@@ -395,7 +394,7 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
         if pending_clear:
             fill_span(dst, row, width, _ZERO)
         # 4. a finished band of rows converted while it is still in cache
-        if out_code != DELIVER_NONE and (y + 1 - band == band_rows or y == y1 - 1):
+        if out_code != NO_DELIVERY and (y + 1 - band == band_rows or y == y1 - 1):
             deliver_rows(dst, width, height, band, y + 1, out_address, out_code, table)
             band = y + 1
             if scratch_address != 0:

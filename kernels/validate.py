@@ -52,6 +52,20 @@ def check_rgba(array: object, what: str, *, writable: bool) -> np.ndarray:
     return array
 
 
+def check_uint8(array: object, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """Prove ``array`` is a uint8, C-contiguous array of exactly ``shape`` (a picture in one of
+    the layouts of ``framering.kernels.formats``); returns it as a plain ndarray."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{what} must be a numpy.ndarray, not {type(array).__name__}")
+    if type(array) is not np.ndarray:  # a subclass may report any shape it likes
+        array = array.view(np.ndarray)
+    if array.dtype != np.uint8:
+        raise TypeError(f"{what} must have dtype uint8, not {array.dtype}")
+    if array.shape != shape or not array.flags.c_contiguous:
+        raise ValueError(f"{what} must be C-contiguous with shape {shape}, not {array.shape}")
+    return array
+
+
 def check_position(value: object, what: str) -> int:
     """An integer (not a bool) that fits in int32."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -7,8 +7,11 @@ import time
 import numpy as np
 
 from framering.kernels.blend import BlendMode
-from framering.kernels.convert import Delivery, FrameFormat, convert_frame, convert_to_rgba
+from framering.kernels.convert_in import convert_to_rgba
+from framering.kernels.convert_out import convert_frame
+from framering.kernels.delivery import Delivery
 from framering.kernels.fill import fill
+from framering.kernels.formats import FrameFormat
 from framering.kernels.layers import PixelLayer
 from framering.kernels.stack import composite_stack
 

@@ -42,7 +42,7 @@ def load_spec(name: str) -> dict[str, Any]:
     """The JSON description of a reference workload."""
     if name not in WORKLOAD_NAMES:
         raise ValueError(f"unknown workload {name!r}; expected one of {', '.join(WORKLOAD_NAMES)}")
-    text = resources.files("kernels").joinpath("workloads", f"{name}.json").read_text()
+    text = resources.files(__package__).joinpath("workloads", f"{name}.json").read_text()
     return json.loads(text)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -46,3 +50,16 @@ def test_workload_specs_load(name: str) -> None:
 def test_unknown_workload_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown workload"):
         load_spec("nope")
+
+
+def test_workload_specs_load_from_the_installed_package_whatever_the_directory(
+    tmp_path: pathlib.Path,
+) -> None:
+    # the specs ship inside framering.kernels; a lookup by a top-level name ("kernels") only
+    # worked from the repository's root, where the folder happens to be importable
+    script = "from framering.kernels import workloads; print(workloads.load_spec('stress-4k'))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "'name': 'stress-4k'" in done.stdout
