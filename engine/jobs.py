@@ -28,12 +28,12 @@ from framering.errors import (
 )
 from framering.frames import FrameTable
 from framering.kernels import FrameFormat
+from framering.kernels.codes import LAYER_OPAQUE
 from framering.kernels.transform import Transform
 from framering.layer import Layer, pack_layers
 from framering.lifetime import Lifetime
 from framering.metrics import Recorder
 from framering.pool import WorkerPool
-from framering.protocol import LAYER_OPAQUE
 from framering.registry import AnySource, Pins, SourceRegistry, unpin
 from framering.slots import FrameSlot, frame_failed
 from framering.sources import Source

@@ -10,12 +10,10 @@ import numpy as np
 
 from framering.errors import InvalidTypeError, InvalidValueError
 from framering.kernels import BlendMode
+from framering.kernels.codes import LAYER_FRAME, LAYER_OPAQUE, LAYER_PREMULTIPLIED
 from framering.kernels.transform import Transform
 from framering.kernels.validate import INT32_MAX, INT32_MIN, check_opacity, check_position
 from framering.protocol import (
-    LAYER_FRAME,
-    LAYER_OPAQUE,
-    LAYER_PREMULTIPLIED,
     LAYER_RECORD,
     TRANSFORM_RECORD,
     pack_transform,

@@ -79,9 +79,8 @@ LAYER_RECORD = np.dtype(
         ("pad", "<u2"),
     ]
 )
-LAYER_OPAQUE: Final = 1
-LAYER_PREMULTIPLIED: Final = 2
-LAYER_FRAME: Final = 4  # the source is a finished frame of the ring: ``source`` is its slot
+# ``flags`` holds the layer-flag bits of ``framering.kernels.codes`` (LAYER_OPAQUE,
+# LAYER_PREMULTIPLIED, LAYER_FRAME), the one numbering of every wire code.
 
 # A transform's parameters (see ``framering.kernels.transform.Transform``): 56 bytes, aligned.
 TRANSFORM_RECORD = np.dtype(
@@ -167,9 +166,9 @@ class Attach:
     height: int
     buffers: int
     name: str
-    format: int = 0  # a format code (FrameFormat order): what the buffers hold
-    matrix: int = 1  # YUV matrix code, for YUV formats
-    value_range: int = 0  # YUV range code, for YUV formats
+    format: int = 0  # FrameFormat.code: what the buffers hold
+    matrix: int = 1  # codes.matrix_code, for YUV formats
+    value_range: int = 0  # codes.range_code, for YUV formats
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,24 +21,20 @@ import numpy as np
 
 from framering.errors import ForeignObjectError, InvalidTypeError, InvalidValueError
 from framering.kernels import FrameFormat, is_opaque
+from framering.kernels.codes import LAYER_FRAME, LAYER_OPAQUE, matrix_code, range_code
 from framering.kernels.transform import Transform
 from framering.kernels.validate import MAX_SIDE, check_rgba
 from framering.layer import PackedLayers
 from framering.lifetime import Lifetime
 from framering.pool import WorkerPool
 from framering.protocol import (
-    LAYER_FRAME,
-    LAYER_OPAQUE,
     TRANSFORM_RECORD,
     encode_attach,
     pack_transform,
 )
-from framering.ring import FORMAT_CODES
 from framering.shm import CreatedSegment, segment_name
 from framering.sources import LiveSource, Source, buffer_stride
 from framering.validation import (
-    MATRIX_CODES,
-    RANGE_CODES,
     checked,
     pixel_format,
     positive_int,
@@ -141,7 +137,7 @@ class SourceRegistry:
             stall_timeout=stall_timeout,
             fallback=fallback,
         )
-        self._register(source, MATRIX_CODES[yuv_matrix], RANGE_CODES[yuv_range])
+        self._register(source, matrix_code(yuv_matrix), range_code(yuv_range))
         return source
 
     def _segment(
@@ -164,7 +160,7 @@ class SourceRegistry:
             source.height,
             source.buffers,
             source.segment_name,
-            FORMAT_CODES[source.format],
+            source.format.code,
             matrix,
             value_range,
         )

@@ -47,15 +47,14 @@ from typing import Final
 import numpy as np
 
 from framering.kernels import FrameFormat
+from framering.kernels.codes import matrix_code, matrix_name, range_code, range_name
 from framering.shm import AttachedSegment, CreatedSegment
-from framering.validation import MATRIX_CODES, RANGE_CODES
 
 MAGIC: Final = b"FRMRING1"
 HEADER_BYTES: Final = 64
 PAGE: Final = 4096
 MAX_SLOTS: Final = 1024
 _HEADER = struct.Struct("<8sIIIBBBxQQ")
-FORMAT_CODES: Final = {fmt: code for code, fmt in enumerate(FrameFormat)}
 SLOT_TABLE = np.dtype([("state", "<u4"), ("attempt", "<u4"), ("sequence", "<u8")])
 
 
@@ -112,9 +111,9 @@ class FrameRing:
             np.ndarray((height, width, 4), np.uint8, buffer=buf, offset=pixels + i * stride)
             for i in range(slots)
         ]
-        self.format = list(FrameFormat)[fmt]
-        self.matrix = {code: name for name, code in MATRIX_CODES.items()}[matrix]
-        self.value_range = {code: name for name, code in RANGE_CODES.items()}[value_range]
+        self.format = FrameFormat.from_code(fmt)
+        self.matrix = matrix_name(matrix)
+        self.value_range = range_name(value_range)
         rgba_bytes = _round_up(width * height * 4, PAGE)
         self._delivered = (
             self._frames
@@ -150,9 +149,9 @@ class FrameRing:
             width,
             height,
             slots,
-            FORMAT_CODES[fmt],
-            MATRIX_CODES[matrix],
-            RANGE_CODES[value_range],
+            fmt.code,
+            matrix_code(matrix),
+            range_code(value_range),
             stride,
             pixels,
         )

@@ -6,12 +6,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from framering.errors import InvalidTypeError, InvalidValueError
-from framering.kernels import FrameFormat
-
-# The YUV matrices and ranges a ring or a live source may name (codes as stored in the
-# ring header and the ATTACH message).
-MATRIX_CODES = {"bt601": 0, "bt709": 1}
-RANGE_CODES = {"limited": 0, "full": 1}
+from framering.kernels import MATRIX_NAMES, RANGE_NAMES, FrameFormat
 
 T = TypeVar("T")
 
@@ -62,10 +57,10 @@ def pixel_format(
     except ValueError:
         formats = ", ".join(f.value for f in FrameFormat)
         raise InvalidValueError(f"{what} must be one of {formats}, not {value!r}") from None
-    if yuv_matrix not in MATRIX_CODES or yuv_range not in RANGE_CODES:
+    if yuv_matrix not in MATRIX_NAMES or yuv_range not in RANGE_NAMES:
         raise InvalidValueError(
-            f"yuv_matrix must be one of {', '.join(MATRIX_CODES)} and yuv_range one of "
-            f"{', '.join(RANGE_CODES)}, not {yuv_matrix!r} and {yuv_range!r}"
+            f"yuv_matrix must be one of {', '.join(MATRIX_NAMES)} and yuv_range one of "
+            f"{', '.join(RANGE_NAMES)}, not {yuv_matrix!r} and {yuv_range!r}"
         )
     if fmt.yuv420 and (width % 2 or height % 2):
         raise InvalidValueError(f"{fmt.value} needs an even width and height, not {width}x{height}")

@@ -32,9 +32,15 @@ from framering.kernels import (
     convert_to_rgba,
     warmup,
 )
+from framering.kernels.codes import (
+    LAYER_FRAME,
+    LAYER_OPAQUE,
+    LAYER_PREMULTIPLIED,
+    matrix_name,
+    range_name,
+)
 from framering.kernels.transform import Transform, TransformBuffers, TransformCache, apply_transform
-from framering.protocol import LAYER_FRAME, LAYER_OPAQUE, LAYER_PREMULTIPLIED
-from framering.ring import FORMAT_CODES, MATRIX_CODES, RANGE_CODES, FrameRing, SlotState
+from framering.ring import FrameRing, SlotState
 from framering.shm import AttachedSegment
 from framering.sources import buffer_views
 
@@ -42,9 +48,6 @@ from framering.sources import buffer_views
 # closes the pipe, but a worker busy in a frame (or hung in one) only notices through the
 # watchdog, which runs while the kernel holds no GIL.
 PARENT_CHECK_S: Final = 0.5
-FORMATS: Final = {code: fmt for fmt, code in FORMAT_CODES.items()}
-MATRIX_NAMES: Final = {code: name for name, code in MATRIX_CODES.items()}
-RANGE_NAMES: Final = {code: name for name, code in RANGE_CODES.items()}
 # Buffer tables kept for reuse; a scene switching among more combinations than this just
 # rebuilds them (the cache is cleared, not evicted one by one: simple, and rare).
 MAX_CACHED_TABLES: Final = 64
@@ -53,9 +56,9 @@ MAX_CACHED_TABLES: Final = 64
 class _AttachedSource:
     def __init__(self, message: protocol.Attach) -> None:
         self.segment = AttachedSegment.attach(message.name)
-        self.format = FORMATS[message.format]
-        self.matrix = MATRIX_NAMES[message.matrix]
-        self.value_range = RANGE_NAMES[message.value_range]
+        self.format = FrameFormat.from_code(message.format)
+        self.matrix = matrix_name(message.matrix)
+        self.value_range = range_name(message.value_range)
         self.width, self.height = message.width, message.height
         self.views = buffer_views(
             self.segment.buf, message.width, message.height, message.buffers, self.format

@@ -251,6 +251,10 @@ class LayerStack:
             column.setflags(write=False)
         return stack
 
+    def reads_memory_of(self, array: np.ndarray) -> bool:
+        """Some layer's buffer may overlap ``array`` (writing it would change what is read)."""
+        return any(np.may_share_memory(array, buffer) for buffer in self._buffers)
+
     def __setattr__(self, name: str, value: object) -> None:
         if hasattr(self, "_buffers"):
             raise AttributeError("a LayerStack is immutable; prepare a new one")

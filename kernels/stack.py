@@ -89,12 +89,11 @@ def composite_stack(
             f"not for this {width}x{height} frame"
         )
     y0, y1 = check_rows(rows, height)
-    for buffer in stack._buffers:
-        if np.may_share_memory(frame, buffer):
-            raise ValueError(
-                "the frame shares memory with one of its layers; the kernel would read pixels "
-                "it has already overwritten (composite into another frame, or copy the layer)"
-            )
+    if stack.reads_memory_of(frame):
+        raise ValueError(
+            "the frame shares memory with one of its layers; the kernel would read pixels "
+            "it has already overwritten (composite into another frame, or copy the layer)"
+        )
     scratch_address, band_rows = 0, DELIVER_BAND_ROWS
     if not write_frame:
         if deliver is None or not clear:
@@ -111,13 +110,11 @@ def composite_stack(
             raise ValueError(
                 "write_frame=False needs a delivery into another buffer than the frame"
             )
-        if out_code != NO_DELIVERY:
-            for buffer in stack._buffers:
-                if np.may_share_memory(deliver.out, buffer):
-                    raise ValueError(
-                        "the delivery's out shares memory with one of the layers; the kernel "
-                        "would overwrite pixels it has still to read"
-                    )
+        if out_code != NO_DELIVERY and stack.reads_memory_of(deliver.out):
+            raise ValueError(
+                "the delivery's out shares memory with one of the layers; the kernel "
+                "would overwrite pixels it has still to read"
+            )
     composite_stack_kernel(
         frame.ctypes.data,
         width,

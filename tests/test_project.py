@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import pathlib
 import re
 import subprocess
@@ -75,3 +76,40 @@ def test_the_wheel_installs_framering_and_nothing_else_at_the_top(tmp_path: path
     (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")] or [None]
     if top_level is not None:
         assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["framering"]
+
+
+def _own_attributes(cls: ast.ClassDef) -> set[str]:
+    """Underscored attributes a class gives itself: ``self._x = ...``, annotations, slots."""
+    names: set[str] = set()
+    for node in ast.walk(cls):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            if isinstance(node.value, ast.Name) and node.value.id == "self":
+                names.add(node.attr)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)  # __slots__ entries
+    return names
+
+
+def test_no_module_reaches_into_another_objects_underscored_attributes() -> None:
+    reaches = []
+    for folder in ("engine", "kernels", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            allowed_in: dict[int, set[str]] = {}
+            for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+                own = _own_attributes(cls)
+                for node in ast.walk(cls):
+                    allowed_in[id(node)] = own
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+                    continue
+                if node.attr.startswith("__") or ast.unparse(node) == "os._exit":
+                    continue
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    continue
+                if node.attr in allowed_in.get(id(node), set()):
+                    continue  # the class's own attribute, e.g. on an instance it builds
+                reaches.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert not reaches, "\n".join(reaches)
