@@ -145,16 +145,19 @@ class Engine:
         """
         if not self._lifetime.begin_close():
             return  # closed already, or this is a forked child: not ours to close
+        stopped = False
         try:  # each step is safe to repeat: a close that was interrupted is finished by the next
             self._pool.stop()
+            stopped = True
         finally:
             try:
                 self._jobs.close()  # every frame and transform still waited for: closed
             finally:
                 self._registry.discard_all()
                 self._frames.close()
-                self._lifetime.closed_fully()
-                forget_at_exit(self)
+                if stopped:  # else the next close (or the one at exit) stops the workers
+                    self._lifetime.closed_fully()
+                    forget_at_exit(self)
 
     # ------------------------------------------------------------------ sources
     def upload(self, pixels: np.ndarray, *, opaque: bool | None = None) -> Source:

@@ -17,6 +17,7 @@ import selectors
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -34,6 +35,25 @@ MAX_WORKERS: Final = 256
 def physical_cores() -> int:
     """Physical cores of this machine (psutil), at least 1."""
     return max(1, psutil.cpu_count(logical=False) or psutil.cpu_count() or 1)
+
+
+_spawned: weakref.WeakSet[multiprocessing.process.BaseProcess] = weakref.WeakSet()
+
+
+def _forget_workers_in_a_fork() -> None:
+    """In an ``os.fork()`` child: the parent's workers are not its children.
+
+    The child inherits multiprocessing's set of the parent's child processes, and at its exit
+    multiprocessing would terminate the daemonic ones (our workers) and join the rest. Taking
+    them off the child's copy of the set is the only way to stop that: there is no public
+    call for it.
+    """
+    children = getattr(multiprocessing.process, "_children", None)
+    if isinstance(children, set):
+        children.difference_update(_spawned)
+
+
+os.register_at_fork(after_in_child=_forget_workers_in_a_fork)
 
 
 class WorkerState(enum.Enum):
@@ -77,6 +97,7 @@ class WorkerHandle:
             daemon=True,
         )
         process.start()
+        _spawned.add(process)
         child_end.close()
         return cls(index, process, parent_end)
 
