@@ -1,0 +1,167 @@
+"""Ctrl-C at the worst moments, and os.fork(): the engine and its pool agree on every task's
+fate, nothing started outlives an interrupted start, and a close finishes however it is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from framering import Engine, Layer, protocol, shm
+from framering.pool import WorkerPool
+from framering.workers import WorkerHandle
+from tests.waiting import wait_until
+
+W, H = 64, 36
+
+
+def solid(eng: Engine, red: int, green: int) -> object:
+    pixels = np.zeros((H, W, 4), np.uint8)
+    pixels[...] = (red, green, 0, 255)
+    return eng.upload(pixels, opaque=True)
+
+
+def worker_processes() -> list[psutil.Process]:
+    """Spawned framering workers that are children of this process."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_an_interrupt_after_a_render_reached_its_worker_leaves_the_frame_to_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Engine(W, H, slots=2, workers=1) as eng:
+        red, green = solid(eng, 255, 0), solid(eng, 0, 255)
+        send = Connection.send_bytes
+        render = protocol.encode_render(0, 0, 0, True, 0, 0, np.zeros(0, protocol.LAYER_RECORD))
+        fired: list[bool] = []
+
+        def send_then_interrupt(conn: Connection, data: bytes, *args: object) -> None:
+            send(conn, data, *args)  # the worker has the task now
+            caller = threading.current_thread() is threading.main_thread()
+            if caller and not fired and bytes(data[:4]) == render[:4]:
+                fired.append(True)
+                raise KeyboardInterrupt  # the signal lands just after the pipe write
+
+        monkeypatch.setattr(Connection, "send_bytes", send_then_interrupt)
+        slot = eng.acquire(timeout=10)
+        with pytest.raises(KeyboardInterrupt):
+            slot.submit([Layer(red)])
+        monkeypatch.undo()
+        assert fired
+        frame = slot.wait(timeout=30)  # the frame the worker made, not a failure
+        assert (frame[..., 0] == 255).all()
+        slot.release()
+        held = [eng.acquire(timeout=10) for _ in range(eng.slots)]  # the red slot again
+        for reused in held:
+            reused.submit([Layer(green)])
+        views = [reused.wait(timeout=30) for reused in held]
+        wait_until(lambda: eng.metrics().pending_tasks == 0, "idle")
+        assert all((view[..., 1] == 255).all() and (view[..., 0] == 0).all() for view in views)
+        metrics = eng.metrics()
+        assert metrics.frames_failed == 0 and metrics.retries == 0
+        for reused in held:
+            reused.release()
+
+
+def test_an_interrupted_start_leaves_no_manager_thread_and_no_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spawn = WorkerHandle.spawn
+    spawned: list[WorkerHandle] = []
+
+    def spawn_then_interrupt(*args: object, **kwargs: object) -> WorkerHandle:
+        if spawned:
+            raise KeyboardInterrupt  # Ctrl-C while the second worker starts
+        spawned.append(spawn(*args, **kwargs))  # type: ignore[arg-type]
+        return spawned[-1]
+
+    monkeypatch.setattr(WorkerHandle, "spawn", spawn_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        Engine(W, H, slots=2, workers=2)
+    assert spawned
+    assert not [t for t in threading.enumerate() if t.name == "framering-manager"]
+    assert not spawned[0].process.is_alive()
+    wait_until(lambda: not worker_processes(), "gone: a worker outlived the start")
+
+
+def test_an_interrupted_close_unlinks_everything_and_the_next_close_stops_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    eng = Engine(W, H, slots=2, workers=1)
+    solid(eng, 1, 2)
+    pids = eng.worker_pids()
+
+    def interrupted(pool: WorkerPool) -> list[object]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(WorkerPool, "stop", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        eng.close()
+    assert not [name for name in shm.list_segments() if eng.token in name]
+    monkeypatch.undo()
+    eng.close()  # finishes the job
+    wait_until(lambda: not any(shm.pid_alive(pid) for pid in pids), "stopped")
+    eng.close()  # and then does nothing
+
+
+FORK = textwrap.dedent(
+    """
+    import json, os, sys
+    import numpy as np
+    from framering import Engine, ForeignProcessError, Layer
+
+    if __name__ == "__main__":
+        eng = Engine(32, 16, slots=2, workers=1)
+        red = eng.upload(np.full((16, 32, 4), 255, np.uint8))
+        workers = eng.worker_pids()
+        child = os.fork()
+        if child == 0:
+            try:
+                eng.render([Layer(red)])
+                code = 3
+            except ForeignProcessError:
+                code = 0
+            sys.exit(code)  # atexit runs here: it must not touch the parent's workers
+        _, status = os.waitpid(child, 0)
+        frame = eng.render([Layer(red)])
+        result = {
+            "child": os.waitstatus_to_exitcode(status),
+            "pixel": int(frame[0, 0, 0]),
+            "same_workers": eng.worker_pids() == workers,
+            "restarts": eng.metrics().worker_restarts,
+        }
+        eng.close()
+        print(json.dumps(result), flush=True)
+    """
+)
+
+
+def test_a_forked_child_cannot_use_the_engine_and_leaves_the_parents_workers_alone(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "fork.py"
+    script.write_text(FORK)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    run = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Error" not in run.stderr, run.stderr[-2000:]  # no AssertionError at the child's exit
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == {"child": 0, "pixel": 255, "same_workers": True, "restarts": 0}
