@@ -138,11 +138,10 @@ class FrameJob(_Job):
 
     def task_failed(self, task: Task, cause: str) -> None:
         if self._claim_end():
-            failure = self._lifetime.ended_early("the frame") or frame_failed(
-                self._slot, cause, task.attempts
-            )
-            self._let_go(self._slot, failure, 0)
-            self._recorder.failed()
+            early = self._lifetime.ended_early("the frame")
+            self._let_go(self._slot, early or frame_failed(self._slot, cause, task.attempts), 0)
+            if early is None:
+                self._recorder.failed()
 
 
 class TransformJob(_Job):

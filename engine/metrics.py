@@ -33,7 +33,7 @@ class WorkerMetrics:
     state: str
     """``starting``, ``ready``, ``dead`` or ``stopped``."""
     frames_done: int
-    """Tasks this process completed."""
+    """Tasks (frames and transforms) this process completed."""
     inflight: int
     """Tasks sent to this process and not finished yet."""
     rss_bytes: int | None
@@ -52,15 +52,16 @@ class Metrics:
     busy_workers: int
     """Workers holding at least one task."""
     pending_tasks: int
-    """Frames submitted and not finished: queued in the parent plus held by workers."""
+    """Tasks (frames and transforms) submitted and not finished: queued in the parent plus
+    held by workers."""
     queued_tasks: int
-    """Frames submitted and waiting in the parent for a worker with room."""
+    """Tasks waiting in the parent for a worker with room."""
     frames_completed: int
     """Frames finished successfully since the engine started."""
     frames_failed: int
-    """Frames that failed every attempt."""
+    """Frames that failed every attempt (not those cut short by ``close``)."""
     retries: int
-    """Frames sent again: the worker holding them died or hung, or answered with an error."""
+    """Tasks sent again: the worker holding them died or hung, or answered with an error."""
     worker_restarts: int
     """Workers started to replace dead ones."""
     average_processing_time: float

@@ -251,7 +251,10 @@ class WorkerPool:
                 head = next(iter(worker.inflight.values()))
                 if now < worker.head_since + head.deadline_s:
                     continue
-                worker.kill_reason = f"exceeded its deadline of {head.deadline_s:g} s (hung?)"
+                worker.kill_reason = (
+                    f"worker {worker.index} exceeded the deadline of {head.deadline_s:g} s "
+                    f"(hung?) and was killed"
+                )
                 overdue.append(worker)
         for worker in overdue:
             worker.kill()
@@ -334,7 +337,7 @@ class WorkerPool:
             worker.kill_reason or f"worker {worker.index} {describe_exit(worker.process.exitcode)}"
         )
         failed: list[Task] = []
-        replace = False
+        replace = became_broken = False
         with self._ready:
             if worker.state in (WorkerState.DEAD, WorkerState.STOPPED):
                 return
@@ -356,13 +359,16 @@ class WorkerPool:
                 if died_starting:
                     self._start_failures += 1
                 if self._start_failures >= MAX_START_FAILURES:
+                    became_broken = self._broken is None
                     self._broken = start_failure_reason(self._start_failures, worker)
                     failed += self._scheduler.take_all()
                 else:
                     replace = True
+            sends = self._scheduler.assign(self._workers)  # retries go to a live worker now
             self._ready.notify_all()
         worker.conn.close()
-        if self._broken is not None and not self._closing:
+        self._send_all(sends)
+        if became_broken:
             log.error("engine broken: %s", self._broken)
         elif replace:
             retried = len(orphans) - len(failed)

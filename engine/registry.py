@@ -19,7 +19,12 @@ from typing import Final, Literal
 
 import numpy as np
 
-from framering.errors import ForeignObjectError, InvalidTypeError, InvalidValueError
+from framering.errors import (
+    ForeignObjectError,
+    InvalidTypeError,
+    InvalidValueError,
+    SourceBusyError,
+)
 from framering.kernels import FrameFormat, is_opaque
 from framering.kernels.codes import LAYER_FRAME, LAYER_OPAQUE, matrix_code, range_code
 from framering.kernels.transform import Transform
@@ -175,6 +180,12 @@ class SourceRegistry:
                 f"free() takes a Source or LiveSource, not {type(source).__name__}"
             )
         source.check_owner(self._token)
+        with self._lock:
+            users = [s for s in self._sources.values() if getattr(s, "fallback", None) is source]
+        if users:
+            raise SourceBusyError(
+                f"{source!r} is the fallback of {users[0]!r}: free the live source first"
+            )
         source.free(timeout)
         with self._lock:
             self._sources.pop(source.id, None)

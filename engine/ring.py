@@ -30,10 +30,12 @@ shares a page, let alone a cache line, with another slot that a different worker
 Slot states, all written by the parent::
 
     FREE --acquire--> ACQUIRED --submit--> QUEUED --dispatch--> RENDERING --+--> DONE
-      ^                                       ^                            |      |
-      |                                       +-- retry (worker died or ---+      |
-      |                                           answered FAILED)               |
-      +------------------------------ release -----------------------------+--- FAILED
+     ^ ^                  |                  ^  |                          |      |
+     | +--- release ------+                  |  +-- refused, closed ---+   |      |
+     |    (nothing submitted)                +-- retry (worker died or |---+      |
+     |                                           answered FAILED)      v          |
+     +------------------------------- release ---------------------- FAILED <-----+
+                                                                  (no attempt left)
 
 Workers read the table only to check that a task still owns its slot before writing into it.
 """

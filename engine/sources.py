@@ -100,6 +100,8 @@ class _SharedPicture:
         Returns the buffer's index and the version of the picture it holds.
         """
         with self._changed:
+            if self._freed:  # freed between the frame's validation and now
+                raise ForeignObjectError(f"{self!r} was freed")
             buffer = self._latest
             self._pins[buffer] += 1
             return buffer, self._versions[buffer]

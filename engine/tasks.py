@@ -46,8 +46,9 @@ class Task:
 
     id: int
     deadline_s: float
-    listener: TaskListener
     """Seconds a worker may hold the task before it is taken as hung and killed."""
+    listener: TaskListener
+    """The task's job: told when it is dispatched, requeued, done or failed."""
     attempts: int = 0
     """Times the task was dispatched (the one in flight included)."""
     submitted_ns: int = field(default_factory=time.perf_counter_ns)

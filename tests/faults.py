@@ -77,3 +77,13 @@ def install_in_transforms(kind: str, marker_dir: str, scope: str = "once") -> No
 def refuse_to_start(message: str) -> None:
     """An initializer that fails the way a missing device or licence would."""
     raise RuntimeError(message)
+
+
+def slow_replacements(marker_dir: str, first: int) -> None:
+    """An initializer: the first ``first`` workers start at once, every later one (a
+    replacement) takes 10 s, as on a machine too loaded to spawn quickly."""
+    started = len(os.listdir(marker_dir))
+    with open(os.path.join(marker_dir, f"started-{os.getpid()}"), "w"):
+        pass
+    if started >= first:
+        time.sleep(10)

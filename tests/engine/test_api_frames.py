@@ -20,6 +20,7 @@ from framering import (
     Layer,
     SlotState,
     SlotStateError,
+    SourceBusyError,
     WaitTimeoutError,
 )
 from framering.kernels import BlendMode, FrameFormat, PixelLayer, composite_stack, convert_frame
@@ -283,3 +284,12 @@ def test_yuv_output_needs_even_sizes() -> None:
         Engine(W + 1, H, slots=1, workers=1, output="i420")
     with pytest.raises(InvalidValueError, match="output must be one of"):
         Engine(W, H, slots=1, workers=1, output="yuyv")
+
+
+def test_an_upload_cannot_be_freed_while_a_live_source_falls_back_on_it(eng: Engine) -> None:
+    still = eng.upload(np.full((8, 8, 4), 9, np.uint8))
+    camera = eng.live_source(8, 8, stall_timeout=0.01, fallback=still)
+    with pytest.raises(SourceBusyError, match="fallback"):
+        eng.free(still)
+    eng.free(camera)
+    eng.free(still)  # nothing falls back on it now

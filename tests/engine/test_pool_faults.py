@@ -82,7 +82,8 @@ def test_a_failure_once_costs_the_caller_nothing_but_latency(
         assert (metrics.worker_restarts >= 1) == replaced
         if kind != "startup":
             assert metrics.retries >= 1
-        assert metrics.active_workers == 2
+        # the retries did not wait for it, but the replacement comes: full strength again
+        wait_until(lambda: eng.metrics().active_workers == 2, "two workers again")
 
 
 # kind of failure, what the error must say
@@ -289,3 +290,32 @@ def test_sigkill_mid_frame_is_retried_on_a_live_worker() -> None:
         assert metrics.frames_failed == 0
         # the replacement serves frames too
         assert np.array_equal(eng.render(layers), expected)
+
+
+@pytest.mark.timing
+def test_a_dead_workers_frames_go_to_a_live_worker_without_waiting_for_its_replacement(
+    tmp_path: Path,
+) -> None:
+    with Engine(
+        1920,
+        1080,
+        slots=8,
+        workers=2,
+        initializer=faults.slow_replacements,
+        initargs=(str(tmp_path), 2),
+    ) as eng:
+        rng = np.random.default_rng(5)
+        big = eng.upload(rng.integers(0, 256, (1080, 1920, 4), dtype=np.uint8))
+        layers = [Layer(big, opacity=o) for o in (1.0, 0.7, 0.6, 0.5, 0.4, 0.3)]
+        expected = eng.render(layers)
+        slot = eng.acquire(timeout=5)
+        slot.submit(layers)  # one frame: the other worker stays idle
+        (holder,) = [w.pid for w in eng.metrics().workers if w.inflight]
+        os.kill(holder, signal.SIGKILL)
+        started = time.monotonic()
+        np.testing.assert_array_equal(slot.wait(timeout=60), expected)
+        slot.release()
+        assert time.monotonic() - started < 8  # the replacement sleeps 10 s before its hello
+        metrics = eng.metrics()
+        assert metrics.retries >= 1 and metrics.frames_failed == 0
+        assert metrics.active_workers == 1  # the replacement was still starting
