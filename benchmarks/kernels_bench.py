@@ -28,7 +28,7 @@ from framering.kernels.reference import composite_stack_reference, premultiplied
 from framering.kernels.workloads import WORKLOAD_NAMES, build
 
 from .baselines import pillow
-from .timing import machine, progress_done, timed_blocks
+from .timing import machine, machine_line, progress_done, timed_blocks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'workload':<15}{'kernel fps':>11}{'memcpy fps':>11}{'% memcpy':>9}{'target':>8}"
         f"{'pillow fps':>11}{'x pillow':>9}{'err':>5}"
     )
+    print(machine_line())
     print(header)
     print("-" * len(header))
     for r in records:

@@ -56,6 +56,27 @@ def progress_done() -> None:
     print(file=sys.stderr)
 
 
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC 9B14", "Intel(R) Xeon(R) Platinum 8481C CPU ..."):
+    figures differ between CPUs, so every run says which one it was measured on."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line() -> str:
+    """One line saying where a run was measured, printed with every benchmark."""
+    return (
+        f"machine: {cpu_model()}, {psutil.cpu_count(logical=False)} physical cores, "
+        f"{os.cpu_count()} logical CPUs, Python {platform.python_version()}"
+    )
+
+
 def machine() -> dict[str, object]:
     """Where the figures were measured."""
     versions = {}
@@ -68,6 +89,7 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
@@ -94,6 +116,7 @@ def report(
     started: float,
 ) -> None:
     """Print a run's table, target verdicts and notes; write them with ``data`` as JSON."""
+    print(machine_line())
     print(table)
     print()
     print(heading)

@@ -27,6 +27,7 @@ def test_framering_bench_writes_a_table_json_and_target_verdicts(
     throughput = [r for r in record["records"] if r["metric"] == "throughput"]
     assert all("max_error" in r for r in throughput if "memcpy" not in r["tool"])
     assert record["machine"]["versions"]["numpy"]
+    assert f"machine: {record['machine']['cpu_model']}" in printed  # which CPU, every run
 
 
 def test_framering_bench_formats_measures_every_format_and_transform(
@@ -35,6 +36,7 @@ def test_framering_bench_formats_measures_every_format_and_transform(
     assert main(["bench", "--formats", "--smoke", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "i420 delivery costs" in printed and "static scale area layer" in printed
+    assert "machine: " in printed
     (result,) = tmp_path.glob("formats-*.json")
     rows = json.loads(result.read_text())["rows"]
     variants = {(r["section"], r["variant"]) for r in rows}
