@@ -23,7 +23,7 @@ from framering.kernels import FrameFormat, warmup
 from framering.kernels.transform import Transform
 from framering.kernels.validate import MAX_SIDE
 from framering.layer import Layer
-from framering.lifetime import Lifetime, close_at_exit, forget_at_exit
+from framering.lifetime import Lifetime, close_at_exit, forget_at_exit, not_picklable
 from framering.metrics import Metrics, ProcessMemory, Recorder, snapshot
 from framering.pool import DEFAULT_MAX_ATTEMPTS, DEFAULT_START_TIMEOUT_S, WorkerPool
 from framering.registry import SourceRegistry
@@ -92,7 +92,13 @@ class Engine:
         )
         try:
             self._pool = WorkerPool(
-                ring.segment.name, workers, max_attempts, start_timeout, initializer, initargs
+                ring.segment.name,
+                ring.header,
+                workers,
+                max_attempts,
+                start_timeout,
+                initializer,
+                initargs,
             )
         except BaseException:
             ring.release_views()
@@ -107,6 +113,9 @@ class Engine:
             self._lifetime, self._frames, self._registry, self._pool, self._recorder, deadline
         )
         close_at_exit(self)
+
+    def __reduce__(self) -> str:
+        raise not_picklable(self)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.workers} workers"

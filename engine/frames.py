@@ -68,6 +68,7 @@ class FrameTable:
         self._lock = threading.Condition()
         self._sequence = itertools.count(1)
         self._free: deque[int] = deque(range(ring.slots))
+        self._waiting: deque[object] = deque()  # blocked acquirers, in the order they came
         self._held: dict[int, tuple[FrameSlot, FrameRecord]] = {}
         self._bridge: AsyncBridge | None = None
 
@@ -77,28 +78,45 @@ class FrameTable:
 
     # ------------------------------------------------------------------ taking and giving back
     def try_acquire(self) -> FrameSlot | None:
-        """A free slot, or None if every slot is busy (never blocks)."""
+        """A free slot, or None if every slot is busy or promised to a waiting ``acquire``
+        (never blocks)."""
         with self._lock:
             self._lifetime.check_open()
-            return self._take()
+            return None if self._waiting else self._take()
 
     def acquire(self, timeout: float | None = None) -> FrameSlot:
-        """A free slot; blocks while every slot is in flight or held (see ``Engine.acquire``)."""
+        """A free slot; blocks while every slot is in flight or held (see ``Engine.acquire``).
+
+        Waiters are served in the order they came (first come, first served): however many
+        threads share the ring, none is starved by the others' quicker re-acquires."""
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while True:
-                self._lifetime.check_open()
-                slot = self._take()
-                if slot is not None:
-                    return slot
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise AcquireTimeoutError(
-                        f"all {self.slots} slots stayed busy for {timeout} s: frames are not "
-                        f"released, or are asked for faster than the workers composite them"
-                    )
-                self._lock.wait(remaining)
+            self._lifetime.check_open()
+            if not self._waiting and self._free:
+                return self._take()  # type: ignore[return-value]
+            turn = object()
+            self._waiting.append(turn)
+            try:
+                while True:
+                    self._lifetime.check_open()
+                    if self._waiting[0] is turn and self._free:
+                        self._waiting.popleft()
+                        if self._waiting and len(self._free) > 1:
+                            self._lock.notify_all()  # the next in line may go too
+                        return self._take()  # type: ignore[return-value]
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise AcquireTimeoutError(
+                            f"all {self.slots} slots stayed busy for {timeout} s: frames are "
+                            f"not released, or are asked for faster than the workers "
+                            f"composite them"
+                        )
+                    self._lock.wait(remaining)
+            finally:
+                if turn in self._waiting:  # timed out, interrupted or closed: leave the line
+                    self._waiting.remove(turn)
+                    self._lock.notify_all()
 
     async def acquire_async(self, timeout: float | None = None) -> FrameSlot:
         """:meth:`acquire` for asyncio: awaits a free slot without blocking the loop."""
@@ -118,7 +136,9 @@ class FrameTable:
 
     async def until_free(self) -> None:
         """Return once a slot is free or the engine closed (for asyncio drivers)."""
-        await self.bridge().wait_for(lambda: bool(self._free) or self._lifetime.closed)
+        await self.bridge().wait_for(
+            lambda: (bool(self._free) and not self._waiting) or self._lifetime.closed
+        )
 
     def _take(self) -> FrameSlot | None:
         """Lock held."""

@@ -20,6 +20,15 @@ from typing import Protocol
 from framering.errors import EngineBrokenError, EngineClosedError, ForeignProcessError
 
 
+def not_picklable(thing: object) -> TypeError:
+    """The error for pickling an engine or one of its objects: they live in one process."""
+    return TypeError(
+        f"{type(thing).__name__} cannot be pickled: it lives in the process that made its "
+        f"engine (threads, pipes, shared memory). Send pixels or layer parameters to another "
+        f"process, and make an engine there"
+    )
+
+
 class Closable(Protocol):
     def close(self) -> None: ...
 

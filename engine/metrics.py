@@ -15,7 +15,7 @@ from typing import Final
 import numpy as np
 import psutil
 
-from framering.pool import PoolSnapshot
+from framering.workers import PoolSnapshot
 
 # Completed frames whose timings feed the percentiles: about 17 s at 60 fps. Long enough for a
 # stable p99, short enough that a snapshot describes the stream now, not an hour ago.
@@ -223,15 +223,15 @@ def snapshot(
         frames_completed=recorder.frames_completed,
         frames_failed=recorder.frames_failed,
         retries=pool.retries,
-        worker_restarts=pool.restarts,
+        worker_restarts=pool.counters.restarts,
         ring_slots=ring_slots,
         ring_in_use=ring_in_use,
         shm_bytes=shm_bytes,
         sources=sources,
-        ipc_bytes_sent=pool.bytes_sent,
-        ipc_bytes_received=pool.bytes_received,
-        protocol_errors=pool.protocol_errors,
-        stale_replies=pool.stale_replies,
+        ipc_bytes_sent=pool.counters.bytes_sent,
+        ipc_bytes_received=pool.counters.bytes_received,
+        protocol_errors=pool.counters.protocol_errors,
+        stale_replies=pool.counters.stale_replies,
         workers=workers,
         **recorder.timings(),
     )

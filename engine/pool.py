@@ -25,6 +25,7 @@ replacement process starts, so that no upload can miss the new worker). At most
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import threading
@@ -35,11 +36,13 @@ from typing import Any, Final
 
 from framering import protocol
 from framering.errors import EngineBrokenError, EngineClosedError, InvalidTypeError
+from framering.ring import RingHeader
 from framering.scheduler import FifoScheduler
 from framering.tasks import Task
 from framering.validation import positive_int, positive_seconds
 from framering.workers import (
     MAX_WORKERS,
+    PoolCounters,
     PoolSnapshot,
     WorkerHandle,
     WorkerSnapshot,
@@ -47,6 +50,7 @@ from framering.workers import (
     WorkerWatch,
     describe_exit,
     last_line,
+    next_deadline_in,
     physical_cores,
     start_failure_reason,
 )
@@ -72,6 +76,7 @@ class WorkerPool:
     def __init__(
         self,
         ring_name: str,
+        ring_header: RingHeader,
         workers: int | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         start_timeout: float = DEFAULT_START_TIMEOUT_S,
@@ -88,6 +93,7 @@ class WorkerPool:
         if initializer is not None and not callable(initializer):
             raise InvalidTypeError("initializer must be callable")
         self._ring_name = ring_name
+        self._ring_header = ring_header
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._context = multiprocessing.get_context("spawn")
@@ -96,11 +102,7 @@ class WorkerPool:
         self._scheduler = FifoScheduler(max_attempts)
         self._attach_messages: dict[int, bytes] = {}  # by source id: replayed to replacements
         self._start_failures = 0
-        self._restarts = 0
-        self._bytes_sent = 0
-        self._bytes_received = 0
-        self._protocol_error_count = 0
-        self._stale_replies = 0
+        self._counters = PoolCounters()
         self._closing = False
         self._generation = 0  # bumped whenever a worker is added, dies or stops
         self._broken: str | None = None
@@ -136,7 +138,12 @@ class WorkerPool:
     def _spawn(self, index: int) -> WorkerHandle:
         """Start a worker process (the caller registers it, then sends it every ATTACH)."""
         return WorkerHandle.spawn(
-            self._context, index, self._ring_name, self._initializer, self._initargs
+            self._context,
+            index,
+            self._ring_name,
+            self._ring_header,
+            self._initializer,
+            self._initargs,
         )
 
     def _send(self, worker: WorkerHandle, data: bytes) -> bool:
@@ -144,7 +151,7 @@ class WorkerPool:
         if not worker.send(data):
             return False
         with self._lock:
-            self._bytes_sent += len(data)
+            self._counters.bytes_sent += len(data)
         return True
 
     def _broadcast(self, data: bytes) -> None:
@@ -220,7 +227,7 @@ class WorkerPool:
                 live = [w for w in self._workers if w.live]
                 if self._closing and not live:
                     return
-                timeout = self._next_deadline_in(live)
+                timeout = next_deadline_in(live, IDLE_WAIT_S)
             if generation != self._generation:
                 generation = self._generation
                 self._watch.watch(live)
@@ -232,60 +239,24 @@ class WorkerPool:
                 self._on_death(worker)
             self._kill_overdue(live)
 
-    def _next_deadline_in(self, live: list[WorkerHandle]) -> float:
-        now = time.monotonic()
-        timeout = IDLE_WAIT_S
-        for worker in live:
-            if worker.inflight:
-                head = next(iter(worker.inflight.values()))
-                timeout = min(timeout, worker.head_since + head.deadline_s - now)
-        return max(timeout, 0.0)
-
     def _kill_overdue(self, live: list[WorkerHandle]) -> None:
-        now = time.monotonic()
-        overdue = []
         with self._lock:
-            for worker in live:
-                if not worker.inflight or worker.kill_reason is not None:
-                    continue
-                head = next(iter(worker.inflight.values()))
-                if now < worker.head_since + head.deadline_s:
-                    continue
-                worker.kill_reason = (
-                    f"worker {worker.index} exceeded the deadline of {head.deadline_s:g} s "
-                    f"(hung?) and was killed"
-                )
-                overdue.append(worker)
+            overdue = [worker for worker in live if worker.overdue(time.monotonic())]
         for worker in overdue:
             worker.kill()
 
     def _drain(self, worker: WorkerHandle, *, all_pending: bool = False) -> None:
-        """Read one message (the selector said there is one), or all of them before a death.
-
-        One at a time on the hot path: asking ``poll()`` whether there is more costs a system
-        call per frame, and the level-triggered selector reports any rest at once anyway.
-        """
-        while True:
-            try:
-                if all_pending and not worker.conn.poll():
-                    return
-                data = worker.conn.recv_bytes()
-            except (EOFError, OSError):
-                return
+        """Handle one message (the watch said there is one), or all of them before a death."""
+        for data in worker.receive(all_pending):
             with self._lock:
-                self._bytes_received += len(data)
+                self._counters.bytes_received += len(data)
             try:
                 message = protocol.decode(data)
             except protocol.ProtocolError:
-                self._count_protocol_error()
+                with self._lock:
+                    self._counters.protocol_errors += 1
                 continue
             self._handle(worker, message)
-            if not all_pending:
-                return
-
-    def _count_protocol_error(self) -> None:
-        with self._lock:
-            self._protocol_error_count += 1
 
     def _handle(self, worker: WorkerHandle, message: protocol.Message) -> None:
         if isinstance(message, protocol.Hello):
@@ -301,7 +272,7 @@ class WorkerPool:
             with self._lock:
                 task = worker.inflight.get(message.task)
                 if task is None or task.attempts != message.attempt:
-                    self._stale_replies += 1  # an attempt this worker no longer holds
+                    self._counters.stale_replies += 1  # an attempt this worker no longer holds
                     return
                 del worker.inflight[message.task]
                 worker.head_since = time.monotonic()
@@ -327,7 +298,7 @@ class WorkerPool:
             self._send_all(sends)
         elif isinstance(message, protocol.Error):
             with self._lock:
-                self._protocol_error_count += 1
+                self._counters.protocol_errors += 1
                 worker.last_error = message.text
             log.warning("worker %d reports: %s", worker.index, message.text.rstrip())
 
@@ -366,7 +337,8 @@ class WorkerPool:
                     replace = True
             sends = self._scheduler.assign(self._workers)  # retries go to a live worker now
             self._ready.notify_all()
-        worker.conn.close()
+        if not self._closing:  # else stop() releases it, after its own join
+            worker.release()
         self._send_all(sends)
         if became_broken:
             log.error("engine broken: %s", self._broken)
@@ -380,7 +352,7 @@ class WorkerPool:
                 replacement = self._spawn(worker.index)
                 self._workers[self._workers.index(worker)] = replacement
                 self._generation += 1
-                self._restarts += 1
+                self._counters.restarts += 1
                 attaches = list(self._attach_messages.values())
             for attach in attaches:
                 self._send(replacement, attach)
@@ -399,10 +371,7 @@ class WorkerPool:
                 self._send(worker, protocol.encode_stop())
         deadline = time.monotonic() + STOP_GRACE_S
         for worker in workers:
-            worker.process.join(max(0.0, deadline - time.monotonic()))
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(1.0)
+            worker.join_or_kill(deadline)
         self._watch.wake()
         if self._manager.is_alive() and threading.current_thread() is not self._manager:
             self._manager.join(5.0)
@@ -414,7 +383,7 @@ class WorkerPool:
                     worker.state = WorkerState.STOPPED
             self._generation += 1
         for worker in workers:
-            worker.conn.close()
+            worker.release()
         self._watch.close()
         return unfinished
 
@@ -431,12 +400,8 @@ class WorkerPool:
                 ),
                 queued=len(self._scheduler),
                 inflight=sum(len(w.inflight) for w in self._workers),
-                restarts=self._restarts,
                 retries=self._scheduler.retries,
-                bytes_sent=self._bytes_sent,
-                bytes_received=self._bytes_received,
-                protocol_errors=self._protocol_error_count,
-                stale_replies=self._stale_replies,
+                counters=dataclasses.replace(self._counters),
             )
 
     @property

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 
@@ -89,17 +89,41 @@ def ring_bytes(
     return pixels + slots * stride, stride, pixels
 
 
+class RingHeader(NamedTuple):
+    """The ring's geometry as its header stores it (codes for the format, matrix, range)."""
+
+    width: int
+    height: int
+    slots: int
+    format: int
+    matrix: int
+    value_range: int
+    stride: int
+    pixels: int
+
+
 class FrameRing:
     """Typed views of a ring segment: its header, slot table and slot pixels."""
 
-    def __init__(self, segment: CreatedSegment | AttachedSegment) -> None:
+    def __init__(
+        self, segment: CreatedSegment | AttachedSegment, expected: RingHeader | None = None
+    ) -> None:
         self.segment = segment
         buf = segment.buf
-        magic, width, height, slots, fmt, matrix, value_range, stride, pixels = _HEADER.unpack_from(
-            buf
-        )
+        if len(buf) < HEADER_BYTES:
+            raise ValueError(f"segment {segment.name} is too small to be a framering ring")
+        magic, *fields = _HEADER.unpack_from(buf)
         if magic != MAGIC:
             raise ValueError(f"segment {segment.name} is not a framering ring")
+        self.header = RingHeader(*fields)
+        if expected is not None and self.header != expected:
+            raise ValueError(
+                f"the header of ring {segment.name} says {self.header}, but the engine made "
+                f"{expected}: something overwrote it, and its views would be wrong"
+            )
+        width, height, slots, fmt, matrix, value_range, stride, pixels = self.header
+        if len(buf) < pixels + slots * stride:
+            raise ValueError(f"ring {segment.name} is smaller than its header says")
         self.width: int = width
         self.height: int = height
         self.slots: int = slots
@@ -160,8 +184,10 @@ class FrameRing:
         return cls(segment)
 
     @classmethod
-    def attach(cls, name: str) -> FrameRing:
-        return cls(AttachedSegment.attach(name))
+    def attach(cls, name: str, expected: RingHeader | None = None) -> FrameRing:
+        """Map a ring made elsewhere; with ``expected`` (what the engine made, sent to each
+        worker at its start), refuse a header that disagrees."""
+        return cls(AttachedSegment.attach(name), expected)
 
     def frame(self, slot: int) -> np.ndarray:
         """The (height, width, 4) uint8 RGBA view a slot is composited into (no copy)."""

@@ -16,6 +16,7 @@ from framering.errors import (
     SlotStateError,
     WaitTimeoutError,
 )
+from framering.lifetime import not_picklable
 from framering.ring import SlotState
 from framering.validation import check_timeout
 
@@ -56,6 +57,9 @@ class FrameSlot:
         self.sequence = sequence
         """Frame sequence number, unique per engine, increasing with every acquire."""
 
+    def __reduce__(self) -> str:
+        raise not_picklable(self)
+
     def __repr__(self) -> str:
         if self._record.released:
             state = "released"
@@ -85,6 +89,12 @@ class FrameSlot:
         """Nanoseconds the worker spent on the frame: its transforms, conversions and the
         compositing kernel (not the trip through the pipes)."""
         return self._record.worker_ns
+
+    @property
+    def failed(self) -> bool:
+        """True once the frame failed (every attempt, or the engine closed): :meth:`wait`
+        raises why."""
+        return self._record.done.is_set() and self._record.failure is not None
 
     @property
     def released(self) -> bool:

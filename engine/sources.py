@@ -12,6 +12,7 @@ page boundary (``buffer_stride``). Workers attach to it once and read layers str
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +21,14 @@ from typing import Final
 
 import numpy as np
 
-from framering.errors import EngineClosedError, ForeignObjectError, SourceBusyError
+from framering.errors import (
+    EngineClosedError,
+    ForeignObjectError,
+    ForeignProcessError,
+    SourceBusyError,
+)
 from framering.kernels import FrameFormat
+from framering.lifetime import not_picklable
 from framering.ring import PAGE
 from framering.shm import CreatedSegment
 from framering.validation import check_timeout
@@ -79,6 +86,10 @@ class _SharedPicture:
         self._latest = 0
         self._freed = False
         self._changed = threading.Condition(threading.Lock())  # never re-entered
+        self._owner_pid = os.getpid()
+
+    def __reduce__(self) -> str:
+        raise not_picklable(self)
 
     @property
     def segment_name(self) -> str:
@@ -237,22 +248,27 @@ class LiveSource(_SharedPicture):
         Its shape is ``format``'s: (height, width, 4) for RGBA and BGRA, (height, width, 3)
         for RGB and BGR, (height * 3 / 2, width) for I420 and NV12 (as OpenCV lays them out).
 
-        Blocks only while every other buffer is pinned by a frame in flight; raises
-        :class:`SourceBusyError` after ``timeout`` seconds.
+        Blocks while another thread writes a picture (one ``write()`` at a time) or every
+        other buffer is pinned by a frame in flight; raises :class:`SourceBusyError` after
+        ``timeout`` seconds.
         """
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
+        if os.getpid() != self._owner_pid:
+            raise ForeignProcessError(f"{self!r} belongs to process {self._owner_pid}")
         with self._changed:
-            if self._writing is not None:
-                raise SourceBusyError(f"{self!r} is already being written")
             while True:
                 if self._freed:
                     raise EngineClosedError(f"{self!r} was freed or its engine closed")
-                buffer = self._free_buffer()
+                buffer = None if self._writing is not None else self._free_buffer()
                 if buffer is not None:
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    if self._writing is not None:
+                        raise SourceBusyError(
+                            f"{self!r} stayed being written by another thread for {timeout} s"
+                        )
                     raise SourceBusyError(
                         f"every buffer of {self!r} stayed pinned by frames in flight for "
                         f"{timeout} s; submit fewer frames at once or use more buffers"
@@ -265,6 +281,7 @@ class LiveSource(_SharedPicture):
         except BaseException:
             with self._changed:
                 self._writing = None
+                self._changed.notify_all()  # a writer waiting for its turn
             raise
         with self._changed:
             self._writing = None

@@ -12,6 +12,11 @@ clock. When a frame is not finished by its tick, the policy decides:
 - ``block``: wait for the late frame and shift the clock by the delay (nothing is lost, the
   stream runs slower).
 
+A frame that failed every attempt (``FrameFailedError``) is handled like a late one under
+``drop`` and ``repeat``: its tick is dropped (or shows the previous frame), it counts in
+``frames_failed`` and ``stream_dropped`` (or ``stream_repeated``), and the stream goes on.
+Under ``block``, which promises every frame, the error is raised.
+
 A yielded :class:`StreamFrame`'s pixels are a view into shared memory, valid until the next
 frame is requested: encode or copy it before asking for the next.
 """
@@ -162,7 +167,12 @@ class StreamClock:
         """The frame for ``index`` missed its tick: apply the policy (not ``block``)."""
         self.recorder.stream_event("late")
         self.recent.append(time.perf_counter() - slot.submitted_ns / 1e9)  # and counting
-        slot.release()  # thrown away when it finishes
+        return self.missed(index, slot)
+
+    def missed(self, index: int, slot: FrameSlot) -> StreamFrame | None:
+        """No frame for ``index`` (late, or failed every attempt): drop the tick, or show
+        the previous frame again under ``repeat``; the stream goes on either way."""
+        slot.release()  # a late one is thrown away when it finishes
         if self.policy == "repeat" and self.previous is not None and self.previous_slot:
             self.recorder.stream_event("repeated")
             return self.deliver(index, self.previous_slot, repeated=True)
@@ -182,6 +192,8 @@ class StreamClock:
                 self.recorder.stream_event("late")
                 self.start += lag  # shift the clock
             return self.deliver(index, slot)
+        if slot.failed:  # counted in frames_failed; a live stream goes on without it
+            return self.missed(index, slot)
         if slot.done:
             return self.deliver(index, slot)
         return self.late(index, slot)

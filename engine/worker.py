@@ -40,7 +40,7 @@ from framering.kernels.codes import (
     range_name,
 )
 from framering.kernels.transform import Transform, TransformBuffers, TransformCache, apply_transform
-from framering.ring import FrameRing, SlotState
+from framering.ring import FrameRing, RingHeader, SlotState
 from framering.shm import AttachedSegment
 from framering.sources import buffer_views
 
@@ -95,10 +95,12 @@ class _AttachedSource:
 class Worker:
     """The state of one worker process: its ring, its attached sources, its pipe."""
 
-    def __init__(self, conn: Connection, ring_name: str, parent_pid: int) -> None:
+    def __init__(
+        self, conn: Connection, ring_name: str, ring_header: RingHeader | None, parent_pid: int
+    ) -> None:
         self.conn = conn
         self.parent_pid = parent_pid
-        self.ring = FrameRing.attach(ring_name)
+        self.ring = FrameRing.attach(ring_name, ring_header)
         self.sources: dict[int, _AttachedSource] = {}
         # Checked buffers per combination of pictures a frame used: a live loop reuses a
         # handful of them, so a frame's set-up is only its per-layer columns.
@@ -339,8 +341,10 @@ def worker_main(
     parent_pid: int,
     initializer: Callable[..., Any] | None = None,
     initargs: tuple[Any, ...] = (),
+    ring_header: RingHeader | None = None,
 ) -> None:
-    """Entry point of a worker process (the target given to ``Process``)."""
+    """Entry point of a worker process (the target given to ``Process``). ``ring_header`` is
+    the ring as the engine made it: a header that says otherwise is refused."""
     # Ctrl+C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One compositing thread per worker process: N workers must not oversubscribe N cores.
@@ -352,7 +356,7 @@ def worker_main(
         if initializer is not None:
             initializer(*initargs)
         warmup()  # loads the kernels from Numba's on-disk cache; the parent compiled them
-        worker = Worker(conn, ring_name, parent_pid)
+        worker = Worker(conn, ring_name, ring_header, parent_pid)
     except BaseException:
         # the parent keeps this text and names its last line when workers keep dying
         conn.send_bytes(protocol.encode_error(traceback.format_exc()))

@@ -18,13 +18,14 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
 import psutil
 
+from framering.ring import RingHeader
 from framering.tasks import Task
 from framering.worker import worker_main
 
@@ -77,6 +78,7 @@ class WorkerHandle:
     tasks_done: int = 0
     kill_reason: str | None = None
     last_error: str | None = None  # the text of its last ERROR (a start-up traceback...)
+    released: bool = False  # its pipe and process handle are closed
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -85,14 +87,16 @@ class WorkerHandle:
         context: multiprocessing.context.SpawnContext,
         index: int,
         ring_name: str,
+        ring_header: RingHeader,
         initializer: Callable[..., Any] | None,
         initargs: tuple[Any, ...],
     ) -> WorkerHandle:
-        """Start a worker process attached to the ring ``ring_name``."""
+        """Start a worker process attached to the ring ``ring_name`` (which must still have
+        the header ``ring_header``)."""
         parent_end, child_end = context.Pipe(duplex=True)
         process = context.Process(
             target=worker_main,
-            args=(child_end, ring_name, os.getpid(), initializer, initargs),
+            args=(child_end, ring_name, os.getpid(), initializer, initargs, ring_header),
             name=f"framering-worker-{index}",
             daemon=True,
         )
@@ -115,6 +119,59 @@ class WorkerHandle:
             return False
         return True
 
+    def receive(self, all_pending: bool) -> Iterator[bytes]:
+        """One message (the watch said there is one), or every one left before a death.
+
+        One at a time on the hot path: asking ``poll()`` whether there is more costs a system
+        call per frame, and the level-triggered watch reports any rest at once anyway.
+        """
+        while True:
+            try:
+                if all_pending and not self.conn.poll():
+                    return
+                data = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            yield data
+            if not all_pending:
+                return
+
+    def overdue(self, now: float) -> bool:
+        """Its oldest task is past its deadline (pool's lock held): records why it must die."""
+        if not self.inflight or self.kill_reason is not None:
+            return False
+        head = next(iter(self.inflight.values()))
+        if now < self.head_since + head.deadline_s:
+            return False
+        self.kill_reason = (
+            f"worker {self.index} exceeded the deadline of {head.deadline_s:g} s (hung?) and "
+            f"was killed"
+        )
+        return True
+
+    def join_or_kill(self, deadline: float) -> None:
+        """Wait for the process to exit until ``deadline`` (monotonic), then SIGKILL it."""
+        try:
+            self.process.join(max(0.0, deadline - time.monotonic()))
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(1.0)
+        except ValueError:
+            pass  # released meanwhile by the manager thread: it had exited
+
+    def release(self) -> None:
+        """Close its pipe and, once it exited, its process handle (the sentinel's fd would
+        otherwise wait for the cyclic garbage collector). Safe to call again."""
+        if self.released:
+            return
+        self.conn.close()
+        try:
+            if self.process.exitcode is not None:
+                self.process.close()
+                self.released = True
+        except ValueError:
+            self.released = True  # closed already
+
     def kill(self) -> None:
         try:
             self.process.kill()
@@ -134,6 +191,17 @@ class WorkerSnapshot:
     last_error: str | None
 
 
+@dataclass
+class PoolCounters:
+    """What the pool counts as it goes (changed under its lock)."""
+
+    restarts: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    protocol_errors: int = 0
+    stale_replies: int = 0
+
+
 @dataclass(frozen=True)
 class PoolSnapshot:
     """The pool's counters at one moment (what ``Engine.metrics`` reports)."""
@@ -141,12 +209,20 @@ class PoolSnapshot:
     workers: tuple[WorkerSnapshot, ...]
     queued: int
     inflight: int
-    restarts: int
     retries: int
-    bytes_sent: int
-    bytes_received: int
-    protocol_errors: int
-    stale_replies: int
+    counters: PoolCounters
+
+
+def next_deadline_in(live: list[WorkerHandle], idle: float) -> float:
+    """Seconds until the first deadline of the tasks the ``live`` workers hold (``idle`` when
+    none is nearer)."""
+    now = time.monotonic()
+    timeout = idle
+    for worker in live:
+        if worker.inflight:
+            head = next(iter(worker.inflight.values()))
+            timeout = min(timeout, worker.head_since + head.deadline_s - now)
+    return max(timeout, 0.0)
 
 
 def last_line(text: str | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from framering import (
     shm,
 )
 from framering.kernels import PixelLayer, composite_stack
+from framering.shm import AttachedSegment
 from tests import faults
 from tests.waiting import wait_until
 
@@ -319,3 +321,23 @@ def test_a_dead_workers_frames_go_to_a_live_worker_without_waiting_for_its_repla
         metrics = eng.metrics()
         assert metrics.retries >= 1 and metrics.frames_failed == 0
         assert metrics.active_workers == 1  # the replacement was still starting
+
+
+def test_a_replacement_worker_refuses_a_ring_header_that_was_overwritten() -> None:
+    with Engine(W, H, slots=2, workers=1) as eng:
+        (name,) = [n for n in shm.list_segments() if eng.token in n and n.endswith("-ring")]
+        segment = AttachedSegment.attach(name)
+        struct.pack_into("<I", segment.buf, 8, W // 2)  # another process halves the width
+        segment.close()
+        os.kill(eng.worker_pids()[0], signal.SIGKILL)
+
+        def broken() -> bool:
+            try:
+                eng.try_acquire()
+            except EngineBrokenError:
+                return True
+            return False
+
+        wait_until(broken, "broken: every replacement refuses the ring", timeout=120)
+        with pytest.raises(EngineBrokenError, match="the header of ring"):
+            eng.try_acquire()

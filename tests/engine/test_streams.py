@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from framering import Engine, Layer
+from tests import faults
 from tests.waiting import wait_until
 
 W, H = 64, 36
@@ -192,3 +194,33 @@ def test_bad_stream_arguments_are_refused_when_the_stream_is_made(eng: Engine) -
         eng.stream(lambda t, i: [], fps=0)
     with pytest.raises(ValueError, match="scene"):
         eng.stream("not callable")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("policy", ["drop", "repeat"])
+def test_a_frame_that_fails_every_attempt_costs_a_live_stream_one_tick(
+    tmp_path: Path, policy: str
+) -> None:
+    with Engine(
+        W,
+        H,
+        slots=4,
+        workers=1,
+        max_attempts=1,
+        initializer=faults.install,
+        initargs=("raise", str(tmp_path), "marked"),
+    ) as engine:
+        sources = numbered(engine, 20)
+
+        def scene(t: float, index: int) -> list[Layer]:
+            opacity = faults.MARK if index == 5 else 1.0  # frame 5 fails in the worker
+            return [Layer(sources[index], opacity=opacity)]
+
+        frames = list(engine.stream(scene, fps=60, frames=20, policy=policy))
+        metrics = engine.metrics()
+    assert metrics.frames_failed == 1
+    shown = [f.index for f in frames if not f.repeated]
+    assert 5 not in shown and shown[-1] == 19  # the stream went on to its end
+    if policy == "repeat":
+        assert metrics.stream_repeated >= 1
+    else:
+        assert metrics.stream_dropped >= 1
