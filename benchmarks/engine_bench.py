@@ -518,7 +518,9 @@ def plots(out: Results, plan: Plan, folder: Path, stamp: str) -> list[Path]:
         out.notes.append("plots skipped: matplotlib is not installed (pip install '.[bench]')")
         return []
     written = []
-    workloads = sorted({str(r["workload"]) for r in out.records})
+    # a panel for each workload whose throughput was measured (the overload stream runs
+    # stress-4k even in the quick run, which measures no throughput of it)
+    workloads = sorted({str(r["workload"]) for r in out.records if r["tool"] == "framering engine"})
     fig, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4.5), squeeze=False)
     for ax, name in zip(axes[0], workloads, strict=True):
         ns = list(range(1, plan.workers + 1))

@@ -16,6 +16,9 @@ same run (RGBA delivery, the unscaled camera layer, the RGBA camera):
    unscaled camera); "live" is a live source published every frame (transformed every frame).
 3. **Input formats**: the camera as a live source in rgba, bgra, rgb, bgr, i420 or nv12,
    published every frame and converted to RGBA by the worker.
+4. **Encoding** (with PyAV installed): libx264's time per 1080p I420 frame of the demo's show
+   at the ``ultrafast`` and ``veryfast`` presets, beside the I420 composite's own cost, so a
+   live pipeline's time can be read in one table.
 
     framering bench --formats [--full] [--out DIR]
 """
@@ -23,6 +26,8 @@ same run (RGBA delivery, the unscaled camera layer, the RGBA camera):
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import statistics
 import sys
 import time
@@ -34,8 +39,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from framering import Engine, FrameSlot, Layer, LiveSource, Transform
-from framering.kernels import warmup
+from framering import Engine, FrameSlot, Layer, LiveSource, Transform, showcase
+from framering.kernels import FrameFormat, PixelLayer, composite_stack, convert_frame, warmup
 from framering.kernels.reference import transform_reference
 from framering.kernels.workloads import build
 
@@ -323,6 +328,54 @@ def bench_inputs(blocks: int, per_block: int, out: Results) -> None:
         out.add("inputs", fmt, samples[fmt], caller)
 
 
+# libx264 presets a live pipeline uses: the fastest, and a common streaming trade-off.
+ENCODE_PRESETS = ("ultrafast", "veryfast")
+
+
+def show_frames(count: int) -> list[np.ndarray]:
+    """1080p I420 frames of the demo's show (smooth pictures, as a real stream encodes)."""
+    background = showcase.background(1920, 1080)
+    painter = showcase.CameraPainter(1280, 720, 60.0)
+    camera = np.empty((720, 1280, 4), np.uint8)
+    frames = []
+    for index in range(count):
+        painter.paint(camera, index * 7)
+        rgba = np.empty((1080, 1920, 4), np.uint8)
+        composite_stack(rgba, [PixelLayer(background), PixelLayer(camera, x=320, y=144)])
+        i420 = np.empty(FrameFormat.I420.shape(1920, 1080), np.uint8)
+        convert_frame(rgba, i420, FrameFormat.I420)
+        frames.append(i420)
+    return frames
+
+
+def bench_encode(blocks: int, per_block: int, out: Results) -> None:
+    """PyAV's cost of encoding one 1080p I420 frame, beside what compositing it costs."""
+    try:
+        from framering.av import Encoder
+    except ImportError:
+        out.notes.append("encode skipped: PyAV is not installed (pip install 'framering[av]')")
+        return
+    frames = show_frames(8)
+    for preset in ENCODE_PRESETS:
+        sink = io.BytesIO()
+        with Encoder(sink, 1920, 1080, 60, "h264", container_format="h264",
+                     options={"preset": preset, "tune": "zerolatency"}) as encoder:  # fmt: skip
+            for frame in frames:  # warm up: the first frames set up the encoder
+                encoder.write(frame)
+            samples = []
+            for block in range(blocks):
+                progress(f"encode libx264 {preset}: block {block + 1}/{blocks}")
+                for i in range(per_block):
+                    started = time.perf_counter()
+                    encoder.write(frames[i % len(frames)])
+                    samples.append(time.perf_counter() - started)
+        out.add("encode", f"libx264 {preset}", samples, None)
+    out.notes.append(
+        "encode: PyAV libx264 with tune=zerolatency (no frame delay), its default threads "
+        f"({os.cpu_count()} CPUs here); a worker composites while the caller encodes"
+    )
+
+
 def table(out: Results) -> str:
     lines = []
     baselines = {"delivery": "rgba", "transforms": "unscaled camera", "inputs": "rgba"}
@@ -352,6 +405,20 @@ def table(out: Results) -> str:
             ms = float(row["worker_ms"])  # type: ignore[arg-type]
             lines.append(f"  {row['variant']:<32} {1e3 / ms:>8.0f} {ms:>8.3f} {ms / base:>19.2f}x")
     lines.append("")
+    encodes = [row for row in out.rows if row["section"] == "encode"]
+    if encodes:
+        composite = out.get("delivery", "i420")
+        lines.append(
+            f"{'encode (1080p I420, PyAV, ms)':<34} {'median':>8} {'p90':>8} "
+            f"{'vs i420 composite':>20}"
+        )
+        for row in encodes:
+            ms = float(row["worker_ms"])  # type: ignore[arg-type]
+            lines.append(
+                f"  {row['variant']:<32} {ms:>8.2f} {row['worker_p90_ms']:>8.2f} "
+                f"{ms / composite:>19.2f}x"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -428,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_saturated(blocks, 20 if args.smoke else 200, out)
     bench_transforms(blocks, per_block, out)
     bench_inputs(blocks, per_block, out)
+    bench_encode(blocks, per_block, out)
     progress_done()
     stamp = results_stamp(args.out)
     picture = plot(out, args.out / f"formats-{stamp}.png")

@@ -19,15 +19,18 @@ def _demo(args: argparse.Namespace) -> int:
         png=Path(args.png),
         output=Path(args.output) if args.output else None,
         input=Path(args.input) if args.input else None,
+        contact_sheet_png=Path(args.contact_sheet) if args.contact_sheet else None,
+        use_pyav=False if args.no_pyav else None,
     )
-    source = f"{args.input} under the studio overlays" if args.input else "studio-1080p live"
+    source = f"{args.input} under the show's overlays" if args.input else "the studio show live"
     print(
         f"{source}: {result.frames} frames in {result.seconds:.1f} s "
         f"({result.frames / result.seconds:.1f} fps), latency p50 "
         f"{result.latency_p50 * 1e3:.2f} ms p99 {result.latency_p99 * 1e3:.2f} ms, "
         f"{result.late} late, {result.dropped} dropped, delivery jitter p99 "
         f"{result.jitter_p99 * 1e3:.1f} ms; last frame in {result.png}"
-        + (f", video in {result.output}" if result.output else "")
+        + (f", video in {result.output} ({result.encoder})" if result.output else "")
+        + (f", contact sheet in {result.contact_sheet}" if result.contact_sheet else "")
     )
     return 0
 
@@ -70,14 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="framering", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
-        "demo", help="composite the studio-1080p reference scene live through the engine"
+        "demo", help="composite a designed studio show live through the engine"
     )
     demo.add_argument("--fps", type=float, default=None, help="frame rate (60, or the clip's)")
     demo.add_argument("--seconds", type=float, default=5.0, help="how long to run (default 5)")
     demo.add_argument("--workers", type=int, default=None, help="default: physical cores")
     demo.add_argument("--slots", type=int, default=8, help="frame slots in the ring")
     demo.add_argument("--input", default=None, help="a video clip to composite under overlays")
-    demo.add_argument("--output", default=None, help="write the run as this MP4")
+    demo.add_argument(
+        "--output", default=None, help="write the run to this file (H.264 .mp4 with PyAV)"
+    )
+    demo.add_argument(
+        "--contact-sheet", default=None, help="PNG grid of frames spread over the run"
+    )
+    demo.add_argument("--no-pyav", action="store_true", help="encode and decode with OpenCV")
     demo.add_argument("--png", default="framering-demo.png", help="PNG of the last frame")
     demo.set_defaults(run=_demo)
     bench = commands.add_parser(

@@ -45,4 +45,6 @@ def test_framering_bench_formats_measures_every_format_and_transform(
     for fmt in ("rgba", "bgra", "rgb", "bgr", "i420", "nv12"):
         assert ("inputs", fmt) in variants
     assert ("transforms", "scale bicubic, live") in variants
+    assert ("encode", "libx264 ultrafast") in variants  # PyAV is in the test extra
+    assert "encode (1080p I420, PyAV, ms)" in printed
     assert all(r["worker_ms"] > 0 for r in rows)
