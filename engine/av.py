@@ -72,7 +72,8 @@ class Encoder:
             else ``yuv420p``).
         container_format: FFmpeg's muxer name, when ``target`` does not say it (e.g.
             ``flv`` for ``rtmp://``, ``mpegts`` for ``srt://``).
-        options: encoder options, e.g. ``{"preset": "veryfast", "crf": "20"}``.
+        options, codec_options: encoder options, as a dict or as keywords:
+            ``Encoder("show.mp4", 1920, 1080, 60, preset="veryfast", crf="20")``.
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class Encoder:
         pixel_format: str | None = None,
         container_format: str | None = None,
         options: dict[str, str] | None = None,
+        **codec_options: str,
     ) -> None:
         if input not in AV_FORMATS:
             raise InvalidValueError(f"input must be one of {', '.join(AV_FORMATS)}, not {input!r}")
@@ -104,8 +106,9 @@ class Encoder:
             self._stream.pix_fmt = pixel_format or (
                 self._av_format if self._av_format in supported else "yuv420p"
             )
-            if options:
-                self._stream.options = dict(options)
+            merged = {**(options or {}), **{k: str(v) for k, v in codec_options.items()}}
+            if merged:
+                self._stream.options = merged
             self._stream.codec_context.time_base = 1 / self._rate
         except BaseException:
             self._container.close()
