@@ -57,9 +57,11 @@ class AsyncBridge:
                 future.set_result(None)
 
     def close(self) -> None:
+        """Resolve every waiter (not cancel: a waiter that wakes re-checks its condition and
+        raises what it should, ``EngineClosedError``) and stop watching the pipe."""
         for _, future in self._waiters:
             if not future.done():
-                future.cancel()
+                future.set_result(None)
         self._waiters = []
         try:
             self.loop.remove_reader(self._read)

@@ -154,17 +154,18 @@ class Engine:
         """
         if not self._lifetime.begin_close():
             return  # closed already, or this is a forked child: not ours to close
-        stopped = False
+        done = 0
         try:  # each step is safe to repeat: a close that was interrupted is finished by the next
             self._pool.stop()
-            stopped = True
+            done += 1
         finally:
             try:
                 self._jobs.close()  # every frame and transform still waited for: closed
+                done += 1
             finally:
                 self._registry.discard_all()
                 self._frames.close()
-                if stopped:  # else the next close (or the one at exit) stops the workers
+                if done == 2:  # else the next close (or the one at exit) finishes the job
                     self._lifetime.closed_fully()
                     forget_at_exit(self)
 

@@ -71,6 +71,7 @@ class FrameTable:
         self._waiting: deque[object] = deque()  # blocked acquirers, in the order they came
         self._held: dict[int, tuple[FrameSlot, FrameRecord]] = {}
         self._bridge: AsyncBridge | None = None
+        self._closed = False
 
     @property
     def lifetime(self) -> Lifetime:
@@ -117,6 +118,7 @@ class FrameTable:
                 if turn in self._waiting:  # timed out, interrupted or closed: leave the line
                     self._waiting.remove(turn)
                     self._lock.notify_all()
+                    self._notify_async()  # an async acquirer may go now
 
     async def acquire_async(self, timeout: float | None = None) -> FrameSlot:
         """:meth:`acquire` for asyncio: awaits a free slot without blocking the loop."""
@@ -175,7 +177,8 @@ class FrameTable:
     def _free_slot(self, slot: FrameSlot) -> None:
         """Lock held."""
         del self._held[slot.index]
-        self.ring.set_state(slot.index, SlotState.FREE)
+        if not self._closed:
+            self.ring.set_state(slot.index, SlotState.FREE)
         self._free.append(slot.index)
         self._lock.notify_all()
         self._notify_async()
@@ -220,14 +223,22 @@ class FrameTable:
                 record.submitted_ns = time.perf_counter_ns()
                 self.ring.set_state(slot.index, SlotState.QUEUED)
 
+    def has_begun(self, slot: FrameSlot) -> bool:
+        """``begin`` recorded a frame in ``slot`` (asked after an interrupt)."""
+        with self._lock:
+            record = self._record(slot)
+            return record is not None and record.submitted
+
     def dispatched(self, slot: FrameSlot, attempts: int) -> None:
         """A worker took the frame (called under the pool's lock: records only)."""
-        self.ring.set_state(slot.index, SlotState.RENDERING)
-        self.ring.attempts[slot.index] = attempts
+        if not self._closed:
+            self.ring.set_state(slot.index, SlotState.RENDERING)
+            self.ring.attempts[slot.index] = attempts
 
     def requeued(self, slot: FrameSlot) -> None:
         """The frame waits for a worker again (under the pool's lock: records only)."""
-        self.ring.set_state(slot.index, SlotState.QUEUED)
+        if not self._closed:
+            self.ring.set_state(slot.index, SlotState.QUEUED)
 
     def finish(
         self,
@@ -244,10 +255,10 @@ class FrameTable:
                 record.worker_ns = worker_ns
                 record.failure = failure
                 record.finished_ns = now
-                self.ring.set_state(
-                    slot.index, SlotState.DONE if failure is None else SlotState.FAILED
-                )
-                record.done.set()
+                record.done.set()  # first: waiters must wake even if the ring is gone
+                if not self._closed:
+                    state = SlotState.DONE if failure is None else SlotState.FAILED
+                    self.ring.set_state(slot.index, state)
                 self._free_if_unused(slot)
             for frame in reads:
                 read = self._record(frame)
@@ -289,6 +300,7 @@ class FrameTable:
     def close(self) -> None:
         """Wake every waiter (they see the engine closed) and let the ring go."""
         with self._lock:
+            self._closed = True  # the ring's views go below: no state is written after this
             self._lock.notify_all()
             bridge, self._bridge = self._bridge, None
         if bridge is not None:

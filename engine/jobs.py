@@ -17,10 +17,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from framering.errors import (
+    EngineClosedError,
     FrameFailedError,
     FrameringError,
     InvalidTypeError,
@@ -53,17 +54,28 @@ class LiveJobs:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._jobs: set[_Job] = set()
+        self._closed = False
 
     def add(self, job: _Job) -> None:
+        """A job about to start; refused once the engine closes (its caller then ends it,
+        while the ring is still there)."""
         with self._lock:
+            if self._closed:
+                raise EngineClosedError("the engine was closed before the task started")
             self._jobs.add(job)
 
-    def discard(self, job: _Job) -> None:
+    def discard(self, job: _Job) -> bool:
+        """Take a job off the list; True only for the one call that found it there, which
+        makes it the call that ends the job (exactly once, with one lock a frame)."""
         with self._lock:
+            if job not in self._jobs:
+                return False
             self._jobs.discard(job)
+            return True
 
     def end_all(self) -> None:
         with self._lock:
+            self._closed = True
             jobs = list(self._jobs)
         for job in jobs:
             job.abort()
@@ -79,13 +91,21 @@ class _Job:
         self._pins = pins
         self._reads = tuple(reads)
         self._live = live
-        self._once = threading.Lock()
         self._task: Task | None = None
+        self.took_pins = False
+        """From :meth:`bind` on, the job lets go of its pins (else whoever pinned them)."""
 
     def bind(self, task: Task) -> None:
-        """The job's task, once made (it names the job as its listener); the job is live."""
+        """The job's task, once made (it names the job as its listener); the job is live and
+        owns its pins from now on."""
         self._task = task
+        self.took_pins = True
         self._live.add(self)
+
+    def drop(self) -> None:
+        """Let go of the pins of a job whose frame never reached the frame table."""
+        self._live.discard(self)
+        unpin(self._pins)
 
     def abort(self) -> None:
         """End now as cut short (the engine closed), unless the job ended already."""
@@ -95,11 +115,12 @@ class _Job:
     def task_failed(self, task: Task, cause: str) -> None:
         raise NotImplementedError
 
+    def began(self) -> bool:
+        """Its frame reached the frame table (asked after an interrupt)."""
+        return False
+
     def _claim_end(self) -> bool:
-        if not self._once.acquire(blocking=False):
-            return False
-        self._live.discard(self)
-        return True
+        return self._live.discard(self)
 
     def _let_go(self, slot: FrameSlot | None, failure: BaseException | None, ns: int) -> None:
         self._frames.finish(slot, self._reads, failure, ns)
@@ -124,6 +145,9 @@ class FrameJob(_Job):
         self._recorder = recorder
         self._lifetime = lifetime
 
+    def began(self) -> bool:
+        return self._frames.has_begun(self._slot)
+
     def task_dispatched(self, task: Task) -> None:
         self._frames.dispatched(self._slot, task.attempts)
 
@@ -140,7 +164,7 @@ class FrameJob(_Job):
         if self._claim_end():
             early = self._lifetime.ended_early("the frame")
             self._let_go(self._slot, early or frame_failed(self._slot, cause, task.attempts), 0)
-            if early is None:
+            if early is None and task.attempts:  # a submit refused or interrupted is no failure
                 self._recorder.failed()
 
 
@@ -254,35 +278,31 @@ class Jobs:
             raise InvalidTypeError("clear and keep_rgba must be bools")
         write_frame = keep_rgba or not clear or self._output is FrameFormat.RGBA
         packed = pack_layers(layers, self._token, self._frame_size)
-        pinned = self._registry.pin_frame(packed)
+        pins: Pins = []  # filled as each pin is taken: an interrupt lets go of exactly those
+        job: FrameJob | None = None
         try:
-            self._frames.begin(slot, packed.frames, rgba_kept=write_frame)
+            pinned = self._registry.pin_frame(packed, pins)
+            if pinned.stalled:
+                self._recorder.stalled()
+            job = FrameJob(
+                slot, self._frames, pins, packed.frames, self._recorder, self._lifetime, self._live
+            )
+            task = RenderTask(
+                id=next(self._task_ids),
+                deadline_s=frame_deadline,
+                listener=job,
+                slot=slot.index,
+                records=packed.records,
+                rows=(0, self._frame_size[1]),
+                transforms=pinned.transforms,
+                clear=clear,
+                write_frame=write_frame,
+            )
+            self._start(task, job, lambda: self._frames.begin(slot, packed.frames, write_frame))
         except BaseException:
-            unpin(pinned.pins)
+            if job is None or not job.took_pins:
+                unpin(pins)
             raise
-        if pinned.stalled:
-            self._recorder.stalled()
-        job = FrameJob(
-            slot,
-            self._frames,
-            pinned.pins,
-            packed.frames,
-            self._recorder,
-            self._lifetime,
-            self._live,
-        )
-        task = RenderTask(
-            id=next(self._task_ids),
-            deadline_s=frame_deadline,
-            listener=job,
-            slot=slot.index,
-            records=packed.records,
-            rows=(0, self._frame_size[1]),
-            transforms=pinned.transforms,
-            clear=clear,
-            write_frame=write_frame,
-        )
-        self._start(task, job)
 
     def transform(
         self,
@@ -305,40 +325,58 @@ class Jobs:
         width, height = transform.output_size(*size)
         opaque = bool(packed.records["flags"][0] & LAYER_OPAQUE)
         target = self._registry.empty(width, height, opaque, "a transformed source")
+        pins: Pins = []
+        job: TransformJob | None = None
         try:
-            pins = [] if packed.frames else self._registry.pin_source(packed.records, source)  # type: ignore[arg-type]
-            try:
-                self._frames.begin(None, packed.frames)
-            except BaseException:
-                unpin(pins)
-                raise
+            if not packed.frames:
+                self._registry.pin_source(packed.records, source, pins)  # type: ignore[arg-type]
+            job = TransformJob(
+                target,
+                self._frames,
+                pins,
+                packed.frames,
+                self._registry,
+                self._lifetime,
+                self._live,
+            )
+            task = TransformTask(
+                id=next(self._task_ids),
+                deadline_s=self._deadline,
+                listener=job,
+                target=target.id,
+                record=packed.records,
+                transform=packed.transforms,
+            )
+            self._start(task, job, lambda: self._frames.begin(None, packed.frames))
         except BaseException:
+            if job is None or not job.took_pins:
+                unpin(pins)
             with contextlib.suppress(FrameringError):
-                self._registry.free(target, timeout=0)
+                self._registry.free(target, timeout=0)  # if a failed end did not already
             raise
-        job = TransformJob(
-            target, self._frames, pins, packed.frames, self._registry, self._lifetime, self._live
-        )
-        task = TransformTask(
-            id=next(self._task_ids),
-            deadline_s=self._deadline,
-            listener=job,
-            target=target.id,
-            record=packed.records,
-            transform=packed.transforms,
-        )
-        self._start(task, job)
         return job.wait(timeout)
 
-    def _start(self, task: Task, job: FrameJob | TransformJob) -> None:
-        job.bind(task)
+    def _start(self, task: Task, job: FrameJob | TransformJob, begin: Callable[[], None]) -> None:
+        """Make the job live, record its frame in the frame table (``begin``), hand its task
+        to the pool; whatever interrupts this, the job ends exactly once or not at all."""
         try:
+            job.bind(task)  # refused once closing: nothing reached the frame table yet
+        except BaseException:
+            job.drop()
+            raise
+        began = False
+        try:
+            begin()
+            began = True
             self._pool.submit(task)
         except BaseException as error:
-            # Refused (closed, broken), or interrupted (Ctrl-C) part-way. If a worker may have
-            # the task, its reply or its deadline ends the job, as for any task: ending it
-            # here would free a slot the worker may still write into.
-            if self._pool.withdraw(task):
+            began = began or job.began()
+            if not began:
+                job.drop()  # nothing reached the frame table or the pool
+            elif self._pool.withdraw(task):
+                # Refused (closed, broken), or interrupted before a worker could have it.
+                # If a worker may have it, its reply or its deadline ends the job as for any
+                # task: ending it here would free a slot the worker may still write into.
                 job.task_failed(task, str(error) or type(error).__name__)
             raise
 

@@ -200,8 +200,21 @@ class WorkerPool:
             return not any(task.id in w.inflight for w in self._workers)
 
     def _send_all(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
-        for worker, task in sends:
-            self._send(worker, task.encode())
+        for i, (worker, task) in enumerate(sends):
+            try:
+                self._send(worker, task.encode())
+            except BaseException:
+                # interrupted (Ctrl-C): the task being sent may have reached its worker, which
+                # then answers or misses its deadline; the rest never left, so back they go
+                self._unassign(sends[i + 1 :])
+                raise
+
+    def _unassign(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
+        with self._lock:
+            for worker, task in reversed(sends):
+                if worker.inflight.pop(task.id, None) is task:
+                    task.attempts -= 1
+                    self._scheduler.put_back(task)
 
     # ----------------------------------------------------------------- manager thread
     def _manage(self) -> None:

@@ -220,7 +220,7 @@ class SourceRegistry:
             )
 
     # ------------------------------------------------------------------ per frame
-    def pin_frame(self, packed: PackedLayers) -> PinnedFrame:
+    def pin_frame(self, packed: PackedLayers, pins: Pins) -> PinnedFrame:
         """Swap stalled live sources for their fallbacks in ``packed``'s records, then pin the
         latest buffer of every source the frame reads and write each buffer's index and
         version into the records. Raises ``ForeignObjectError`` (pinning nothing) if a source
@@ -231,21 +231,24 @@ class SourceRegistry:
         transforms, stalled = self._apply_fallbacks(packed, source_ids)
         if stalled:
             source_ids = set(records["source"][is_source].tolist())
-        return PinnedFrame(self._pin(records, is_source, source_ids), transforms, stalled)
+        self._pin(records, is_source, source_ids, pins)
+        return PinnedFrame(pins, transforms, stalled)
 
-    def pin_source(self, records: np.ndarray, source: AnySource) -> Pins:
+    def pin_source(self, records: np.ndarray, source: AnySource, pins: Pins) -> None:
         """Pin the latest buffer of the one source a transform task reads."""
-        return self._pin(records, np.ones(len(records), bool), {source.id})
+        self._pin(records, np.ones(len(records), bool), {source.id}, pins)
 
-    def _pin(self, records: np.ndarray, is_source: np.ndarray, source_ids: set[int]) -> Pins:
-        pins: Pins = []
+    def _pin(
+        self, records: np.ndarray, is_source: np.ndarray, source_ids: set[int], pins: Pins
+    ) -> None:
+        """Pin into ``pins`` as each pin is taken, so that whoever made the list can let go
+        of exactly what was pinned, whatever interrupts this."""
         if not source_ids:
-            return pins
+            return
         pinned: dict[int, tuple[int, int]] = {}
         for source_id in source_ids:
             source = self._sources.get(source_id)
-            if source is None:  # freed between validation and now
-                unpin(pins)
+            if source is None:  # freed between validation and now (the caller unpins)
                 raise ForeignObjectError(f"source {source_id} was freed")
             buffer, version = source.pin_latest()
             pinned[source_id] = (buffer, version)
@@ -253,7 +256,6 @@ class SourceRegistry:
         chosen = [pinned[s] for s in records["source"][is_source].tolist()]
         records["buffer"][is_source] = [buffer for buffer, _ in chosen]
         records["version"][is_source] = [version for _, version in chosen]
-        return pins
 
     def _apply_fallbacks(
         self, packed: PackedLayers, source_ids: set[int]

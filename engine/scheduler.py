@@ -47,6 +47,11 @@ class FifoScheduler:
         task.listener.task_requeued(task)
         return True
 
+    def put_back(self, task: Task) -> None:
+        """A task assigned but never sent goes back to the front, as if never taken."""
+        self._pending.appendleft(task)
+        task.listener.task_requeued(task)
+
     def remove(self, task: Task) -> bool:
         """Take a waiting task off the queue; False if it is not waiting."""
         try:

@@ -30,6 +30,7 @@ import mmap
 import os
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Final
@@ -44,6 +45,9 @@ SHM_DIR: Final = "/dev/shm"
 # first touch, so a segment that barely fits would kill its writer with SIGBUS later, and other
 # programs (and the next segment) need room too.
 SHM_HEADROOM_BYTES: Final = 4 * 1024 * 1024
+
+# Guards the hand-over of a created segment's lock fd to whoever closes it.
+_FD_LOCK = threading.Lock()
 
 _NAME = re.compile(rf"^{PREFIX}-(\d+)-([0-9a-f]+)-(.+)$")
 
@@ -102,9 +106,20 @@ class CreatedSegment:
         except OSError as error:
             raise SharedMemoryError(f"could not create {what} ({name}): {error}") from error
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Blocking: a sweeper in another process may hold the lock for the moment it
+            # takes to look at a file it found (it lets go at once, seeing our pid alive).
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:  # a sweeper that could not see us
+                raise SharedMemoryError(f"{what} ({name}) was removed while being created")
             _reserve(fd, size, what, name)
             shm = shared_memory.SharedMemory(name=name, create=False)
+        except OSError as error:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.close(fd)
+            if isinstance(error, SharedMemoryError):
+                raise
+            raise SharedMemoryError(f"could not create {what} ({name}): {error}") from error
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -134,9 +149,10 @@ class CreatedSegment:
             self._shm.close()
         except BufferError:
             pass
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)  # after the unlink: a sweeper never sees it unlocked
-            self._lock_fd = -1
+        with _FD_LOCK:  # taken once, even by two threads: never closed twice
+            fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            os.close(fd)  # after the unlink: a sweeper never sees it unlocked
 
 
 def _reserve(fd: int, size: int, what: str, name: str) -> None:

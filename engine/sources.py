@@ -126,6 +126,8 @@ class _SharedPicture:
     def free(self, timeout: float | None) -> None:
         """Wait until no frame reads the source, then unlink its segment."""
         with self._changed:
+            if self._freed:
+                raise ForeignObjectError(f"{self!r} was freed already")
             if not self._changed.wait_for(lambda: sum(self._pins) == 0, check_timeout(timeout)):
                 raise SourceBusyError(
                     f"{self!r} is still read by {sum(self._pins)} frame(s) in flight"
@@ -140,7 +142,7 @@ class _SharedPicture:
             self._freed = True
             self._views = []
             self._changed.notify_all()
-        self._segment.close_and_unlink()
+        self._segment.close_and_unlink()  # safe to repeat (a free interrupted half-way)
 
 
 class Source(_SharedPicture):

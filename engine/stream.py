@@ -139,7 +139,11 @@ class StreamClock:
                 if self.pending or not blocking:
                     return  # delivering frees one (or the async driver awaits one)
                 slot = self.source.acquire(timeout=BLOCK_LIMIT_S)
-            slot.submit(self.scene(index * self.interval, index))
+            try:
+                slot.submit(self.scene(index * self.interval, index))
+            except BaseException:
+                slot.release()  # the scene or its layers failed: the slot goes back
+                raise
             self.pending.append((index, slot))
             self.submit_next += 1
 

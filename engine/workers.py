@@ -164,7 +164,8 @@ class WorkerHandle:
         otherwise wait for the cyclic garbage collector). Safe to call again."""
         if self.released:
             return
-        self.conn.close()
+        with self.send_lock:  # a sender must not write to the fd number a new pipe may get
+            self.conn.close()
         try:
             if self.process.exitcode is not None:
                 self.process.close()

@@ -3,6 +3,7 @@ fate, nothing started outlives an interrupted start, and a close finishes howeve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -16,7 +17,9 @@ import numpy as np
 import psutil
 import pytest
 
-from framering import Engine, Layer, protocol, shm
+from framering import Engine, EngineClosedError, Layer, protocol, shm
+from framering.frames import FrameTable
+from framering.jobs import LiveJobs
 from framering.pool import WorkerPool
 from framering.workers import WorkerHandle
 from tests.waiting import wait_until
@@ -165,3 +168,68 @@ def test_a_forked_child_cannot_use_the_engine_and_leaves_the_parents_workers_alo
     assert "Error" not in run.stderr, run.stderr[-2000:]  # no AssertionError at the child's exit
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result == {"child": 0, "pixel": 255, "same_workers": True, "restarts": 0}
+
+
+def test_an_interrupt_before_the_frame_table_lets_go_of_every_pin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Engine(W, H, slots=2, workers=1) as eng:
+        red = solid(eng, 255, 0)
+        slot = eng.acquire(timeout=10)
+
+        def interrupted(*args: object, **kwargs: object) -> None:
+            raise KeyboardInterrupt  # Ctrl-C just as the frame would be recorded
+
+        monkeypatch.setattr(FrameTable, "begin", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            slot.submit([Layer(red)])
+        monkeypatch.undo()
+        assert slot.state.name == "ACQUIRED"  # nothing was submitted
+        slot.release()
+        assert eng.metrics().ring_in_use == 0
+        eng.free(red, timeout=0)  # no pin left behind
+        assert eng.metrics().frames_failed == 0  # an interrupted submit is no failed frame
+
+
+def test_a_submit_racing_a_close_is_refused_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = Engine(W, H, slots=2, workers=1)
+    red = solid(eng, 255, 0)
+    slot = eng.acquire(timeout=10)
+    add = LiveJobs.add
+
+    def close_first(jobs: LiveJobs, job: object) -> None:
+        eng.close()  # another thread's close wins the race here
+        add(jobs, job)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LiveJobs, "add", close_first)
+    with pytest.raises(EngineClosedError):
+        slot.submit([Layer(red)])
+
+
+def test_asyncio_waiters_see_the_engine_closed_not_cancelled() -> None:
+    async def main() -> BaseException:
+        eng = Engine(W, H, slots=1, workers=1)
+        held = await eng.acquire_async()
+        waiter = asyncio.ensure_future(eng.acquire_async(timeout=30))
+        await asyncio.sleep(0.05)  # the waiter is parked on the bridge
+        eng.close()  # from the loop's own thread
+        try:
+            await waiter
+        except BaseException as error:
+            return error
+        finally:
+            del held
+        raise AssertionError("the waiter got a slot from a closed engine")
+
+    assert isinstance(asyncio.run(main()), EngineClosedError)
+
+
+def test_a_scene_that_raises_gives_its_slot_back() -> None:
+    with Engine(W, H, slots=3, workers=1) as eng:
+
+        def broken(t: float, index: int) -> list[Layer]:
+            raise ValueError("no layers today")
+
+        with pytest.raises(ValueError, match="no layers today"):
+            next(iter(eng.stream(broken, fps=60, frames=5)))
+        assert eng.metrics().ring_in_use == 0
