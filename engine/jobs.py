@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from framering.errors import (
@@ -298,7 +298,7 @@ class Jobs:
                 clear=clear,
                 write_frame=write_frame,
             )
-            self._start(task, job, lambda: self._frames.begin(slot, packed.frames, write_frame))
+            self._start(task, job, slot, packed.frames, write_frame)
         except BaseException:
             if job is None or not job.took_pins:
                 unpin(pins)
@@ -347,7 +347,7 @@ class Jobs:
                 record=packed.records,
                 transform=packed.transforms,
             )
-            self._start(task, job, lambda: self._frames.begin(None, packed.frames))
+            self._start(task, job, None, packed.frames)
         except BaseException:
             if job is None or not job.took_pins:
                 unpin(pins)
@@ -356,9 +356,17 @@ class Jobs:
             raise
         return job.wait(timeout)
 
-    def _start(self, task: Task, job: FrameJob | TransformJob, begin: Callable[[], None]) -> None:
-        """Make the job live, record its frame in the frame table (``begin``), hand its task
-        to the pool; whatever interrupts this, the job ends exactly once or not at all."""
+    def _start(
+        self,
+        task: Task,
+        job: FrameJob | TransformJob,
+        slot: FrameSlot | None,
+        reads: Sequence[FrameSlot],
+        rgba_kept: bool = True,
+    ) -> None:
+        """Make the job live, record its frame in the frame table (``FrameTable.begin``),
+        hand its task to the pool; whatever interrupts this, the job ends exactly once or not
+        at all."""
         try:
             job.bind(task)  # refused once closing: nothing reached the frame table yet
         except BaseException:
@@ -366,7 +374,7 @@ class Jobs:
             raise
         began = False
         try:
-            begin()
+            self._frames.begin(slot, reads, rgba_kept)
             began = True
             self._pool.submit(task)
         except BaseException as error:

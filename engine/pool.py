@@ -371,14 +371,15 @@ class WorkerPool:
                 self._send(replacement, attach)
 
     # ----------------------------------------------------------------- shutdown
-    def stop(self) -> list[Task]:
-        """Stop every worker (STOP, then SIGKILL after a grace period); returns unfinished tasks.
+    def stop(self) -> None:
+        """Stop every worker (STOP, then SIGKILL after a grace period). Tasks not finished are
+        dropped: their jobs end when the engine ends every live job (``Jobs.close``).
 
         Safe to call again, from the start or after an interrupted call: each step is."""
         with self._lock:
             self._closing = True
             workers = list(self._workers)
-            unfinished = self._scheduler.take_all()
+            self._scheduler.take_all()
         for worker in workers:
             if worker.live:
                 self._send(worker, protocol.encode_stop())
@@ -390,7 +391,6 @@ class WorkerPool:
             self._manager.join(5.0)
         with self._lock:
             for worker in workers:
-                unfinished += worker.inflight.values()
                 worker.inflight.clear()
                 if worker.state is not WorkerState.DEAD:
                     worker.state = WorkerState.STOPPED
@@ -398,7 +398,6 @@ class WorkerPool:
         for worker in workers:
             worker.release()
         self._watch.close()
-        return unfinished
 
     # ----------------------------------------------------------------- introspection
     def snapshot(self) -> PoolSnapshot:

@@ -227,33 +227,34 @@ class SourceRegistry:
         was freed meanwhile."""
         records = packed.records
         is_source = (records["flags"] & LAYER_FRAME) == 0  # frame rows name a slot
-        source_ids = set(records["source"][is_source].tolist())
-        transforms, stalled = self._apply_fallbacks(packed, source_ids)
-        if stalled:
-            source_ids = set(records["source"][is_source].tolist())
-        self._pin(records, is_source, source_ids, pins)
+        listed = records["source"][is_source].tolist()
+        transforms, stalled = self._apply_fallbacks(packed, set(listed))
+        if stalled:  # some rows now name a fallback
+            listed = records["source"][is_source].tolist()
+        self._pin(records, is_source, listed, pins)
         return PinnedFrame(pins, transforms, stalled)
 
     def pin_source(self, records: np.ndarray, source: AnySource, pins: Pins) -> None:
         """Pin the latest buffer of the one source a transform task reads."""
-        self._pin(records, np.ones(len(records), bool), {source.id}, pins)
+        self._pin(records, np.ones(len(records), bool), [source.id] * len(records), pins)
 
     def _pin(
-        self, records: np.ndarray, is_source: np.ndarray, source_ids: set[int], pins: Pins
+        self, records: np.ndarray, is_source: np.ndarray, listed: list[int], pins: Pins
     ) -> None:
-        """Pin into ``pins`` as each pin is taken, so that whoever made the list can let go
-        of exactly what was pinned, whatever interrupts this."""
-        if not source_ids:
+        """Pin the source of each ``is_source`` row (``listed``, in row order) once, into
+        ``pins`` as each pin is taken, so that whoever made the list can let go of exactly
+        what was pinned, whatever interrupts this."""
+        if not listed:
             return
         pinned: dict[int, tuple[int, int]] = {}
-        for source_id in source_ids:
+        for source_id in dict.fromkeys(listed):
             source = self._sources.get(source_id)
             if source is None:  # freed between validation and now (the caller unpins)
                 raise ForeignObjectError(f"source {source_id} was freed")
             buffer, version = source.pin_latest()
             pinned[source_id] = (buffer, version)
             pins.append((source, buffer))
-        chosen = [pinned[s] for s in records["source"][is_source].tolist()]
+        chosen = [pinned[s] for s in listed]
         records["buffer"][is_source] = [buffer for buffer, _ in chosen]
         records["version"][is_source] = [version for _, version in chosen]
 

@@ -110,7 +110,7 @@ def test_an_interrupted_close_unlinks_everything_and_the_next_close_stops_the_wo
     solid(eng, 1, 2)
     pids = eng.worker_pids()
 
-    def interrupted(pool: WorkerPool) -> list[object]:
+    def interrupted(pool: WorkerPool) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(WorkerPool, "stop", interrupted)
