@@ -128,50 +128,57 @@ def _chroma_pairs_run(src, top, bottom, out, uv, m, table):  # type: ignore[no-u
 
 
 @KERNEL_INLINE
-def packed_rows(src, width, y0, y1, address, code):  # type: ignore[no-untyped-def]
-    """Rows [y0, y1) of the RGBA8 pixels ``src`` into the RGBA/BGRA/RGB/BGR frame at ``address``."""
+def packed_rows(src, width, x0, y0, x1, y1, address, code):  # type: ignore[no-untyped-def]
+    """The box ``[x0, x1) x [y0, y1)`` of the RGBA8 pixels ``src`` into the RGBA/BGRA/RGB/BGR
+    frame at ``address``."""
+    n = x1 - x0
     if code in (FORMAT_RGBA, FORMAT_BGRA):
         dst = pixels_at(address, width * y1)
         for y in range(y0, y1):
+            p = y * width + x0
             if code == FORMAT_BGRA:
-                swap_run(src, y * width, dst, y * width, width)
+                swap_run(src, p, dst, p, n)
             else:
-                copy_span(dst, y * width, src, y * width, width)
+                copy_span(dst, p, src, p, n)
     else:
         for y in range(y0, y1):
-            pack3_run(src, y * width, address + 3 * y * width, width, code == FORMAT_BGR)
+            p = y * width + x0
+            pack3_run(src, p, address + 3 * p, n, code == FORMAT_BGR)
 
 
 @KERNEL_INLINE
-def yuv420_rows(src, width, height, y0, y1, address, code, table):  # type: ignore[no-untyped-def]
-    """Row pairs [y0, y1) (both even) of the RGBA8 pixels ``src`` into the I420/NV12 frame at
-    ``address``: each pair's two luma rows, then its chroma row."""
+def yuv420_rows(src, width, height, x0, y0, x1, y1, address, code, table):  # type: ignore[no-untyped-def]
+    """The box ``[x0, x1) x [y0, y1)`` (every bound even) of the RGBA8 pixels ``src`` into the
+    I420/NV12 frame at ``address``: each row pair's two luma runs, then its chroma run."""
     out = bytes_at(address, width * height * 3 // 2)
     cb, cr, _, pitch = yuv420_planes_kernel(code, width, height)
-    half = width // 2
+    half = (x1 - x0) // 2
     for y in range(y0, y1, 2):
-        _luma_run(src, y * width, out, y * width, width, table)
-        _luma_run(src, (y + 1) * width, out, (y + 1) * width, width, table)
+        top, bottom = y * width + x0, (y + 1) * width + x0
+        _luma_run(src, top, out, top, x1 - x0, table)
+        _luma_run(src, bottom, out, bottom, x1 - x0, table)
         chroma_row = (y // 2) * pitch
-        top, bottom = y * width, (y + 1) * width
         if code == FORMAT_I420:
-            _chroma_planes_run(src, top, bottom, out, cb + chroma_row, cr + chroma_row, half, table)
+            u, v = cb + chroma_row + x0 // 2, cr + chroma_row + x0 // 2
+            _chroma_planes_run(src, top, bottom, out, u, v, half, table)
         else:  # NV12: Cr is the byte after each Cb
-            _chroma_pairs_run(src, top, bottom, out, cb + chroma_row, half, table)
+            _chroma_pairs_run(src, top, bottom, out, cb + chroma_row + x0, half, table)
 
 
 @KERNEL
-def deliver_rows(src, width, height, y0, y1, address, code, table):  # type: ignore[no-untyped-def]
-    """Rows [y0, y1) of the RGBA8 frame ``src`` (flat uint32 pixels) converted into the frame
-    at ``address`` in format ``code`` (for I420/NV12, y0 and y1 even).
+def deliver_rows(src, width, height, x0, y0, x1, y1, address, code, table):  # type: ignore[no-untyped-def]
+    """The box ``[x0, x1) x [y0, y1)`` of the RGBA8 frame ``src`` (flat uint32 pixels)
+    converted into the frame at ``address`` in format ``code`` (for I420/NV12, every bound
+    even).
 
     The one row function of ``convert_frame`` and of the whole-stack kernel's delivery, which
-    calls it once per band of rows (not inlined: a call per band costs nothing).
+    calls it once per band of rows of each box it composites (not inlined: a call per band
+    costs nothing).
     """
     if code in (FORMAT_I420, FORMAT_NV12):
-        yuv420_rows(src, width, height, y0, y1, address, code, table)
+        yuv420_rows(src, width, height, x0, y0, x1, y1, address, code, table)
     elif code != NO_DELIVERY:
-        packed_rows(src, width, y0, y1, address, code)
+        packed_rows(src, width, x0, y0, x1, y1, address, code)
 
 
 @KERNEL
@@ -179,7 +186,7 @@ def _convert_frame(src_address, width, height, address, code, table):  # type: i
     """The kernel behind :func:`convert_frame`: the whole RGBA8 frame at ``src_address``
     through :func:`deliver_rows` into the frame at ``address`` in format ``code``."""
     src = pixels_at(src_address, width * height)
-    deliver_rows(src, width, height, 0, height, address, code, table)
+    deliver_rows(src, width, height, 0, 0, width, height, address, code, table)
 
 
 def convert_frame(

@@ -141,20 +141,22 @@ class Delivery:
             )
         return int(self._scratch.ctypes.data), int(self._scratch.shape[0])
 
-    def kernel_arguments(self, frame: np.ndarray, y0: int, y1: int) -> tuple[int, int, np.ndarray]:
+    def kernel_arguments(self, frame: np.ndarray, boxes: np.ndarray) -> tuple[int, int, np.ndarray]:
         """(address, format code, table) for the whole-stack kernel, after checking ``frame``
-        (already a checked RGBA8 array) and the row band against this delivery:
-        :data:`NOTHING_DELIVERED` when ``out`` is the frame itself (RGBA)."""
+        (already a checked RGBA8 array) and the boxes to composite (``(k, 4)`` x0, y0, x1, y1,
+        already inside the frame) against this delivery: :data:`NOTHING_DELIVERED` when
+        ``out`` is the frame itself (RGBA)."""
         height, width = frame.shape[0], frame.shape[1]
         if (width, height) != (self.width, self.height):
             raise ValueError(
                 f"the delivery is for {self.width}x{self.height} frames, "
                 f"not for this {width}x{height} frame"
             )
-        if self.format.yuv420 and (y0 % 2 or y1 % 2):
+        if self.format.yuv420 and (boxes % 2).any():
+            odd = boxes[np.flatnonzero((boxes % 2).any(axis=1))[0]].tolist()
             raise ValueError(
-                f"{self.format.value} converts rows in pairs: rows must start and end on even "
-                f"rows, not ({y0}, {y1})"
+                f"{self.format.value} converts 2x2 blocks: rows and columns must start and "
+                f"end on even numbers, not {odd} (x0, y0, x1, y1)"
             )
         if self.format is FrameFormat.RGBA and self._address == frame.ctypes.data:
             return NOTHING_DELIVERED  # the frame is the delivery

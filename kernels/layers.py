@@ -25,6 +25,11 @@ from framering.kernels.validate import (
 )
 
 _N_MODES = len(BlendMode)
+# Layers fainter than this are dropped as invisible. Nothing below it can change a byte of
+# premultiplied colour or alpha, and it keeps ``opacity / 255`` a normal float32 at least as
+# large as the blend loops' smallest denominator, so that a pixel blended over a cleared run
+# and over a zeroed one give the same bytes (which damage repair relies on, see ``spans``).
+MIN_OPACITY = 1e-27
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +239,8 @@ class LayerStack:
         h = table.heights[index]
         x = x.astype(np.int64)
         y = y.astype(np.int64)
-        visible = (opacity > 0.0) & (x < width) & (x + w > 0) & (y < height) & (y + h > 0)
+        visible = (opacity >= MIN_OPACITY) & (x < width) & (x + w > 0)
+        visible &= (y < height) & (y + h > 0)
         keep = np.flatnonzero(visible)
         index = index[keep]
 

@@ -31,12 +31,22 @@ from collections.abc import Sequence
 import numpy as np
 
 from framering.kernels.blend import BlendMode
-from framering.kernels.codes import LAYER_OPAQUE, LAYER_PREMULTIPLIED, NO_DELIVERY
+from framering.kernels.codes import NO_DELIVERY
 from framering.kernels.convert_out import deliver_rows
 from framering.kernels.delivery import DELIVER_BAND_ROWS, NOTHING_DELIVERED, Delivery
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
 from framering.kernels.layers import LayerStack, PixelLayer
 from framering.kernels.pointers import pixels_at, prefetch_pixels
+from framering.kernels.row_plan import (
+    COPIES,
+    OPAQUE,
+    PREMULTIPLIED,
+    STARTS_ROW,
+    STRAIGHT_NORMAL,
+    copy_row_around_copies,
+    layer_kinds,
+    rows_to_layers,
+)
 from framering.kernels.spans import (
     alpha_and_or,
     copy_span,
@@ -46,9 +56,8 @@ from framering.kernels.spans import (
     over_opaque_span,
     over_span,
 )
-from framering.kernels.validate import check_rgba, check_rows
+from framering.kernels.validate import check_rects, check_rgba, check_rows
 
-_NORMAL = int(BlendMode.NORMAL)
 _SOURCE = int(BlendMode.SOURCE)
 _ZERO = np.uint32(0)
 
@@ -58,6 +67,7 @@ def composite_stack(
     layers: LayerStack | Sequence[PixelLayer],
     *,
     rows: tuple[int, int] | None = None,
+    rects: np.ndarray | Sequence[Sequence[int]] | None = None,
     clear: bool = True,
     deliver: Delivery | None = None,
     write_frame: bool = True,
@@ -68,12 +78,15 @@ def composite_stack(
         frame: (H, W, 4) uint8 C-contiguous writable RGBA8 destination.
         layers: a :class:`LayerStack` prepared for this frame size, or :class:`PixelLayer`s.
         rows: only destination rows ``[y0, y1)`` are read or written; the default is all.
+        rects: only these boxes ``(x0, y0, x1, y1)`` (inside the frame, not overlapping) are
+            read or written, instead of ``rows``: each gets exactly the bytes compositing the
+            whole frame would give it (damage repair, ``framering``'s damage tracking).
         clear: start from transparent black (the frame's previous content is ignored and not
             read); ``False`` composites over what the frame already holds.
-        deliver: also write rows ``[y0, y1)`` converted into ``deliver.out`` (the same bytes as
-            ``convert_frame`` of the finished frame), a band of rows at a time right after it
-            is composited. The frame is written as without it. For I420/NV12, ``y0`` and
-            ``y1`` must be even.
+        deliver: also write the composited rows (or boxes) converted into ``deliver.out``
+            (the same bytes as ``convert_frame`` of the finished frame), a band of rows at a
+            time right after it is composited. The frame is written as without it. For
+            I420/NV12 every row and column bound must be even.
         write_frame: ``False`` (only with ``deliver`` into another buffer, and ``clear``)
             composites each band into the delivery's L2-sized scratch band instead of the
             frame, and converts it from there: the RGBA frame is neither read nor written
@@ -88,7 +101,13 @@ def composite_stack(
             f"the stack was prepared for {stack.width}x{stack.height} frames, "
             f"not for this {width}x{height} frame"
         )
-    y0, y1 = check_rows(rows, height)
+    if rects is None:
+        y0, y1 = check_rows(rows, height)
+        boxes = np.array([[0, y0, width, y1]], np.int64)
+    elif rows is not None:
+        raise ValueError("give rows or rects, not both")
+    else:
+        boxes = check_rects(rects, width, height)
     if stack.reads_memory_of(frame):
         raise ValueError(
             "the frame shares memory with one of its layers; the kernel would read pixels "
@@ -105,7 +124,7 @@ def composite_stack(
     elif not isinstance(deliver, Delivery):
         raise TypeError(f"deliver must be a Delivery or None, not {type(deliver).__name__}")
     else:
-        out_address, out_code, table = deliver.kernel_arguments(frame, y0, y1)
+        out_address, out_code, table = deliver.kernel_arguments(frame, boxes)
         if scratch_address and out_code == NO_DELIVERY:
             raise ValueError(
                 "write_frame=False needs a delivery into another buffer than the frame"
@@ -124,8 +143,7 @@ def composite_stack(
         stack.opacity,
         stack.modes,
         stack.flags,
-        y0,
-        y1,
+        boxes,
         bool(clear),
         out_address,
         out_code,
@@ -142,14 +160,6 @@ def composite_layer(
     composite_stack(frame, [layer], rows=rows, clear=False)
 
 
-# What the kernel works out once per layer before the row loop (bits of ``kinds``), so that the
-# per-span code reads one integer instead of calling helpers that take arrays: every such call
-# can cost an atomic reference-count update, and sprites-1080p has 20,000 spans a frame.
-_COPIES = 1  # blending is a plain copy of the layer's pixels
-_STARTS_ROW = 2  # a copy that spans the whole width: nothing below it is visible
-_STRAIGHT_NORMAL = 4  # normal mode, straight alpha: the vectorised float32 paths apply
-_OPAQUE = 8  # every alpha byte is 255
-_PREMULTIPLIED = 16
 # Rows ahead at which each layer's next span is prefetched. The hardware prefetcher loses
 # track when one row reads six layers' rows in turn; asking for the same span a couple of
 # rows ahead gives DRAM the time one or two rows take to composite.
@@ -170,77 +180,6 @@ _OP_OVER_CLEAR = 1
 _OP_OVER_OPAQUE = 2
 _OP_OVER = 3
 _OP_GENERAL = 4
-# Most later copying layers in a row for which the row-starting layer is copied around them.
-# A studio scene has one or two (camera, a full-screen still); two hundred opaque sprites made
-# the quadratic gap search cost ten times the copy it saved.
-MAX_OCCLUDERS = 4
-
-
-@KERNEL
-def _layer_kinds(width, geometry, opacity, modes, flags):  # type: ignore[no-untyped-def]
-    """The ``kinds`` bits of every layer (see above)."""
-    n = geometry.shape[0]
-    kinds = np.zeros(n, np.int64)
-    for j in range(n):
-        opaque = (flags[j] & LAYER_OPAQUE) != 0
-        premultiplied = (flags[j] & LAYER_PREMULTIPLIED) != 0
-        kind = 0
-        if opaque:
-            kind |= _OPAQUE
-        if premultiplied:
-            kind |= _PREMULTIPLIED
-        if modes[j] == _NORMAL and not premultiplied:
-            kind |= _STRAIGHT_NORMAL
-        if opacity[j] == 1.0 and (
-            (modes[j] == _NORMAL and opaque)
-            or (modes[j] == _SOURCE and (opaque or not premultiplied))
-        ):
-            kind |= _COPIES
-            if opaque and geometry[j, 0] <= 0 and geometry[j, 0] + geometry[j, 2] >= width:
-                kind |= _STARTS_ROW
-        kinds[j] = kind
-    return kinds
-
-
-@KERNEL
-def _copy_row_around_copies(dst, row, src, s, width, entries, begin, last, geometry, kinds):  # type: ignore[no-untyped-def]
-    """Copy a row-starting layer's row, except where a later layer will copy over it anyway.
-
-    Occlusion within the row: under an opaque camera picture the background is not read at all.
-    The search for gaps is a plain scan per gap, quadratic in the copying layers of the row, so
-    rows with more than :data:`MAX_OCCLUDERS` of them are copied whole instead.
-    """
-    occluders = 0
-    for e in range(begin, last):
-        if kinds[entries[e]] & _COPIES:
-            occluders += 1
-    if occluders == 0 or occluders > MAX_OCCLUDERS:
-        copy_span(dst, row, src, s, width)
-        return
-    x = 0
-    while x < width:
-        moved = True
-        while moved:  # step over every later copying layer that covers x
-            moved = False
-            for e in range(begin, last):
-                j = entries[e]
-                if kinds[j] & _COPIES:
-                    x0 = max(geometry[j, 0], 0)
-                    x1 = min(geometry[j, 0] + geometry[j, 2], width)
-                    if x0 <= x < x1:
-                        x = x1
-                        moved = True
-        if x >= width:
-            break
-        gap_end = width  # up to the next copying layer that starts after x
-        for e in range(begin, last):
-            j = entries[e]
-            if kinds[j] & _COPIES:
-                x0 = max(geometry[j, 0], 0)
-                if x < x0 < gap_end:
-                    gap_end = x0
-        copy_span(dst, row + x, src, s + x, gap_end - x)
-        x = gap_end
 
 
 @KERNEL_INLINE
@@ -259,29 +198,6 @@ def _blend_run(op, dst, d, src, s, n, k, opacity, mode, premultiplied):  # type:
 
 
 @KERNEL
-def _rows_to_layers(width, geometry, y0, y1):  # type: ignore[no-untyped-def]
-    """For each row of [y0, y1), the layers covering it, bottom first (CSR: starts, entries)."""
-    n = geometry.shape[0]
-    starts = np.zeros(y1 - y0 + 1, np.int64)
-    for j in range(n):
-        r0 = max(geometry[j, 1], y0)
-        r1 = min(geometry[j, 1] + geometry[j, 3], y1)
-        for r in range(r0, r1):
-            starts[r - y0 + 1] += 1
-    for r in range(y1 - y0):
-        starts[r + 1] += starts[r]
-    cursor = starts[:-1].copy()
-    entries = np.empty(starts[y1 - y0], np.int64)
-    for j in range(n):
-        r0 = max(geometry[j, 1], y0)
-        r1 = min(geometry[j, 1] + geometry[j, 3], y1)
-        for r in range(r0, r1):
-            entries[cursor[r - y0]] = j
-            cursor[r - y0] += 1
-    return starts, entries
-
-
-@KERNEL
 def composite_stack_kernel(  # type: ignore[no-untyped-def]
     dst_address,
     width,
@@ -291,8 +207,7 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
     opacity,
     modes,
     flags,
-    y0,
-    y1,
+    rects,
     clear,
     out_address,
     out_code,
@@ -301,35 +216,90 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
     scratch_address,
 ):
     """The kernel behind :func:`composite_stack`; arguments as :class:`LayerStack` packs them,
-    then the delivery's buffer address, format code and coefficients (``Delivery``) and the
-    rows per converted band (even)."""
+    the boxes to composite (``(k, 4)`` int64 x0, y0, x1, y1, disjoint, inside the frame), then
+    the delivery's buffer address, format code and coefficients (``Delivery``) and the rows
+    per converted band (even)."""
+    ks = np.empty(geometry.shape[0], np.float32)  # as = Sa * k, k = opacity / 255
+    for j in range(geometry.shape[0]):
+        ks[j] = np.float32(opacity[j] / 255.0)
+    for r in range(rects.shape[0]):
+        _composite_box(
+            dst_address,
+            width,
+            height,
+            addresses,
+            geometry,
+            opacity,
+            modes,
+            flags,
+            ks,
+            rects[r, 0],
+            rects[r, 1],
+            rects[r, 2],
+            rects[r, 3],
+            clear,
+            out_address,
+            out_code,
+            table,
+            band_rows,
+            scratch_address,
+        )
+
+
+@KERNEL
+def _composite_box(  # type: ignore[no-untyped-def]
+    dst_address,
+    width,
+    height,
+    addresses,
+    geometry,
+    opacity,
+    modes,
+    flags,
+    ks,
+    cx0,
+    y0,
+    cx1,
+    y1,
+    clear,
+    out_address,
+    out_code,
+    table,
+    band_rows,
+    scratch_address,
+):
+    """Composite (and deliver) the box ``[cx0, cx1) x [y0, y1)`` of the frame.
+
+    Every decision below is per layer, per row of the box or per pixel, and never reads a
+    pixel outside the box: the loops that blend a pixel give the same bytes whichever of them
+    runs (``framering.kernels.spans``), so a box composited alone matches the whole frame.
+    """
+    if cx0 >= cx1 or y0 >= y1:
+        return
     band = y0  # first row not yet delivered
     dst = pixels_at(dst_address, width * height)
     if scratch_address != 0:
         # rows go to a band-sized scratch buffer instead of the frame: `dst` is a virtual
         # frame whose rows [band, band + band_rows) are the scratch (only those are touched)
         dst = pixels_at(scratch_address - 4 * band * width, width * height)
-    starts, entries = _rows_to_layers(width, geometry, y0, y1)
-    kinds = _layer_kinds(width, geometry, opacity, modes, flags)
-    ks = np.empty(geometry.shape[0], np.float32)  # as = Sa * k, k = opacity / 255
-    for j in range(geometry.shape[0]):
-        ks[j] = np.float32(opacity[j] / 255.0)
+    starts, entries = rows_to_layers(geometry, cx0, y0, cx1, y1)
+    kinds = layer_kinds(cx0, cx1, geometry, opacity, modes, flags)
     for y in range(y0, y1):
         row = y * width
         first = starts[y - y0]
         last = starts[y - y0 + 1]
-        # 1. occlusion: start at the topmost layer that replaces the whole row
+        # 1. occlusion: start at the topmost layer that replaces the whole row of the box
         begin = first
         row_opaque = False
         pending_clear = clear
         for e in range(last - 1, first - 1, -1):
             j = entries[e]
-            if kinds[j] & _STARTS_ROW:
+            if kinds[j] & STARTS_ROW:
                 x, ly, w, h = geometry[j, 0], geometry[j, 1], geometry[j, 2], geometry[j, 3]
                 src = pixels_at(addresses[j], w * h)
                 begin = e + 1
-                _copy_row_around_copies(
-                    dst, row, src, (y - ly) * w - x, width, entries, begin, last, geometry, kinds
+                copy_row_around_copies(
+                    dst, row, src, (y - ly) * w - x, cx0, cx1, entries, begin, last, geometry, kinds
                 )
                 row_opaque = True
                 pending_clear = False
@@ -338,8 +308,8 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
         for e in range(begin, last):
             j = entries[e]
             x, ly, w, h = geometry[j, 0], geometry[j, 1], geometry[j, 2], geometry[j, 3]
-            x0 = max(x, 0)
-            x1 = min(x + w, width)
+            x0 = max(x, cx0)
+            x1 = min(x + w, cx1)
             n = x1 - x0
             if n <= 0:
                 continue
@@ -347,27 +317,27 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
             s = (y - ly) * w + (x0 - x)
             d = row + x0
             kind = kinds[j]
-            premultiplied = (kind & _PREMULTIPLIED) != 0
+            premultiplied = (kind & PREMULTIPLIED) != 0
             # 1. which loop blends this span
             if pending_clear:
                 # the row is still conceptually transparent black: zero what this layer
                 # does not cover, and write its own span without reading it
-                fill_span(dst, row, x0, _ZERO)
-                fill_span(dst, row + x1, width - x1, _ZERO)
+                fill_span(dst, row + cx0, x0 - cx0, _ZERO)
+                fill_span(dst, row + x1, cx1 - x1, _ZERO)
                 pending_clear = False
                 row_opaque = False
-                if kind & _COPIES:
+                if kind & COPIES:
                     op = _OP_COPY
-                elif kind & _STRAIGHT_NORMAL:
+                elif kind & STRAIGHT_NORMAL:
                     op = _OP_OVER_CLEAR
                 else:
                     fill_span(dst, d, n, _ZERO)
                     op = _OP_GENERAL
-            elif kind & _COPIES:
+            elif kind & COPIES:
                 op = _OP_COPY
-                if not kind & _OPAQUE:
+                if not kind & OPAQUE:
                     row_opaque = False
-            elif kind & _STRAIGHT_NORMAL:
+            elif kind & STRAIGHT_NORMAL:
                 if row_opaque or alpha_and_or(dst, d, n)[0] == 255:
                     op = _OP_OVER_OPAQUE
                 else:
@@ -378,7 +348,7 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
                     row_opaque = False
             # 2. blend it in chunks, each after prefetch hints for the same pixels a few rows
             # down (a whole 4K row of hints at once overflows the core's miss queues)
-            if n < PREFETCH_MIN_PIXELS or y + PREFETCH_ROWS >= ly + h:
+            if n < PREFETCH_MIN_PIXELS or y + PREFETCH_ROWS >= min(ly + h, y1):
                 _blend_run(op, dst, d, src, s, n, ks[j], opacity[j], modes[j], premultiplied)
                 continue
             ahead = addresses[j] + 4 * (s + PREFETCH_ROWS * w)
@@ -389,10 +359,10 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
                     op, dst, d + c, src, s + c, m, ks[j], opacity[j], modes[j], premultiplied
                 )
         if pending_clear:
-            fill_span(dst, row, width, _ZERO)
+            fill_span(dst, row + cx0, cx1 - cx0, _ZERO)
         # 4. a finished band of rows converted while it is still in cache
         if out_code != NO_DELIVERY and (y + 1 - band == band_rows or y == y1 - 1):
-            deliver_rows(dst, width, height, band, y + 1, out_address, out_code, table)
+            deliver_rows(dst, width, height, cx0, band, cx1, y + 1, out_address, out_code, table)
             band = y + 1
             if scratch_address != 0:
                 dst = pixels_at(scratch_address - 4 * band * width, width * height)

@@ -111,3 +111,42 @@ def check_color(color: object) -> tuple[int, int, int, int]:
             raise ValueError(f"color channels must be in [0, 255], not {int(channel)}")
         channels.append(int(channel))
     return channels[0], channels[1], channels[2], channels[3]
+
+
+def check_rects(rects: object, width: int, height: int) -> np.ndarray:
+    """Boxes ``(x0, y0, x1, y1)`` inside a ``width`` x ``height`` frame that do not overlap,
+    as a read-only ``(k, 4)`` int64 array (empty boxes are allowed and do nothing).
+
+    The kernel writes each box's pixels once, so overlapping boxes would composite twice over
+    the same pixels (with ``clear=False``) or waste the work: both are refused here.
+    """
+    try:
+        boxes = np.array(rects, dtype=np.int64, copy=True)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"rects must be (x0, y0, x1, y1) boxes of ints, not {rects!r}") from None
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"rects must have shape (k, 4) (x0, y0, x1, y1), not {boxes.shape}")
+    x0, y0, x1, y1 = boxes.T
+    inside = (x0 >= 0) & (x0 <= x1) & (x1 <= width) & (y0 >= 0) & (y0 <= y1) & (y1 <= height)
+    if not inside.all():
+        bad = boxes[np.flatnonzero(~inside)[0]].tolist()
+        raise ValueError(
+            f"rects must satisfy 0 <= x0 <= x1 <= {width} and 0 <= y0 <= y1 <= {height}, not {bad}"
+        )
+    boxes = boxes[(x0 < x1) & (y0 < y1)]
+    if len(boxes) > 1:
+        a, b = boxes[:, None, :], boxes[None, :, :]
+        overlap = (
+            (a[..., 0] < b[..., 2])
+            & (b[..., 0] < a[..., 2])
+            & (a[..., 1] < b[..., 3])
+            & (b[..., 1] < a[..., 3])
+        )
+        np.fill_diagonal(overlap, False)
+        if overlap.any():
+            i, j = np.argwhere(overlap)[0]
+            raise ValueError(f"rects overlap: {boxes[i].tolist()} and {boxes[j].tolist()}")
+    boxes.setflags(write=False)
+    return boxes

@@ -69,3 +69,17 @@ def layers(
         premultiplied=premultiplied,
         opaque=True if alpha == "opaque" else None,
     )
+
+
+@st.composite
+def frame_and_layer(draw: st.DrawFn, **kwargs: object) -> tuple[np.ndarray, PixelLayer]:
+    frame = draw(frames())
+    return frame, draw(layers(frame.shape[1], frame.shape[0], **kwargs))
+
+
+@st.composite
+def frame_and_stack(draw: st.DrawFn, max_layers: int = 5) -> tuple[np.ndarray, list[PixelLayer]]:
+    frame = draw(frames())
+    h, w = frame.shape[:2]
+    count = draw(st.integers(1, max_layers))
+    return frame, [draw(layers(w, h)) for _ in range(count)]

@@ -119,11 +119,11 @@ def test_a_delivery_is_reusable_and_immutable() -> None:
 def test_bad_deliveries_are_refused() -> None:
     layers = scene(9, 12, 10)
     frame = np.empty((10, 12, 4), np.uint8)
-    with pytest.raises(ValueError, match="even rows"):
+    with pytest.raises(ValueError, match="even numbers"):
         composite_stack(
             frame, layers, rows=(1, 10), deliver=Delivery("i420", np.empty((15, 12), np.uint8))
         )
-    with pytest.raises(ValueError, match="even rows"):
+    with pytest.raises(ValueError, match="even numbers"):
         composite_stack(
             frame, layers, rows=(0, 5), deliver=Delivery("nv12", np.empty((15, 12), np.uint8))
         )

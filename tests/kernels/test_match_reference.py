@@ -25,7 +25,7 @@ from framering.kernels.reference import (
     fill_reference,
     premultiplied_difference,
 )
-from tests.layers import frames, layers
+from tests.layers import frame_and_layer, frame_and_stack, frames
 
 TOLERANCE = 1.0 + 1e-9
 
@@ -37,20 +37,6 @@ def assert_close(got: np.ndarray, want: np.ndarray) -> None:
         f"max difference {difference.max():.3f} at {worst}: got {got[worst[:2]]}, "
         f"want {want[worst[:2]]}"
     )
-
-
-@st.composite
-def frame_and_layer(draw: st.DrawFn, **kwargs: object) -> tuple[np.ndarray, PixelLayer]:
-    frame = draw(frames())
-    return frame, draw(layers(frame.shape[1], frame.shape[0], **kwargs))
-
-
-@st.composite
-def frame_and_stack(draw: st.DrawFn, max_layers: int = 5) -> tuple[np.ndarray, list[PixelLayer]]:
-    frame = draw(frames())
-    h, w = frame.shape[:2]
-    count = draw(st.integers(1, max_layers))
-    return frame, [draw(layers(w, h)) for _ in range(count)]
 
 
 @settings(max_examples=400, deadline=None)

@@ -1,0 +1,118 @@
+"""Boxes of a frame composited alone get exactly the bytes of the whole frame (damage repair),
+delivery formats included, and nothing outside them is touched."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from framering.kernels import Delivery, FrameFormat, LayerStack, PixelLayer, composite_stack
+from tests.kernels.pictures import PACKED, YUV420, converted, picture
+from tests.layers import frame_and_stack, frames, layers
+
+
+@st.composite
+def disjoint_boxes(draw: st.DrawFn, width: int, height: int, step: int = 1) -> np.ndarray:
+    """Some cells of a random grid over the frame (bounds multiples of ``step``)."""
+
+    def cuts(side: int) -> list[int]:
+        inner = draw(st.lists(st.integers(0, side // step), max_size=4))
+        return sorted({0, side, *(c * step for c in inner)})
+
+    xs, ys = cuts(width), cuts(height)
+    cells = [(x0, y0, x1, y1) for x0, x1 in pairwise(xs) for y0, y1 in pairwise(ys)]
+    chosen = [cell for cell in cells if draw(st.booleans())]
+    return np.array(chosen, np.int64).reshape(-1, 4)
+
+
+def merged(outside: np.ndarray, inside: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``outside`` with each box's pixels taken from ``inside``."""
+    out = outside.copy()
+    for x0, y0, x1, y1 in boxes.tolist():
+        out[y0:y1, x0:x1] = inside[y0:y1, x0:x1]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(frame_and_stack(max_layers=6), st.booleans(), st.data())
+def test_boxes_get_the_bytes_of_the_whole_frame_and_nothing_else_is_touched(
+    case: tuple[np.ndarray, list[PixelLayer]], clear: bool, data: st.DataObject
+) -> None:
+    frame, layer_list = case
+    h, w = frame.shape[:2]
+    stack = LayerStack.prepare(w, h, layer_list)
+    whole = frame.copy()
+    composite_stack(whole, stack, clear=clear)
+    boxes = data.draw(disjoint_boxes(w, h))
+    got = frame.copy()
+    composite_stack(got, stack, rects=boxes, clear=clear)
+    np.testing.assert_array_equal(got, merged(frame, whole, boxes))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_box_over_many_layers_of_one_picture_matches_the_whole_frame(
+    data: st.DataObject,
+) -> None:
+    """Layers that share pictures, cross the box's edges and occlude each other."""
+    frame = data.draw(frames(max_side=64))
+    h, w = frame.shape[:2]
+    layer_list = [data.draw(layers(w, h, max_side=70)) for _ in range(data.draw(st.integers(1, 8)))]
+    stack = LayerStack.prepare(w, h, layer_list)
+    whole = np.zeros_like(frame)
+    composite_stack(whole, stack)
+    x0, x1 = sorted(data.draw(st.lists(st.integers(0, w), min_size=2, max_size=2)))
+    y0, y1 = sorted(data.draw(st.lists(st.integers(0, h), min_size=2, max_size=2)))
+    box = np.array([[x0, y0, x1, y1]])
+    got = frame.copy()
+    composite_stack(got, stack, rects=box)
+    np.testing.assert_array_equal(got, merged(frame, whole, box))
+
+
+@pytest.mark.parametrize("fmt", PACKED + YUV420)
+@pytest.mark.parametrize("write_frame", [True, False])
+@settings(max_examples=25, deadline=None)
+@given(case=frame_and_stack(max_layers=4), data=st.data())
+def test_delivered_boxes_convert_the_boxes_and_keep_the_rest_of_the_delivery(
+    fmt: str, write_frame: bool, case: tuple[np.ndarray, list[PixelLayer]], data: st.DataObject
+) -> None:
+    frame, layer_list = case
+    h, w = frame.shape[:2]
+    h, w = h + h % 2, w + w % 2  # 4:2:0 needs even sizes
+    frame = np.resize(frame, (h, w, 4))
+    stack = LayerStack.prepare(w, h, layer_list)
+    whole = np.empty_like(frame)
+    composite_stack(whole, stack)
+    before = picture(data.draw(st.integers(0, 2**32 - 1)), h, w)
+    step = 2 if FrameFormat(fmt).yuv420 else 1
+    boxes = data.draw(disjoint_boxes(w, h, step))
+    out = converted(before, fmt)  # what the delivery held: the slot's previous frame
+    target = before.copy()
+    composite_stack(target, stack, rects=boxes, deliver=Delivery(fmt, out), write_frame=write_frame)
+    expected = merged(before, whole, boxes)
+    np.testing.assert_array_equal(out, converted(expected, fmt))
+    np.testing.assert_array_equal(target, expected if write_frame else before)
+
+
+def test_boxes_are_refused_when_they_overlap_leave_the_frame_or_split_chroma() -> None:
+    frame = np.zeros((8, 8, 4), np.uint8)
+    layer = [PixelLayer(np.full((8, 8, 4), 255, np.uint8))]
+    with pytest.raises(ValueError, match="overlap"):
+        composite_stack(frame, layer, rects=[(0, 0, 4, 4), (3, 3, 6, 6)])
+    with pytest.raises(ValueError, match="x1 <= 8"):
+        composite_stack(frame, layer, rects=[(0, 0, 9, 4)])
+    with pytest.raises(ValueError, match="shape"):
+        composite_stack(frame, layer, rects=[(0, 0, 4)])
+    with pytest.raises(TypeError, match="boxes of ints"):
+        composite_stack(frame, layer, rects=[("a", 0, 1, 1)])
+    with pytest.raises(ValueError, match="rows or rects"):
+        composite_stack(frame, layer, rows=(0, 4), rects=[(0, 0, 4, 4)])
+    delivery = Delivery("nv12", np.zeros((12, 8), np.uint8))
+    with pytest.raises(ValueError, match="even"):
+        composite_stack(frame, layer, rects=[(1, 0, 4, 4)], deliver=delivery)
+    composite_stack(frame, layer, rects=[(2, 2, 2, 6), (0, 0, 0, 0)])  # empty boxes: nothing
+    assert not frame.any()
