@@ -39,7 +39,7 @@ def _bench(args: argparse.Namespace) -> int:
     # Imported here, not at the top: the benchmarks need the optional 'bench' extra
     # (Pillow, matplotlib), and `framering demo` must work without it.
     try:
-        from framering.benchmarks import engine_bench, formats_bench, kernels_bench
+        from framering.benchmarks import damage_bench, engine_bench, formats_bench, kernels_bench
     except ImportError as error:
         print(f"framering bench needs: pip install 'framering[bench]' ({error})")
         return 2
@@ -53,9 +53,10 @@ def _bench(args: argparse.Namespace) -> int:
             + (["--full"] if args.full else [])
             + (["--smoke"] if args.smoke else [])
         )
-    return engine_bench.main(
-        argv + (["--full"] if args.full else []) + (["--smoke"] if args.smoke else [])
-    )
+    argv += (["--full"] if args.full else []) + (["--smoke"] if args.smoke else [])
+    if args.damage:
+        return damage_bench.main(argv)
+    return engine_bench.main(argv)
 
 
 def _cleanup(args: argparse.Namespace) -> int:
@@ -100,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--formats",
         action="store_true",
         help="cost of delivery formats, input formats and transforms per 1080p frame",
+    )
+    bench.add_argument(
+        "--damage",
+        action="store_true",
+        help="damage tracking on and off (animated, still, everything moving) and the parent's CPU",
     )
     bench.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # for tests
     bench.set_defaults(run=_bench)

@@ -5,7 +5,8 @@ scene returns the frame's layer stack while a producer thread paints the camera 
 finished frames come back in order and go to an encoder if asked (H.264 through PyAV where it
 is installed, OpenCV otherwise), the last one to a PNG and, with ``contact_sheet``, a grid of
 frames spread over the run to another. A status line shows frame rate, latency, late and
-dropped frames, delivery jitter, the encoder and each worker's CPU and memory.
+dropped frames, delivery jitter, the share of pixels recomposited (damage tracking), the
+encoder and each worker's CPU and memory.
 
 With ``input``, a user's clip is decoded into a live source and composited under the show's
 lower third and logo. ``framering.demo_scenes`` says where pixels are copied.
@@ -165,7 +166,8 @@ def run_demo(
                         f"p50 {m.latency_p50 * 1e3:5.2f} ms p99 {m.latency_p99 * 1e3:5.2f} ms | "
                         f"late {m.stream_late} dropped {m.stream_dropped} repeated "
                         f"{m.stream_repeated} | jitter p99 "
-                        f"{m.delivery_jitter_p99 * 1e3:4.1f} ms | encoder {encoder} | workers "
+                        f"{m.delivery_jitter_p99 * 1e3:4.1f} ms | damaged "
+                        f"{m.damaged_fraction * 100:3.0f}% | encoder {encoder} | workers "
                         f"{_worker_status(eng, processes)}   ",
                         end="",
                         file=sys.stderr,

@@ -4,6 +4,7 @@ Each concern lives in a room of its own, and ``Engine`` only makes them and forw
 
 - ``lifetime``: open, closed or broken, asked by every room;
 - ``frames``: the ring's slots, who holds them, frames in flight and read as layers;
+- ``damage``: what each slot holds, and which boxes a new frame must recomposite;
 - ``registry``: sources, their pins and fallbacks;
 - ``jobs``: frames and transforms sent to the pool, each ending exactly once;
 - ``pool``: the worker processes;
@@ -12,11 +13,14 @@ Each concern lives in a room of its own, and ``Engine`` only makes them and forw
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final, Literal
 
 import numpy as np
 
+from framering.damage import DamageTracker
+from framering.errors import InvalidTypeError
 from framering.frames import FrameTable
 from framering.jobs import DEFAULT_DEADLINE_S, Jobs
 from framering.kernels import FrameFormat, warmup
@@ -33,6 +37,9 @@ from framering.slots import FrameSlot
 from framering.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source
 from framering.stream import Policy, Scene, StreamClock, StreamFrame, astream_frames, stream_frames
 from framering.validation import check_timeout, pixel_format, positive_int, positive_seconds
+
+# ``FRAMERING_DAMAGE=full`` turns damage tracking off in every engine of the process.
+DAMAGE_ENV: Final = "FRAMERING_DAMAGE"
 
 
 class Engine:
@@ -53,6 +60,11 @@ class Engine:
             gets its format without a pass in the caller. I420 and NV12 need an even width
             and height.
         yuv_matrix, yuv_range: ``bt709``/``bt601`` and ``limited``/``full`` for I420/NV12.
+        damage: recomposite only what changed since a slot's previous frame (the boxes of
+            layers that moved, changed or whose live source published), giving the same bytes
+            as compositing every frame whole. ``False``, or the environment variable
+            ``FRAMERING_DAMAGE=full``, composites every frame whole: for debugging, and the
+            baseline of the benchmarks.
 
     Use it as a context manager, or call :meth:`close`; it also closes at interpreter exit.
     """
@@ -72,7 +84,10 @@ class Engine:
         output: FrameFormat | str = FrameFormat.RGBA,
         yuv_matrix: str = "bt709",
         yuv_range: str = "limited",
+        damage: bool = True,
     ) -> None:
+        if not isinstance(damage, bool):
+            raise InvalidTypeError(f"damage must be a bool, not {type(damage).__name__}")
         self.width: Final = positive_int(width, "width", MAX_SIDE)
         self.height: Final = positive_int(height, "height", MAX_SIDE)
         self.slots: Final = positive_int(slots, "slots", MAX_SLOTS)
@@ -108,9 +123,21 @@ class Engine:
         self._registry = SourceRegistry(self.token, self._lifetime, self._pool)
         # the slots' submit reaches the jobs, which are made after the slots they finish
         submit = lambda *frame: self._jobs.submit_frame(*frame)  # noqa: E731
-        self._frames = FrameTable(ring, self._lifetime, self.token, submit)
+        self.damage: Final = damage and os.environ.get(DAMAGE_ENV, "").lower() != "full"
+        """Damage tracking is on (see ``damage`` above)."""
+        tracker = DamageTracker(
+            self.slots, self.width, self.height, even=self.output.yuv420, enabled=self.damage
+        )
+        self._recorder.frame_pixels = self.width * self.height
+        self._frames = FrameTable(ring, self._lifetime, self.token, submit, tracker)
         self._jobs = Jobs(
-            self._lifetime, self._frames, self._registry, self._pool, self._recorder, deadline
+            self._lifetime,
+            self._frames,
+            self._registry,
+            self._pool,
+            self._recorder,
+            deadline,
+            tracker,
         )
         close_at_exit(self)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from framering.asyncio_bridge import AsyncBridge
+from framering.damage import DamageTracker
 from framering.errors import AcquireTimeoutError, ForeignObjectError, SlotStateError
 from framering.lifetime import Lifetime
 from framering.ring import FrameRing, SlotState
@@ -58,8 +59,16 @@ class FrameRecord:
 class FrameTable:
     """The slots of one ring and their frames; see the module docstring."""
 
-    def __init__(self, ring: FrameRing, lifetime: Lifetime, token: str, submit: Submit) -> None:
+    def __init__(
+        self,
+        ring: FrameRing,
+        lifetime: Lifetime,
+        token: str,
+        submit: Submit,
+        damage: DamageTracker,
+    ) -> None:
         self.ring = ring
+        self._damage = damage
         self.slots = ring.slots
         self.token = token
         """The engine's token: whose slots these are."""
@@ -268,9 +277,13 @@ class FrameTable:
             self._notify_async()
 
     # ------------------------------------------------------------------ views and figures
-    def delivered(self, slot: FrameSlot) -> np.ndarray:
-        """The slot's frame in the delivery format (a view into the ring)."""
-        return self.ring.delivered(slot.index)
+    def delivered(self, slot: FrameSlot, writable: bool) -> np.ndarray:
+        """The slot's frame in the delivery format (a view into the ring), read-only unless
+        ``writable``: then the slot's next frame is composited whole, since the caller may
+        have changed any pixel of it."""
+        if writable:
+            self._damage.forget(slot.index)
+        return self.ring.delivered(slot.index, writable=writable)
 
     def state(self, slot: FrameSlot) -> SlotState:
         self._lifetime.check_open()

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Final
 
+from framering.damage import DamagePlan, DamageTracker
 from framering.errors import (
     EngineClosedError,
     FrameFailedError,
@@ -128,7 +129,7 @@ class _Job:
 
 
 class FrameJob(_Job):
-    """A frame composited into ``slot``."""
+    """A frame composited into ``slot`` (the boxes of ``plan``)."""
 
     def __init__(
         self,
@@ -139,11 +140,15 @@ class FrameJob(_Job):
         recorder: Recorder,
         lifetime: Lifetime,
         live: LiveJobs,
+        damage: DamageTracker,
+        plan: DamagePlan,
     ) -> None:
         super().__init__(frames, pins, reads, live)
         self._slot = slot
         self._recorder = recorder
         self._lifetime = lifetime
+        self._damage = damage
+        self._plan = plan
 
     def began(self) -> bool:
         return self._frames.has_begun(self._slot)
@@ -156,12 +161,15 @@ class FrameJob(_Job):
 
     def task_done(self, task: Task, worker_ns: int) -> None:
         if self._claim_end():
+            # what the slot holds is known before the slot can be acquired again
+            self._damage.finished(self._slot.index, self._plan, ok=True, attempts=task.attempts)
             self._let_go(self._slot, None, worker_ns)
             latency_ns = self._slot.finished_ns - task.submitted_ns
-            self._recorder.completed(latency_ns / 1e9, worker_ns / 1e9)
+            self._recorder.completed(latency_ns / 1e9, worker_ns / 1e9, self._plan.pixels)
 
     def task_failed(self, task: Task, cause: str) -> None:
         if self._claim_end():
+            self._damage.finished(self._slot.index, self._plan, ok=False, attempts=task.attempts)
             early = self._lifetime.ended_early("the frame")
             self._let_go(self._slot, early or frame_failed(self._slot, cause, task.attempts), 0)
             if early is None and task.attempts:  # a submit refused or interrupted is no failure
@@ -248,8 +256,10 @@ class Jobs:
         pool: WorkerPool,
         recorder: Recorder,
         deadline: float,
+        damage: DamageTracker,
     ) -> None:
         self._lifetime = lifetime
+        self._damage = damage
         self._frames = frames
         self._registry = registry
         self._pool = pool
@@ -284,8 +294,24 @@ class Jobs:
             pinned = self._registry.pin_frame(packed, pins)
             if pinned.stalled:
                 self._recorder.stalled()
+            plan = self._damage.plan(
+                slot.index,
+                packed.records,
+                pinned.transforms,
+                packed.sizes,
+                clear=clear,
+                write_frame=write_frame,
+            )
             job = FrameJob(
-                slot, self._frames, pins, packed.frames, self._recorder, self._lifetime, self._live
+                slot,
+                self._frames,
+                pins,
+                packed.frames,
+                self._recorder,
+                self._lifetime,
+                self._live,
+                self._damage,
+                plan,
             )
             task = RenderTask(
                 id=next(self._task_ids),
@@ -293,7 +319,7 @@ class Jobs:
                 listener=job,
                 slot=slot.index,
                 records=packed.records,
-                rows=(0, self._frame_size[1]),
+                boxes=plan.boxes,
                 transforms=pinned.transforms,
                 clear=clear,
                 write_frame=write_frame,

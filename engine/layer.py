@@ -75,6 +75,7 @@ class PackedLayers:
     records: np.ndarray  # LAYER_RECORD; ``buffer`` and ``version`` of live sources left 0
     transforms: np.ndarray  # TRANSFORM_RECORD, referenced 1-based by records["transform"]
     frames: tuple[FrameSlot, ...]  # finished frames read as layers
+    sizes: np.ndarray  # (n, 2) int64: each layer's width and height as drawn (transformed)
     transform_list: tuple[Transform, ...] = ()  # the transforms, in record order
 
 
@@ -96,6 +97,7 @@ def pack_layers(
     if len(layers) > MAX_LAYERS:
         raise InvalidValueError(f"a frame may have at most {MAX_LAYERS} layers, not {len(layers)}")
     ids, modes, flags, xs, ys, opacity, transform_ix = [], [], [], [], [], [], []
+    sizes: list[tuple[int, int]] = []
     versions: list[int] = []  # a frame's sequence; sources get theirs when they are pinned
     transforms: dict[Transform, int] = {}
     frames: dict[int, FrameSlot] = {}
@@ -129,7 +131,7 @@ def pack_layers(
         if transform is None:
             transform_ix.append(0)
         elif type(transform) is Transform:
-            checked(transform.output_size, width, height)  # the crop lies inside the source
+            width, height = checked(transform.output_size, width, height)  # crop inside
             opaque = opaque and transform.keeps_opacity()
             transform_ix.append(transforms.setdefault(transform, len(transforms) + 1))
         else:
@@ -149,6 +151,7 @@ def pack_layers(
             | (LAYER_OPAQUE if opaque else 0)
             | (LAYER_PREMULTIPLIED if layer.premultiplied else 0)
         )
+        sizes.append((width, height))
         xs.append(x)
         ys.append(y)
         opacity.append(o)
@@ -167,4 +170,10 @@ def pack_layers(
             pack_transform(transform, packed_transforms[number - 1 : number])
     if frames:
         records["version"] = versions
-    return PackedLayers(records, packed_transforms, tuple(frames.values()), tuple(transforms))
+    return PackedLayers(
+        records,
+        packed_transforms,
+        tuple(frames.values()),
+        np.array(sizes, np.int64).reshape(-1, 2),
+        tuple(transforms),
+    )

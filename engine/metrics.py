@@ -77,6 +77,10 @@ class Metrics:
     kernel_p99: float
     throughput_fps: float
     """Frames completed during the last second."""
+    damaged_fraction: float
+    """Share of the output pixels of the frames completed during the last second that were
+    recomposited: 1.0 without damage tracking (or when everything moves), near 0 for a still
+    scene; 0.0 when no frame completed."""
     ring_slots: int
     """Slots in the frame ring."""
     ring_in_use: int
@@ -119,7 +123,9 @@ class Recorder:
         self.frames_failed = 0
         self._latency: deque[float] = deque(maxlen=SAMPLE_WINDOW)
         self._kernel: deque[float] = deque(maxlen=SAMPLE_WINDOW)
-        self._completions: deque[float] = deque()
+        self._completions: deque[tuple[float, int]] = deque()  # (when, pixels composited)
+        self.frame_pixels = 1
+        """Pixels of one whole frame (set by the engine), for ``damaged_fraction``."""
         self._jitter: deque[float] = deque(maxlen=SAMPLE_WINDOW)
         self.stream = {"late": 0, "dropped": 0, "repeated": 0}
         self.stalled_frames = 0
@@ -136,14 +142,15 @@ class Recorder:
         with self._lock:
             self.stalled_frames += 1
 
-    def completed(self, latency_s: float, kernel_s: float) -> None:
+    def completed(self, latency_s: float, kernel_s: float, pixels: int) -> None:
+        """A frame finished; ``pixels`` of it were recomposited (the rest was kept)."""
         now = time.monotonic()
         with self._lock:
             self.frames_completed += 1
             self._latency.append(latency_s)
             self._kernel.append(kernel_s)
-            self._completions.append(now)
-            while self._completions and self._completions[0] < now - 1.0:
+            self._completions.append((now, pixels))
+            while self._completions and self._completions[0][0] < now - 1.0:
                 self._completions.popleft()
 
     def failed(self) -> None:
@@ -155,7 +162,9 @@ class Recorder:
         with self._lock:
             latency = np.array(self._latency, dtype=np.float64)
             kernel = np.array(self._kernel, dtype=np.float64)
-            recent = sum(1 for t in self._completions if t >= now - 1.0)
+            last_second = [pixels for t, pixels in self._completions if t >= now - 1.0]
+            recent = len(last_second)
+            damaged = sum(last_second) / (recent * self.frame_pixels) if recent else 0.0
             jitter = np.array(self._jitter, dtype=np.float64)
             stream = dict(self.stream)
 
@@ -171,6 +180,7 @@ class Recorder:
             "kernel_p90": pct(kernel, 90),
             "kernel_p99": pct(kernel, 99),
             "throughput_fps": float(recent),
+            "damaged_fraction": damaged,
             "stream_late": stream["late"],
             "stream_dropped": stream["dropped"],
             "stream_repeated": stream["repeated"],

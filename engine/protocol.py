@@ -2,15 +2,16 @@
 
 Every message is one ``send_bytes`` on a pipe: a 4-byte header (magic, version, type) and a
 fixed-size body, plus, for a task, packed records: 32 bytes a layer (``LAYER_RECORD``) and 56
-a transform (``TRANSFORM_RECORD``). A RENDER of four untransformed layers is 166 bytes whatever
-the size of its pixels (``tests/engine/test_protocol.py`` holds these figures to the code);
+a transform (``TRANSFORM_RECORD``), and 16 bytes a box to composite (``x0, y0, x1, y1`` as
+int32). A RENDER of four untransformed layers and one box is 176 bytes whatever the size of its
+pixels (``tests/engine/test_protocol.py`` holds these figures to the code);
 the pixels stay in shared memory and are named by (source id, buffer index, slot index).
 
     parent -> worker                                 worker -> parent
     ATTACH    source id, size, buffers, format,      HELLO   pid
               YUV matrix and range, segment name
     DETACH    source id                              DONE    task id, attempt, worker ns
-    RENDER    task id, attempt, slot, flags, rows,   FAILED  task id, attempt, traceback
+    RENDER    task id, attempt, slot, flags, boxes,  FAILED  task id, attempt, traceback
               layer records, transform records
     TRANSFORM task id, attempt, target source id,    ERROR   text: a start-up traceback, a
               one layer record, one transform record         message it could not parse or
@@ -19,11 +20,12 @@ the pixels stay in shared memory and are named by (source id, buffer index, slot
 Two task types, each with its own message: RENDER composites into a slot of the ring,
 TRANSFORM writes one transformed picture into a source. A reply names its task and the attempt
 it answers, so a reply to an attempt the parent gave up on is told from the current one. Task
-ids are unique and increasing per engine. A frame split into row bands is already expressible
-(``y0``/``y1`` of RENDER). A layer names its pixels as (source id, buffer index, version), or,
-with ``LAYER_FRAME``, as (slot index, 0, frame sequence): a finished frame of the ring read as a
-layer (nesting). A transform travels as its parameters, so a worker needs no state beyond its
-attached sources to run one, and a replacement worker runs it the same.
+ids are unique and increasing per engine. A RENDER composites only its boxes: the whole frame,
+a band of rows, or the damage since the slot's previous frame (``framering.damage``); no box
+is an empty task the worker answers at once. A layer names its pixels as (source id, buffer
+index, version), or, with ``LAYER_FRAME``, as (slot index, 0, frame sequence): a finished frame
+of the ring read as a layer (nesting). A transform travels as its parameters, so a worker needs
+no state beyond its attached sources to run one, and a replacement worker runs it the same.
 
 The version is in every header and ``decode`` refuses any other, so a worker of another
 version is caught at its first message.
@@ -43,7 +45,7 @@ from framering.errors import ProtocolError
 from framering.kernels.transform import FLIPS, INTERPOLATIONS, Transform
 
 MAGIC: Final = 0xF7
-VERSION: Final = 3
+VERSION: Final = 4
 # Longest error text a worker sends back (a traceback's tail is what matters).
 MAX_TEXT_BYTES: Final = 4096
 # Longest segment name in ATTACH (POSIX allows 255; ours are ~40).
@@ -142,9 +144,12 @@ def _transform_from_bytes(data: bytes) -> Transform:
 _HELLO = struct.Struct("<I")  # pid (the version is in every header)
 _ATTACH = struct.Struct("<IIIHBBBxH")  # id, width, height, buffers, format, matrix, range, name len
 _DETACH = struct.Struct("<I")
-_RENDER = struct.Struct("<QIIBxxxIIIH")  # task, attempt, slot, flags, y0, y1, layers, transforms
+_RENDER = struct.Struct("<QIIBxxxIHH")  # task, attempt, slot, flags, layers, boxes, transforms
+# Most boxes a RENDER may carry (the damage planner merges far below this).
+MAX_BOXES: Final = 1024
 RENDER_CLEAR: Final = 1  # start from transparent black
 RENDER_WRITE_FRAME: Final = 2  # write the RGBA frame (not only the delivery format)
+_BOX_BYTES: Final = 16  # x0, y0, x1, y1 as int32
 _TRANSFORM = struct.Struct("<QII")  # task, attempt, target source id
 _DONE = struct.Struct("<QIQ")  # task, attempt, worker nanoseconds
 _FAILED = struct.Struct("<QIH")  # task, attempt, text length
@@ -180,14 +185,13 @@ class Detach:
 
 @dataclass(frozen=True, slots=True)
 class Render:
-    """Composite rows ``y0:y1`` of slot ``slot`` from layer records (a frame, or a band)."""
+    """Composite the boxes ``boxes`` of slot ``slot`` from layer records."""
 
     task: int
     attempt: int  # echoed in the reply, so a stale reply can be told from the current one
     slot: int
     clear: bool
-    y0: int
-    y1: int
+    boxes: np.ndarray  # (k, 4) int64: x0, y0, x1, y1 (the worker's kernel call checks them)
     layers: np.ndarray  # LAYER_RECORD array
     transforms: tuple[Transform, ...]  # decoded (and so validated) TRANSFORM_RECORDs
     write_frame: bool = True  # False: the worker may deliver without writing the RGBA frame
@@ -280,19 +284,29 @@ def encode_render(
     attempt: int,
     slot: int,
     clear: bool,
-    y0: int,
-    y1: int,
+    boxes: np.ndarray,
     layers: np.ndarray,
     transforms: np.ndarray = _NO_TRANSFORMS,
     write_frame: bool = True,
 ) -> bytes:
+    """``boxes``: (k, 4) ints, x0, y0, x1, y1 of each box to composite."""
     if layers.dtype != LAYER_RECORD or transforms.dtype != TRANSFORM_RECORD:
         raise ProtocolError("layers and transforms must be LAYER_RECORD and TRANSFORM_RECORD")
     if len(transforms) > 0xFFFF:
         raise ProtocolError("a task carries at most 65535 transforms")
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) > MAX_BOXES:
+        raise ProtocolError(f"boxes must be a (k, 4) array of at most {MAX_BOXES} boxes")
     flags = (RENDER_CLEAR if clear else 0) | (RENDER_WRITE_FRAME if write_frame else 0)
-    body = _RENDER.pack(task, attempt, slot, flags, y0, y1, len(layers), len(transforms))
-    return _header(Kind.RENDER) + body + layers.tobytes() + transforms.tobytes()
+    body = _RENDER.pack(task, attempt, slot, flags, len(layers), len(boxes), len(transforms))
+    return b"".join(
+        (
+            _header(Kind.RENDER),
+            body,
+            boxes.astype("<i4", copy=False).tobytes(),
+            layers.tobytes(),
+            transforms.tobytes(),
+        )
+    )
 
 
 def encode_transform(
@@ -363,19 +377,21 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     if kind is Kind.DETACH:
         return Detach(*_fixed(body, _DETACH, kind))
     if kind is Kind.RENDER:
-        task, attempt, slot, flags, y0, y1, count, count_t = _fixed(body, _RENDER, kind)
+        task, attempt, slot, flags, count, count_b, count_t = _fixed(body, _RENDER, kind)
         records = body[_RENDER.size :]
-        layer_bytes = count * LAYER_RECORD.itemsize
-        if len(records) != layer_bytes + count_t * TRANSFORM_RECORD.itemsize:
+        box_bytes = count_b * _BOX_BYTES
+        layer_end = box_bytes + count * LAYER_RECORD.itemsize
+        if len(records) != layer_end + count_t * TRANSFORM_RECORD.itemsize or count_b > MAX_BOXES:
             raise ProtocolError(
-                f"RENDER announces {count} layers and {count_t} transforms but carries "
-                f"{len(records)} bytes of records"
+                f"RENDER announces {count} layers, {count_b} boxes and {count_t} transforms but "
+                f"carries {len(records)} bytes of records"
             )
-        layers = np.frombuffer(records[:layer_bytes], dtype=LAYER_RECORD).copy()
-        transforms = np.frombuffer(records[layer_bytes:], dtype=TRANSFORM_RECORD)
+        boxes = np.frombuffer(records[:box_bytes], "<i4").reshape(count_b, 4).astype(np.int64)
+        layers = np.frombuffer(records[box_bytes:layer_end], dtype=LAYER_RECORD).copy()
+        transforms = np.frombuffer(records[layer_end:], dtype=TRANSFORM_RECORD)
         decoded = tuple(unpack_transform(record) for record in transforms) if count_t else ()
         clear, write_frame = bool(flags & RENDER_CLEAR), bool(flags & RENDER_WRITE_FRAME)
-        return Render(task, attempt, slot, clear, y0, y1, layers, decoded, write_frame)
+        return Render(task, attempt, slot, clear, boxes, layers, decoded, write_frame)
     if kind is Kind.TRANSFORM:
         task, attempt, target = _fixed(body, _TRANSFORM, kind)
         records = body[_TRANSFORM.size :]

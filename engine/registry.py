@@ -289,13 +289,15 @@ class SourceRegistry:
                 record = records[row]
                 opaque = fallback.opaque
                 number = int(record["transform"])
+                packed.sizes[row] = (fallback.width, fallback.height)
                 if number:
                     transform = packed.transform_list[number - 1]
                     try:
-                        transform.output_size(fallback.width, fallback.height)
+                        packed.sizes[row] = transform.output_size(fallback.width, fallback.height)
                     except ValueError:
                         size = transform.output_size(source.width, source.height)
                         transform = Transform(size=size, interpolation=transform.interpolation)
+                        packed.sizes[row] = size
                         extra = np.zeros(1, TRANSFORM_RECORD)
                         pack_transform(transform, extra)
                         transforms = np.concatenate([transforms, extra])

@@ -154,6 +154,11 @@ class FrameRing:
                 for i in range(slots)
             ]
         )
+        # what callers are handed: a frame is read in place, and written only when asked for
+        # (``FrameSlot.wait(writable=True)``), since damage tracking keeps it for the next frame
+        self._read_only = [view.view() for view in self._delivered]
+        for view in self._read_only:
+            view.flags.writeable = False
 
     @classmethod
     def create(
@@ -193,9 +198,10 @@ class FrameRing:
         """The (height, width, 4) uint8 RGBA view a slot is composited into (no copy)."""
         return self._frames[slot]
 
-    def delivered(self, slot: int) -> np.ndarray:
-        """The slot's frame in the delivery format (the RGBA view itself for rgba)."""
-        return self._delivered[slot]
+    def delivered(self, slot: int, *, writable: bool = True) -> np.ndarray:
+        """The slot's frame in the delivery format (the RGBA view itself for rgba); a
+        read-only view unless ``writable``."""
+        return self._delivered[slot] if writable else self._read_only[slot]
 
     def state(self, slot: int) -> SlotState:
         return SlotState(int(self._states[slot]))
@@ -207,6 +213,7 @@ class FrameRing:
         """Drop this object's views so the segment can be unmapped."""
         self._frames = []
         self._delivered = []
+        self._read_only = []
         self.table = np.empty(0, SLOT_TABLE)
         self._states = self.table["state"]
         self.attempts = self.table["attempt"]

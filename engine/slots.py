@@ -139,11 +139,16 @@ class FrameSlot:
             raise SlotStateError(f"{self!r} was already submitted; acquire another slot")
         self._submit(self, layers, deadline, clear, keep_rgba)
 
-    def wait(self, timeout: float | None = None) -> np.ndarray:
+    def wait(self, timeout: float | None = None, *, writable: bool = False) -> np.ndarray:
         """Block until the frame is finished; return it as a view into shared memory.
 
-        The (height, width, 4) uint8 view is valid until :meth:`release`: read it, hand it to
-        an encoder, copy it if it must outlive the slot.
+        The view (``(height, width, 4)`` uint8 for rgba, the delivery format's shape
+        otherwise) is valid until :meth:`release`: read it, hand it to an encoder, copy it if
+        it must outlive the slot. It is read-only, because the slot keeps its picture for its
+        next frame, which only recomposites what changed (damage tracking): writing into it
+        raises numpy's ``ValueError: assignment destination is read-only``. To draw on the
+        frame in place, ask for ``writable=True``; the slot's next frame is then composited
+        whole.
 
         Raises:
             WaitTimeoutError: not finished within ``timeout`` seconds (it keeps rendering).
@@ -159,9 +164,11 @@ class FrameSlot:
             raise WaitTimeoutError(f"{self!r} not finished within {timeout} s")
         if record.failure is not None:
             raise record.failure
-        return self._table.delivered(self)
+        return self._table.delivered(self, writable)
 
-    async def wait_async(self, timeout: float | None = None) -> np.ndarray:
+    async def wait_async(
+        self, timeout: float | None = None, *, writable: bool = False
+    ) -> np.ndarray:
         """:meth:`wait` for asyncio: the event loop is woken by the engine, nothing polls."""
         self._check_usable("wait for")
         if not self._record.submitted:
@@ -172,16 +179,17 @@ class FrameSlot:
             await asyncio.wait_for(bridge.wait_for(done), check_timeout(timeout))
         except TimeoutError:
             raise WaitTimeoutError(f"{self!r} not finished within {timeout} s") from None
-        return self.wait(0)
+        return self.wait(0, writable=writable)
 
-    def try_wait(self) -> np.ndarray | None:
-        """The finished frame, or None if it is not finished yet (never blocks)."""
+    def try_wait(self, *, writable: bool = False) -> np.ndarray | None:
+        """The finished frame (as :meth:`wait` gives it), or None if it is not finished yet
+        (never blocks)."""
         self._check_usable("wait for")
         if not self._record.submitted:
             raise SlotStateError(f"{self!r}: try_wait() before submit()")
         if not self._record.done.is_set():
             return None
-        return self.wait(0)
+        return self.wait(0, writable=writable)
 
     def release(self) -> None:
         """Give the slot back to the ring. A frame still in flight is released when it ends."""

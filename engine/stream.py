@@ -17,8 +17,9 @@ A frame that failed every attempt (``FrameFailedError``) is handled like a late 
 ``frames_failed`` and ``stream_dropped`` (or ``stream_repeated``), and the stream goes on.
 Under ``block``, which promises every frame, the error is raised.
 
-A yielded :class:`StreamFrame`'s pixels are a view into shared memory, valid until the next
-frame is requested: encode or copy it before asking for the next.
+A yielded :class:`StreamFrame`'s pixels are a read-only view into shared memory, valid until
+the next frame is requested: encode or copy it before asking for the next (read-only because
+its slot keeps the picture for damage tracking, see ``FrameSlot.wait``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class StreamFrame:
     """One delivered frame. Times are ``time.perf_counter_ns()`` values."""
 
     pixels: np.ndarray
-    """(height, width, 4) uint8 view into shared memory, valid until the next frame."""
+    """Read-only view into shared memory in the engine's output format, valid until the next
+    frame."""
     index: int
     """Frame (tick) number from 0."""
     pts: float

@@ -67,11 +67,12 @@ class Task:
 
 @dataclass(eq=False, kw_only=True)
 class RenderTask(Task):
-    """Composite rows ``rows`` of slot ``slot`` from layer records."""
+    """Composite the boxes ``boxes`` of slot ``slot`` from layer records."""
 
     slot: int
     records: np.ndarray
-    rows: tuple[int, int]
+    boxes: np.ndarray
+    """(k, 4) x0, y0, x1, y1: the whole frame, or the damage since the slot's last frame."""
     transforms: np.ndarray = field(default_factory=lambda: _NO_TRANSFORMS)
     clear: bool = True
     write_frame: bool = True
@@ -83,14 +84,12 @@ class RenderTask(Task):
         return self.clear
 
     def encode(self) -> bytes:
-        y0, y1 = self.rows
         return protocol.encode_render(
             self.id,
             self.attempts,
             self.slot,
             self.clear,
-            y0,
-            y1,
+            self.boxes,
             self.records,
             self.transforms,
             self.write_frame,

@@ -252,8 +252,8 @@ class Worker:
             raise ValueError(f"slot {task.slot} does not exist (ring of {ring.slots})")
         if ring.state(task.slot) is not SlotState.RENDERING:
             raise RuntimeError(f"slot {task.slot} is not RENDERING; refusing to write into it")
-        if not task.y0 <= task.y1 <= ring.height:
-            raise ValueError(f"rows [{task.y0}, {task.y1}) outside a frame of {ring.height} rows")
+        if not len(task.boxes):
+            return time.perf_counter_ns() - started  # nothing changed since the slot's frame
         records = task.layers
         if (
             len(task.transforms)
@@ -278,7 +278,7 @@ class Worker:
         composite_stack(
             ring.frame(task.slot),
             stack,
-            rows=(task.y0, task.y1),
+            rects=task.boxes,
             clear=task.clear,
             deliver=deliver,
             # the RGBA frame only when it is wanted: composited in L2-sized bands and

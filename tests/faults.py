@@ -4,7 +4,8 @@
 in the way ``kind`` says. ``scope="once"`` fails only the first frame that any worker of the
 engine renders (a marker file created with O_EXCL decides), so the retry must succeed;
 ``scope="marked"`` fails every frame that has a layer at opacity :data:`MARK`, so that frame
-fails every attempt while other frames keep working; ``kind="startup"`` kills the worker while
+fails every attempt while other frames keep working (``"marked-once"``: only the first attempt
+of the first such frame); ``kind="startup"`` kills the worker while
 it starts, once per marker (``scope="once"``) or always (``scope="always"``).
 """
 
@@ -52,12 +53,26 @@ def install(kind: str, marker_dir: str, scope: str = "once") -> None:
     original = framering.worker.composite_stack
 
     def faulty(frame: Any, stack: Any, **kwargs: Any) -> None:
+        marked = bool((stack.opacity == MARK).any())
         if scope == "marked":
-            if (stack.opacity == MARK).any():
-                fire(kind)
-        elif _claim(marker_dir):
-            fire(kind)
+            if marked:
+                scribble(kind, frame, kwargs)
+        elif (marked or scope == "once") and _claim(marker_dir):
+            scribble(kind, frame, kwargs)
         original(frame, stack, **kwargs)
+
+    def scribble(kind: str, frame: Any, kwargs: dict[str, Any]) -> None:
+        """``scribble``: garbage over the whole slot, then raise (anything may be left in a
+        failed frame's slot); ``scribble-sigkill``: garbage over the task's boxes (all a
+        kernel writes), then die mid-frame; anything else: :func:`fire`."""
+        if kind == "scribble":
+            frame[...] = 77
+            fire("raise")
+        elif kind == "scribble-sigkill":
+            for x0, y0, x1, y1 in kwargs["rects"].tolist():
+                frame[y0:y1, x0:x1] = 77
+            fire("sigkill")
+        fire(kind)
 
     framering.worker.composite_stack = faulty
 

@@ -51,7 +51,8 @@ def test_an_interrupt_after_a_render_reached_its_worker_leaves_the_frame_to_fini
     with Engine(W, H, slots=2, workers=1) as eng:
         red, green = solid(eng, 255, 0), solid(eng, 0, 255)
         send = Connection.send_bytes
-        render = protocol.encode_render(0, 0, 0, True, 0, 0, np.zeros(0, protocol.LAYER_RECORD))
+        nothing = np.zeros((0, 4))
+        render = protocol.encode_render(0, 0, 0, True, nothing, np.zeros(0, protocol.LAYER_RECORD))
         fired: list[bool] = []
 
         def send_then_interrupt(conn: Connection, data: bytes, *args: object) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from framering import protocol, shm
+from framering.protocol import LAYER_RECORD
 from framering.ring import FrameRing, SlotState
 from framering.worker import worker_main
 from tests import faults
@@ -53,7 +54,7 @@ GARBAGE = [
     b"not a framering message at all",
     bytes([protocol.MAGIC, protocol.VERSION + 1, 4, 0]),  # another protocol version
     bytes([protocol.MAGIC, protocol.VERSION, 250, 0]),  # unknown message type
-    protocol.encode_render(1, 1, 0, True, 0, 1, np.zeros(2, protocol.LAYER_RECORD))[:-7],
+    protocol.encode_render(1, 1, 0, True, np.zeros((1, 4)), np.zeros(2, LAYER_RECORD))[:-7],
     protocol.encode_attach(99, 10, 10, 1, "framering-0-0-nope"),  # a segment that is not there
 ]
 
@@ -62,20 +63,21 @@ def test_garbage_on_a_worker_pipe_is_answered_and_never_kills_it(
     worker: tuple[Connection, FrameRing],
 ) -> None:
     conn, ring = worker
+    whole = np.array([[0, 0, ring.width, ring.height]])
     for junk in GARBAGE:
         conn.send_bytes(junk)
         answer = reply(conn)
         assert isinstance(answer, protocol.Error) and answer.text, junk
     # a task into a slot the parent did not hand it is refused, with the reason
     conn.send_bytes(
-        protocol.encode_render(7, 1, 0, True, 0, 16, np.zeros(0, protocol.LAYER_RECORD))
+        protocol.encode_render(7, 1, 0, True, whole, np.zeros(0, protocol.LAYER_RECORD))
     )
     failed = reply(conn)
     assert isinstance(failed, protocol.Failed) and (failed.task, failed.attempt) == (7, 1)
     assert "not RENDERING" in failed.text
     ring.set_state(0, SlotState.RENDERING)
     conn.send_bytes(
-        protocol.encode_render(8, 2, 0, True, 0, 16, np.zeros(0, protocol.LAYER_RECORD))
+        protocol.encode_render(8, 2, 0, True, whole, np.zeros(0, protocol.LAYER_RECORD))
     )
     done = reply(conn)
     assert isinstance(done, protocol.Done) and (done.task, done.attempt) == (8, 2)

@@ -1,0 +1,231 @@
+"""Damage tracking: which boxes of a slot a new frame must recomposite, and nothing else.
+
+Each slot of the ring keeps the picture of the last frame composited into it. When the slot is
+reused, the new frame's layer records are compared with the records that made that picture,
+and only the boxes where something changed are recomposited (the worker's kernel gives a box
+exactly the bytes of the whole frame, ``composite_stack(rects=)``). This is a per-buffer
+comparison, as wlroots' damage ring accumulates damage per buffer, but exact: the slot's own
+previous records are compared, not a history of per-frame damage, so damage never grows
+with the time since the slot was last used.
+
+What counts as a change of a layer is a change of any byte of its record or of its transform's
+parameters: its source (or the nested frame's sequence), the buffer and version a live source
+published, its position, opacity, blend mode and flags. A changed layer damages its old and its
+new box. Layers are matched by position in the list when the count is unchanged; when layers
+were added or removed, the unchanged layers at the bottom and the top are matched from each
+end and everything in between is damaged. Either way, a pixel outside the damage is covered by
+the same layers, in the same order, with the same pictures, in both frames.
+
+A slot is fully damaged (recomposited whole) when what it holds is not known to be the picture
+of its last records: it was never used, its last frame failed or was retried (a dead worker
+may have written anything into it), the caller was handed it writable, it was composited over
+its previous content (``clear=False``), or its RGBA area is wanted but its last frame wrote only
+the delivery format.
+
+All of it is vectorised work on records, never on pixels: a few microseconds a frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from framering.protocol import LAYER_RECORD, TRANSFORM_RECORD
+
+# Above this many raw boxes (two per changed layer), the damage is their bounding box: the
+# banded union below is a Python loop, and a scene moving that many layers changes most of the
+# frame anyway.
+MAX_RAW_BOXES: Final = 32
+# Most disjoint boxes a frame's damage is sent as; beyond, their bounding box. Each box costs
+# the worker a row plan (microseconds), so a few dozen stay far below any frame's time.
+MAX_BOXES: Final = 16
+# A damage covering more than this share of the frame is sent as the whole frame: the boxes'
+# edges would save less than their set-up costs.
+WHOLE_FRAME_SHARE: Final = 0.9
+
+_RECORD_WORDS: Final = LAYER_RECORD.itemsize // 8
+_TRANSFORM_WORDS: Final = TRANSFORM_RECORD.itemsize // 8
+_NO_TRANSFORM: Final = np.zeros(_TRANSFORM_WORDS, np.uint64)
+NO_BOXES: Final = np.zeros((0, 4), np.int64)
+NO_BOXES.setflags(write=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotPicture:
+    """What a slot's pixels were composited from."""
+
+    keys: np.ndarray
+    """(n, 11) uint64: each layer's record (transform number zeroed) and transform parameters."""
+    boxes: np.ndarray
+    """(n, 4) int64: each layer's box in the frame, clipped (x0, y0, x1, y1; may be empty)."""
+    rgba: bool
+    """The slot's RGBA area holds this picture (not only its delivery format)."""
+
+
+def layer_keys(records: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+    """The comparison key of each layer: its record's bytes without the frame-local transform
+    number, followed by the parameters of its transform (zeros for none)."""
+    n = len(records)
+    keys = np.empty((n, _RECORD_WORDS + _TRANSFORM_WORDS), np.uint64)
+    numbers = records["transform"].astype(np.int64)
+    plain = records.copy()
+    plain["transform"] = 0
+    keys[:, :_RECORD_WORDS] = plain.view(np.uint64).reshape(n, _RECORD_WORDS)
+    if len(transforms):
+        table = np.vstack([_NO_TRANSFORM, transforms.view(np.uint64).reshape(-1, _TRANSFORM_WORDS)])
+        keys[:, _RECORD_WORDS:] = table[numbers]
+    else:
+        keys[:, _RECORD_WORDS:] = 0
+    return keys
+
+
+def layer_boxes(records: np.ndarray, sizes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Each layer's box ``(x0, y0, x1, y1)`` in a ``width`` x ``height`` frame, clipped."""
+    x = records["x"].astype(np.int64)
+    y = records["y"].astype(np.int64)
+    boxes = np.empty((len(records), 4), np.int64)
+    boxes[:, 0] = np.clip(x, 0, width)
+    boxes[:, 1] = np.clip(y, 0, height)
+    boxes[:, 2] = np.clip(x + sizes[:, 0], 0, width)
+    boxes[:, 3] = np.clip(y + sizes[:, 1], 0, height)
+    return boxes
+
+
+def changed_boxes(old: SlotPicture, new: SlotPicture) -> np.ndarray:
+    """The boxes of every layer that differs between two pictures (see the module docstring),
+    possibly empty or overlapping."""
+    n_old, n_new = len(old.keys), len(new.keys)
+    if n_old == n_new:
+        differs = (old.keys != new.keys).any(axis=1)
+        return np.concatenate([old.boxes[differs], new.boxes[differs]])
+    shorter = min(n_old, n_new)
+    same_bottom = (old.keys[:shorter] == new.keys[:shorter]).all(axis=1)
+    bottom = shorter if same_bottom.all() else int(np.argmin(same_bottom))
+    rest = shorter - bottom
+    same_top = (old.keys[n_old - rest :] == new.keys[n_new - rest :]).all(axis=1)[::-1]
+    top = rest if same_top.all() else int(np.argmin(same_top))
+    return np.concatenate([old.boxes[bottom : n_old - top], new.boxes[bottom : n_new - top]])
+
+
+def disjoint_boxes(boxes: np.ndarray, width: int, height: int, even: bool) -> np.ndarray:
+    """The union of ``boxes`` as a few disjoint boxes (bands of rows, each a list of column
+    runs, as pixman keeps regions), rounded out to even bounds when ``even``; merged into
+    their bounding box, or the whole frame, when they would be too many or cover nearly all."""
+    boxes = boxes[(boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])]
+    if not len(boxes):
+        return NO_BOXES
+    if even:
+        boxes = boxes.copy()
+        boxes[:, :2] &= ~1
+        boxes[:, 2:] = (boxes[:, 2:] + 1) & ~1  # width and height are even for 4:2:0
+    if len(boxes) == 1:
+        return _at_most_whole(boxes, width, height)
+    if len(boxes) > MAX_RAW_BOXES:
+        return _at_most_whole(_bounding(boxes), width, height)
+    edges = np.unique(boxes[:, [1, 3]])
+    result: list[list[int]] = []
+    previous: list[tuple[int, int]] = []
+    previous_rows: list[int] = []  # indices into result of the previous band's boxes
+    listed = boxes.tolist()
+    for top, bottom in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+        runs = sorted((x0, x1) for x0, y0, x1, y1 in listed if y0 <= top and bottom <= y1)
+        merged: list[tuple[int, int]] = []
+        for x0, x1 in runs:
+            if merged and x0 <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], x1))
+            else:
+                merged.append((x0, x1))
+        if merged and merged == previous and result[previous_rows[0]][3] == top:
+            for index in previous_rows:  # the same runs as the band above: extend it
+                result[index][3] = bottom
+            continue
+        previous = merged
+        previous_rows = list(range(len(result), len(result) + len(merged)))
+        result.extend([x0, top, x1, bottom] for x0, x1 in merged)
+    if len(result) > MAX_BOXES:
+        return _at_most_whole(_bounding(boxes), width, height)
+    out = np.array(result, np.int64)
+    return _at_most_whole(out, width, height)
+
+
+def _bounding(boxes: np.ndarray) -> np.ndarray:
+    return np.array(
+        [[boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()]], np.int64
+    )
+
+
+def _at_most_whole(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    area = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
+    if area > WHOLE_FRAME_SHARE * width * height:
+        return np.array([[0, 0, width, height]], np.int64)
+    return boxes
+
+
+@dataclass(frozen=True, slots=True)
+class DamagePlan:
+    """The boxes one frame composites, and the picture its slot holds once it is done."""
+
+    boxes: np.ndarray
+    """(k, 4) int64, disjoint: what the worker composites (empty: nothing changed)."""
+    pixels: int
+    """Pixels inside the boxes."""
+    picture: SlotPicture | None
+    """What the slot holds once the frame is done (None: not a picture of records)."""
+
+
+class DamageTracker:
+    """What every slot of one ring holds, and the damage of each new frame; see the module
+    docstring. ``enabled=False`` composites every frame whole (the baseline, for debugging).
+
+    Each slot has one frame at a time: :meth:`plan` runs when the frame is submitted,
+    :meth:`finished` when it ends (before the slot can be reused), :meth:`forget` when the
+    caller is handed the slot writable. The three never overlap for one slot.
+    """
+
+    def __init__(self, slots: int, width: int, height: int, *, even: bool, enabled: bool) -> None:
+        self.enabled = enabled
+        self._width = width
+        self._height = height
+        self._even = even
+        self._whole = np.array([[0, 0, width, height]], np.int64)
+        self._whole.setflags(write=False)
+        self._held: list[SlotPicture | None] = [None] * slots
+
+    def plan(
+        self,
+        slot: int,
+        records: np.ndarray,
+        transforms: np.ndarray,
+        sizes: np.ndarray,
+        *,
+        clear: bool,
+        write_frame: bool,
+    ) -> DamagePlan:
+        """The boxes a frame of ``records`` (pinned: buffers and versions filled in) must
+        composite into ``slot``. Until :meth:`finished` says the frame is done, the slot holds
+        no known picture."""
+        held, self._held[slot] = self._held[slot], None
+        whole = DamagePlan(self._whole, self._width * self._height, None)
+        if not self.enabled or not clear:
+            return whole
+        picture = SlotPicture(
+            layer_keys(records, transforms),
+            layer_boxes(records, sizes, self._width, self._height),
+            write_frame,
+        )
+        if held is None or (write_frame and not held.rgba):
+            return DamagePlan(whole.boxes, whole.pixels, picture)
+        boxes = disjoint_boxes(changed_boxes(held, picture), self._width, self._height, self._even)
+        pixels = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
+        return DamagePlan(boxes, pixels, picture)
+
+    def finished(self, slot: int, plan: DamagePlan, *, ok: bool, attempts: int) -> None:
+        """The frame planned for ``slot`` ended: done on its first attempt, the slot holds its
+        picture; failed or retried, nothing known."""
+        self._held[slot] = plan.picture if ok and attempts == 1 else None
+
+    def forget(self, slot: int) -> None:
+        """The slot's pixels may be written by someone else (a writable view was handed out)."""
+        self._held[slot] = None
