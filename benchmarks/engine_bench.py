@@ -11,7 +11,10 @@ For each reference workload, in one run on this machine:
   float32, OpenCV, Pillow, and a pickling ``multiprocessing.Pool`` of N workers;
   GStreamer's compositor where ``gst-launch-1.0`` exists (skipped with a note otherwise).
 
-Every tool's picture is checked against the float64 reference (max difference) first.
+The engine runs with ``damage=False``: the same still stack every frame, composited whole, so
+that its figures compare with the baselines' (``framering bench --damage`` measures what
+damage tracking saves). Every tool's picture is checked against the float64 reference (max
+difference) first.
 Results: a table on stdout, JSON and PNG plots in the results folder.
 
     framering bench [--full] [--workers N] [--out DIR]
@@ -219,7 +222,9 @@ def bench_engine(workload: Workload, reference: np.ndarray, plan: Plan, out: Res
     for workers in range(1, plan.workers + 1):
         progress(f"{name}: engine with {workers} worker(s): starting")
         depth = 2 * workers + 1
-        with Engine(workload.width, workload.height, slots=depth + 2, workers=workers) as eng:
+        with Engine(
+            workload.width, workload.height, slots=depth + 2, workers=workers, damage=False
+        ) as eng:
             layers = engine_layers(eng, workload)
             error = float(premultiplied_difference(eng.render(layers), reference).max())
             saturate(eng, layers, 0.3, depth)  # warm-up
@@ -310,7 +315,9 @@ def bench_streams(plan: Plan, out: Results) -> None:
         cases = cases[:1]
     for name, overload, seconds in cases:
         workload = build(name)
-        with Engine(workload.width, workload.height, slots=8, workers=plan.workers) as eng:
+        with Engine(
+            workload.width, workload.height, slots=8, workers=plan.workers, damage=False
+        ) as eng:
             layers = engine_layers(eng, workload)
             fps = 60.0
             if overload is not None:

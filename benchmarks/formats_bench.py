@@ -1,10 +1,11 @@
 """What each delivery format, input format and transform costs per 1080p frame.
 
-Everything runs on the studio-1080p reference workload, through the engine with one worker, one
-frame at a time, and is read from the worker's own clock (``FrameSlot.kernel_ns``: buffer
-look-ups, transforms, conversions, compositing; not the pipes). Beside each figure: the same
-OpenCV call made in the caller's process, what a user would otherwise do after ``wait()``,
-with OpenCV's default threads and with one (a worker runs one thread, one worker per core).
+Everything runs on the studio-1080p reference workload, through the engine with one worker
+(``damage=False``: every frame composited whole), one frame at a time, and is read from the
+worker's own clock (``FrameSlot.kernel_ns``: buffer look-ups, transforms, conversions,
+compositing; not the pipes). Beside each figure: the same OpenCV call made in the caller's
+process, what a user would otherwise do after ``wait()``, with OpenCV's default threads and
+with one (a worker runs one thread, one worker per core).
 Variants are timed in alternating blocks, and every ratio is taken against a baseline of the
 same run (RGBA delivery, the unscaled camera layer, the RGBA camera):
 
@@ -194,7 +195,9 @@ def publish(camera: LiveSource, picture: np.ndarray) -> Callable[[], None]:
 
 
 def bench_delivery(blocks: int, per_block: int, out: Results) -> None:
-    engines = {fmt: Engine(1920, 1080, slots=2, workers=1, output=fmt) for fmt in DELIVERY}
+    engines = {
+        fmt: Engine(1920, 1080, slots=2, workers=1, output=fmt, damage=False) for fmt in DELIVERY
+    }
     try:
         layers = {fmt: studio_layers(eng)[0] for fmt, eng in engines.items()}
         variants = {fmt: (lambda f=fmt: frame_time(engines[f], layers[f])) for fmt in DELIVERY}
@@ -240,7 +243,7 @@ def saturated_fps(eng: Engine, layers: list[Layer], frames: int) -> float:
 
 def bench_saturated(blocks: int, frames: int, out: Results) -> None:
     """Throughput per delivery format with one worker per physical core, every slot busy."""
-    engines = {fmt: Engine(1920, 1080, slots=8, output=fmt) for fmt in SATURATED}
+    engines = {fmt: Engine(1920, 1080, slots=8, output=fmt, damage=False) for fmt in SATURATED}
     try:
         layers = {fmt: studio_layers(eng)[0] for fmt, eng in engines.items()}
         fps: dict[str, list[float]] = {fmt: [] for fmt in SATURATED}
@@ -262,7 +265,7 @@ def bench_transforms(blocks: int, per_block: int, out: Results) -> None:
     rng = np.random.default_rng(7)
     big = rng.integers(0, 256, (1080, 1920, 4), dtype=np.uint8)
     big[..., 3] = 255
-    with Engine(1920, 1080, slots=2, workers=1) as eng:
+    with Engine(1920, 1080, slots=2, workers=1, damage=False) as eng:
         layers, _ = studio_layers(eng)
         camera = layers[CAMERA]
         static = eng.upload(big)
@@ -292,7 +295,7 @@ def bench_transforms(blocks: int, per_block: int, out: Results) -> None:
 
 def bench_inputs(blocks: int, per_block: int, out: Results) -> None:
     width, height = CAMERA_SIZE
-    with Engine(1920, 1080, slots=2, workers=1) as eng:
+    with Engine(1920, 1080, slots=2, workers=1, damage=False) as eng:
         layers, camera_pixels = studio_layers(eng)
         camera = layers[CAMERA]
         pictures = {

@@ -48,3 +48,21 @@ def test_framering_bench_formats_measures_every_format_and_transform(
     assert ("encode", "libx264 ultrafast") in variants  # PyAV is in the test extra
     assert "encode (1080p I420, PyAV, ms)" in printed
     assert all(r["worker_ms"] > 0 for r in rows)
+
+
+def test_framering_bench_damage_compares_damage_on_and_off_and_gives_verdicts(
+    tmp_path: Path, capsys: object
+) -> None:
+    assert main(["bench", "--damage", "--smoke", "--workers", "2", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "machine: " in printed and "animated studio, damage on/off" in printed
+    (result,) = tmp_path.glob("damage-*.json")
+    rows = json.loads(result.read_text())["rows"]
+    cases = {(r["section"], r["case"], r["damage"]) for r in rows}
+    for case in ("static", "animated", "everything moves"):
+        assert ("throughput", case, True) in cases and ("throughput", case, False) in cases
+    still = next(
+        r for r in rows if (r["section"], r["case"], r["damage"]) == ("throughput", "static", True)
+    )
+    assert still["damaged_fraction"] < 0.5  # a still scene recomposites (almost) nothing
+    assert list(tmp_path.glob("damage-*.png"))
