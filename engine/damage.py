@@ -28,6 +28,7 @@ All of it is vectorised work on records, never on pixels: a few microseconds a f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Final
 
 import numpy as np
@@ -44,6 +45,9 @@ MAX_BOXES: Final = 16
 # A damage covering more than this share of the frame is sent as the whole frame: the boxes'
 # edges would save less than their set-up costs.
 WHOLE_FRAME_SHARE: Final = 0.9
+# Two overlapping boxes become their bounding box when it covers at most this much more than
+# the two together (a layer's old and new place); beyond, the union is cut exactly.
+BOUNDING_WASTE: Final = 1.25
 
 _RECORD_WORDS: Final = LAYER_RECORD.itemsize // 8
 _TRANSFORM_WORDS: Final = TRANSFORM_RECORD.itemsize // 8
@@ -62,35 +66,37 @@ class SlotPicture:
     """(n, 4) int64: each layer's box in the frame, clipped (x0, y0, x1, y1; may be empty)."""
     rgba: bool
     """The slot's RGBA area holds this picture (not only its delivery format)."""
+    raw: bytes
+    """The frame's records and transform records as sent: equal bytes, the same picture."""
+
+
+# The record's last 8-byte word holds version (bits 0-31), the frame-local transform number
+# (32-47) and padding: the number is masked out of the key, the transform's parameters go in.
+_TRANSFORM_NUMBER_MASK: Final = np.uint64(~(0xFFFF << 32) & 0xFFFFFFFFFFFFFFFF)
+assert LAYER_RECORD.fields["transform"][1] == 28 and LAYER_RECORD.fields["version"][1] == 24
 
 
 def layer_keys(records: np.ndarray, transforms: np.ndarray) -> np.ndarray:
     """The comparison key of each layer: its record's bytes without the frame-local transform
     number, followed by the parameters of its transform (zeros for none)."""
     n = len(records)
-    keys = np.empty((n, _RECORD_WORDS + _TRANSFORM_WORDS), np.uint64)
-    numbers = records["transform"].astype(np.int64)
-    plain = records.copy()
-    plain["transform"] = 0
-    keys[:, :_RECORD_WORDS] = plain.view(np.uint64).reshape(n, _RECORD_WORDS)
+    keys = np.zeros((n, _RECORD_WORDS + _TRANSFORM_WORDS), np.uint64)
+    keys[:, :_RECORD_WORDS] = records.view(np.uint64).reshape(n, _RECORD_WORDS)
+    keys[:, _RECORD_WORDS - 1] &= _TRANSFORM_NUMBER_MASK
     if len(transforms):
         table = np.vstack([_NO_TRANSFORM, transforms.view(np.uint64).reshape(-1, _TRANSFORM_WORDS)])
-        keys[:, _RECORD_WORDS:] = table[numbers]
-    else:
-        keys[:, _RECORD_WORDS:] = 0
+        keys[:, _RECORD_WORDS:] = table[records["transform"]]
     return keys
 
 
 def layer_boxes(records: np.ndarray, sizes: np.ndarray, width: int, height: int) -> np.ndarray:
     """Each layer's box ``(x0, y0, x1, y1)`` in a ``width`` x ``height`` frame, clipped."""
-    x = records["x"].astype(np.int64)
-    y = records["y"].astype(np.int64)
-    boxes = np.empty((len(records), 4), np.int64)
-    boxes[:, 0] = np.clip(x, 0, width)
-    boxes[:, 1] = np.clip(y, 0, height)
-    boxes[:, 2] = np.clip(x + sizes[:, 0], 0, width)
-    boxes[:, 3] = np.clip(y + sizes[:, 1], 0, height)
-    return boxes
+    corners = np.empty((len(records), 4), np.int64)
+    corners[:, 0] = records["x"]
+    corners[:, 1] = records["y"]
+    corners[:, 2:] = corners[:, :2] + sizes
+    np.maximum(corners, 0, out=corners)
+    return np.minimum(corners, (width, height, width, height), out=corners)
 
 
 def changed_boxes(old: SlotPicture, new: SlotPicture) -> np.ndarray:
@@ -110,27 +116,68 @@ def changed_boxes(old: SlotPicture, new: SlotPicture) -> np.ndarray:
 
 
 def disjoint_boxes(boxes: np.ndarray, width: int, height: int, even: bool) -> np.ndarray:
-    """The union of ``boxes`` as a few disjoint boxes (bands of rows, each a list of column
-    runs, as pixman keeps regions), rounded out to even bounds when ``even``; merged into
-    their bounding box, or the whole frame, when they would be too many or cover nearly all."""
-    boxes = boxes[(boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])]
-    if not len(boxes):
+    """The union of ``boxes`` as a few disjoint boxes, rounded out to even bounds when
+    ``even``; merged into their bounding box, or the whole frame, when they would be too many
+    or cover nearly all of it.
+
+    Overlapping boxes (a layer's old and new place, say) become their bounding box when that
+    covers little more than the two; otherwise the union is cut exactly into bands of rows,
+    each a list of column runs, as pixman keeps regions.
+    """
+    listed = [
+        box for box in boxes.tolist() if box[0] < box[2] and box[1] < box[3]
+    ]  # a Python list: a frame has a handful of boxes, and numpy costs a microsecond a call
+    if not listed:
         return NO_BOXES
     if even:
-        boxes = boxes.copy()
-        boxes[:, :2] &= ~1
-        boxes[:, 2:] = (boxes[:, 2:] + 1) & ~1  # width and height are even for 4:2:0
-    if len(boxes) == 1:
-        return _at_most_whole(boxes, width, height)
-    if len(boxes) > MAX_RAW_BOXES:
-        return _at_most_whole(_bounding(boxes), width, height)
-    edges = np.unique(boxes[:, [1, 3]])
+        listed = [[x0 & ~1, y0 & ~1, (x1 + 1) & ~1, (y1 + 1) & ~1] for x0, y0, x1, y1 in listed]
+    if len(listed) > MAX_RAW_BOXES:
+        return _at_most_whole([_bounding(listed)], width, height)
+    merged = _merged_when_cheap(listed)
+    result = merged if merged is not None else _banded(listed)
+    if len(result) > MAX_BOXES:
+        result = [_bounding(listed)]
+    return _at_most_whole(result, width, height)
+
+
+def _area(box: list[int]) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _merged_when_cheap(boxes: list[list[int]]) -> list[list[int]] | None:
+    """Overlapping boxes merged into bounding boxes until none overlap, or None if some merge
+    would cover much more than the boxes it merges (then the exact bands are cheaper)."""
+    boxes = [list(box) for box in boxes]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            a = boxes[i]
+            for j in range(i + 1, len(boxes)):
+                b = boxes[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    union = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    if _area(union) > BOUNDING_WASTE * (_area(a) + _area(b)):
+                        return None
+                    boxes[i] = union
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes
+
+
+def _banded(boxes: list[list[int]]) -> list[list[int]]:
+    """The exact union of ``boxes`` as disjoint boxes: bands of rows between the boxes' top
+    and bottom edges, each cut into merged column runs; a band with the same runs as the
+    band above extends its boxes instead."""
+    edges = sorted({y for box in boxes for y in (box[1], box[3])})
     result: list[list[int]] = []
     previous: list[tuple[int, int]] = []
     previous_rows: list[int] = []  # indices into result of the previous band's boxes
-    listed = boxes.tolist()
-    for top, bottom in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-        runs = sorted((x0, x1) for x0, y0, x1, y1 in listed if y0 <= top and bottom <= y1)
+    for top, bottom in pairwise(edges):
+        runs = sorted((x0, x1) for x0, y0, x1, y1 in boxes if y0 <= top and bottom <= y1)
         merged: list[tuple[int, int]] = []
         for x0, x1 in runs:
             if merged and x0 <= merged[-1][1]:
@@ -144,23 +191,22 @@ def disjoint_boxes(boxes: np.ndarray, width: int, height: int, even: bool) -> np
         previous = merged
         previous_rows = list(range(len(result), len(result) + len(merged)))
         result.extend([x0, top, x1, bottom] for x0, x1 in merged)
-    if len(result) > MAX_BOXES:
-        return _at_most_whole(_bounding(boxes), width, height)
-    out = np.array(result, np.int64)
-    return _at_most_whole(out, width, height)
+    return result
 
 
-def _bounding(boxes: np.ndarray) -> np.ndarray:
-    return np.array(
-        [[boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()]], np.int64
-    )
+def _bounding(boxes: list[list[int]]) -> list[int]:
+    return [
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    ]
 
 
-def _at_most_whole(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    area = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
-    if area > WHOLE_FRAME_SHARE * width * height:
+def _at_most_whole(boxes: list[list[int]], width: int, height: int) -> np.ndarray:
+    if sum(_area(box) for box in boxes) > WHOLE_FRAME_SHARE * width * height:
         return np.array([[0, 0, width, height]], np.int64)
-    return boxes
+    return np.array(boxes, np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +256,16 @@ class DamageTracker:
         whole = DamagePlan(self._whole, self._width * self._height, None)
         if not self.enabled or not clear:
             return whole
+        raw = records.tobytes() + transforms.tobytes()
+        if held is not None and held.raw == raw and (held.rgba or not write_frame):
+            # the same records: nothing changed (a still scene costs this comparison only),
+            # and nothing is written, so the RGBA area stays as current as it was
+            return DamagePlan(NO_BOXES, 0, held)
         picture = SlotPicture(
             layer_keys(records, transforms),
             layer_boxes(records, sizes, self._width, self._height),
             write_frame,
+            raw,
         )
         if held is None or (write_frame and not held.rgba):
             return DamagePlan(whole.boxes, whole.pixels, picture)

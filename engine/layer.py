@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -53,6 +54,36 @@ class Layer:
     blend: str | BlendMode = "normal"
     premultiplied: bool = False
     transform: Transform | None = None
+    _packed: LayerRecord | None = field(default=None, init=False, repr=False, compare=False)
+
+    def packed(self, engine_token: str, frame_size: tuple[int, int], index: int) -> LayerRecord:
+        """This layer validated and packed for engine ``engine_token`` (``index`` names it in
+        error messages). Kept on the layer: a ``Layer`` is immutable, so a live loop that
+        passes the same layers frame after frame validates each once. A finished frame shown
+        as a layer is checked again every time (it may have been released meanwhile)."""
+        cached = self._packed
+        if cached is not None and cached.engine_token == engine_token:
+            return cached
+        record = _pack_layer(self, engine_token, frame_size, index)
+        if record.frame is None:
+            object.__setattr__(self, "_packed", record)  # the one write, into its own cache
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRecord:
+    """One validated layer: its LAYER_RECORD bytes and what a frame's packing adds to them."""
+
+    engine_token: str
+    record: bytes
+    """A LAYER_RECORD with ``buffer``, ``version`` and ``transform`` left 0."""
+    size: tuple[int, int]
+    """Width and height as drawn (after the transform)."""
+    transform: Transform | None
+    source: Source | LiveSource | None
+    """The source the layer shows, or None for a finished frame."""
+    frame: FrameSlot | None
+    """The finished frame the layer shows, if it shows one (never cached)."""
 
 
 # Blend mode codes by every name BlendMode.parse accepts for them, for the per-layer fast path.
@@ -76,10 +107,68 @@ class PackedLayers:
     transforms: np.ndarray  # TRANSFORM_RECORD, referenced 1-based by records["transform"]
     frames: tuple[FrameSlot, ...]  # finished frames read as layers
     sizes: np.ndarray  # (n, 2) int64: each layer's width and height as drawn (transformed)
+    sources: tuple[Source | LiveSource | None, ...]  # each layer's source (None: a frame)
     transform_list: tuple[Transform, ...] = ()  # the transforms, in record order
 
 
 _NO_TRANSFORMS: Final = np.zeros(0, TRANSFORM_RECORD)
+
+
+def _pack_layer(
+    layer: Layer, engine_token: str, frame_size: tuple[int, int], i: int
+) -> LayerRecord:
+    """Validate one layer and pack its record. Each check has a fast path for the values a
+    live loop passes (plain ints and floats in range, known blend names); anything else goes
+    through the full validators, which raise with the details."""
+    source = layer.source
+    kind = type(source)
+    frame = None
+    if kind is Source or kind is LiveSource:
+        source.check_owner(engine_token)  # type: ignore[union-attr]
+        width, height = source.width, source.height  # type: ignore[union-attr]
+        opaque = source.opaque  # type: ignore[union-attr]
+        source_id = source.id  # type: ignore[union-attr]
+        flag = 0
+    elif kind is FrameSlot:
+        source.check_readable(engine_token, f"layers[{i}].source")  # type: ignore[union-attr]
+        width, height = frame_size
+        opaque = False  # unknown; the blend's alpha tests make opaque frames cheap anyway
+        frame = source
+        source_id = source.index  # type: ignore[union-attr]
+        flag = LAYER_FRAME
+    else:
+        raise InvalidTypeError(
+            f"layers[{i}].source must be a Source, LiveSource or FrameSlot, not {kind.__name__}"
+        )
+    if type(layer.premultiplied) is not bool:
+        raise InvalidTypeError(f"layers[{i}].premultiplied must be a bool")
+    transform = layer.transform
+    if transform is not None:
+        if type(transform) is not Transform:
+            raise InvalidTypeError(
+                f"layers[{i}].transform must be a Transform or None, not {type(transform).__name__}"
+            )
+        width, height = checked(transform.output_size, width, height)  # the crop lies inside
+        opaque = opaque and transform.keeps_opacity()
+    x, y, o = layer.x, layer.y, layer.opacity
+    if type(x) is not int or not INT32_MIN <= x <= INT32_MAX:
+        x = checked(check_position, x, f"layers[{i}].x")
+    if type(y) is not int or not INT32_MIN <= y <= INT32_MAX:
+        y = checked(check_position, y, f"layers[{i}].y")
+    if type(o) is not float or not 0.0 <= o <= 1.0:  # NaN fails the comparison too
+        o = checked(check_opacity, o, f"layers[{i}].opacity")
+    flags = (
+        flag | (LAYER_OPAQUE if opaque else 0) | (LAYER_PREMULTIPLIED if layer.premultiplied else 0)
+    )
+    version = (frame.sequence & 0xFFFFFFFF) if frame is not None else 0
+    record = _RECORD.pack(source_id, 0, _mode_code(layer.blend), flags, x, y, o, version, 0)
+    picture = None if frame is not None else source
+    return LayerRecord(engine_token, record, (width, height), transform, picture, frame)  # type: ignore[arg-type]
+
+
+# LAYER_RECORD's layout (checked against the dtype below), packed in one call per layer.
+_RECORD: Final = struct.Struct("<IHBBiidIHxx")
+assert _RECORD.size == LAYER_RECORD.itemsize
 
 
 def pack_layers(
@@ -87,93 +176,47 @@ def pack_layers(
 ) -> PackedLayers:
     """Validate ``layers`` (bottom first) and pack them as ``LAYER_RECORD``s.
 
-    This runs for every frame in the caller's thread, so each check has a fast path for the
-    values a live loop passes (plain ints and floats in range, known blend names); anything
-    else goes through the full validators, which raise with the details. ``frame_size`` is
-    the engine's (width, height): the size of a frame read as a layer.
+    This runs for every frame in the caller's thread. Each layer's own record is validated
+    once and kept on the layer (:meth:`Layer.packed`); a frame joins them and numbers its
+    transforms. ``frame_size`` is the engine's (width, height): the size of a frame read as a
+    layer.
     """
     if not isinstance(layers, Sequence) or isinstance(layers, str | bytes):
         raise InvalidTypeError(f"layers must be a list of Layer, not {type(layers).__name__}")
     if len(layers) > MAX_LAYERS:
         raise InvalidValueError(f"a frame may have at most {MAX_LAYERS} layers, not {len(layers)}")
-    ids, modes, flags, xs, ys, opacity, transform_ix = [], [], [], [], [], [], []
+    parts: list[bytes] = []
     sizes: list[tuple[int, int]] = []
-    versions: list[int] = []  # a frame's sequence; sources get theirs when they are pinned
-    transforms: dict[Transform, int] = {}
+    sources: list[Source | LiveSource | None] = []
+    numbered: list[tuple[int, Transform]] = []
     frames: dict[int, FrameSlot] = {}
     for i, layer in enumerate(layers):
         if type(layer) is not Layer:
             raise InvalidTypeError(f"layers[{i}] must be a Layer, not {type(layer).__name__}")
-        source = layer.source
-        kind = type(source)
-        if kind is Source or kind is LiveSource:
-            source.check_owner(engine_token)  # type: ignore[union-attr]
-            width, height = source.width, source.height  # type: ignore[union-attr]
-            opaque = source.opaque  # type: ignore[union-attr]
-            ids.append(source.id)  # type: ignore[union-attr]
-            versions.append(0)
-            flag = 0
-        elif kind is FrameSlot:
-            source.check_readable(engine_token, f"layers[{i}].source")  # type: ignore[union-attr]
-            width, height = frame_size
-            opaque = False  # unknown; the blend's alpha tests make opaque frames cheap anyway
-            frames[source.index] = source  # type: ignore[union-attr]
-            ids.append(source.index)  # type: ignore[union-attr]
-            versions.append(source.sequence & 0xFFFFFFFF)  # type: ignore[union-attr]
-            flag = LAYER_FRAME
-        else:
-            raise InvalidTypeError(
-                f"layers[{i}].source must be a Source, LiveSource or FrameSlot, not {kind.__name__}"
-            )
-        if type(layer.premultiplied) is not bool:
-            raise InvalidTypeError(f"layers[{i}].premultiplied must be a bool")
-        transform = layer.transform
-        if transform is None:
-            transform_ix.append(0)
-        elif type(transform) is Transform:
-            width, height = checked(transform.output_size, width, height)  # crop inside
-            opaque = opaque and transform.keeps_opacity()
-            transform_ix.append(transforms.setdefault(transform, len(transforms) + 1))
-        else:
-            raise InvalidTypeError(
-                f"layers[{i}].transform must be a Transform or None, not {type(transform).__name__}"
-            )
-        x, y, o = layer.x, layer.y, layer.opacity
-        if type(x) is not int or not INT32_MIN <= x <= INT32_MAX:
-            x = checked(check_position, x, f"layers[{i}].x")
-        if type(y) is not int or not INT32_MIN <= y <= INT32_MAX:
-            y = checked(check_position, y, f"layers[{i}].y")
-        if type(o) is not float or not 0.0 <= o <= 1.0:  # NaN fails the comparison too
-            o = checked(check_opacity, o, f"layers[{i}].opacity")
-        modes.append(_mode_code(layer.blend))
-        flags.append(
-            flag
-            | (LAYER_OPAQUE if opaque else 0)
-            | (LAYER_PREMULTIPLIED if layer.premultiplied else 0)
-        )
-        sizes.append((width, height))
-        xs.append(x)
-        ys.append(y)
-        opacity.append(o)
-    records = np.zeros(len(layers), LAYER_RECORD)
-    records["source"] = ids
-    records["mode"] = modes
-    records["flags"] = flags
-    records["x"] = xs
-    records["y"] = ys
-    records["opacity"] = opacity
+        packed = layer.packed(engine_token, frame_size, i)
+        parts.append(packed.record)
+        sizes.append(packed.size)
+        sources.append(packed.source)
+        if packed.transform is not None:
+            numbered.append((i, packed.transform))
+        if packed.frame is not None:
+            frames[packed.frame.index] = packed.frame
+    records = np.frombuffer(b"".join(parts), LAYER_RECORD).copy()
     packed_transforms = _NO_TRANSFORMS
-    if transforms:
-        records["transform"] = transform_ix
-        packed_transforms = np.zeros(len(transforms), TRANSFORM_RECORD)
-        for transform, number in transforms.items():
+    transform_list: tuple[Transform, ...] = ()
+    if numbered:
+        numbers: dict[Transform, int] = {}
+        for i, transform in numbered:
+            records["transform"][i] = numbers.setdefault(transform, len(numbers) + 1)
+        packed_transforms = np.zeros(len(numbers), TRANSFORM_RECORD)
+        for transform, number in numbers.items():
             pack_transform(transform, packed_transforms[number - 1 : number])
-    if frames:
-        records["version"] = versions
+        transform_list = tuple(numbers)
     return PackedLayers(
         records,
         packed_transforms,
         tuple(frames.values()),
         np.array(sizes, np.int64).reshape(-1, 2),
-        tuple(transforms),
+        tuple(sources),
+        transform_list,
     )

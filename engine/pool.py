@@ -236,11 +236,16 @@ class WorkerPool:
     def _manage_loop(self) -> None:
         generation = -1
         while True:
+            # one lock a turn: who is alive, who is overdue, and how long to wait
             with self._lock:
                 live = [w for w in self._workers if w.live]
                 if self._closing and not live:
                     return
+                now = time.monotonic()
+                overdue = [worker for worker in live if worker.overdue(now)]
                 timeout = next_deadline_in(live, IDLE_WAIT_S)
+            for worker in overdue:
+                worker.kill()  # its death reaches the watch next turn
             if generation != self._generation:
                 generation = self._generation
                 self._watch.watch(live)
@@ -250,28 +255,25 @@ class WorkerPool:
             for worker in deaths:
                 self._drain(worker, all_pending=True)  # its last results count
                 self._on_death(worker)
-            self._kill_overdue(live)
-
-    def _kill_overdue(self, live: list[WorkerHandle]) -> None:
-        with self._lock:
-            overdue = [worker for worker in live if worker.overdue(time.monotonic())]
-        for worker in overdue:
-            worker.kill()
 
     def _drain(self, worker: WorkerHandle, *, all_pending: bool = False) -> None:
         """Handle one message (the watch said there is one), or all of them before a death."""
         for data in worker.receive(all_pending):
-            with self._lock:
-                self._counters.bytes_received += len(data)
             try:
                 message = protocol.decode(data)
             except protocol.ProtocolError:
                 with self._lock:
+                    self._counters.bytes_received += len(data)
                     self._counters.protocol_errors += 1
                 continue
-            self._handle(worker, message)
+            self._handle(worker, message, len(data))
 
-    def _handle(self, worker: WorkerHandle, message: protocol.Message) -> None:
+    def _handle(self, worker: WorkerHandle, message: protocol.Message, size: int) -> None:
+        if isinstance(message, protocol.Done | protocol.Failed):
+            self._task_ended(worker, message, size)
+            return
+        with self._lock:
+            self._counters.bytes_received += size
         if isinstance(message, protocol.Hello):
             with self._ready:
                 worker.pid = message.pid
@@ -280,40 +282,45 @@ class WorkerPool:
                 sends = self._scheduler.assign(self._workers)
                 self._ready.notify_all()
             self._send_all(sends)
-        elif isinstance(message, protocol.Done | protocol.Failed):
-            failed = None
-            with self._lock:
-                task = worker.inflight.get(message.task)
-                if task is None or task.attempts != message.attempt:
-                    self._counters.stale_replies += 1  # an attempt this worker no longer holds
-                    return
-                del worker.inflight[message.task]
-                worker.head_since = time.monotonic()
-                if isinstance(message, protocol.Done):
-                    worker.tasks_done += 1
-                else:
-                    task.last_cause = message.text
-                    if not self._scheduler.retry(task, self._closing):
-                        failed = task
-                sends = self._scheduler.assign(self._workers)
-            if isinstance(message, protocol.Done):
-                task.listener.task_done(task, message.worker_ns)
-            elif failed is None:
-                log.warning(
-                    "task %d failed in worker %d (attempt %d), retrying: %s",
-                    task.id,
-                    worker.index,
-                    task.attempts,
-                    last_line(message.text),
-                )
-            if failed is not None:
-                failed.listener.task_failed(failed, failed.last_cause)
-            self._send_all(sends)
         elif isinstance(message, protocol.Error):
             with self._lock:
                 self._counters.protocol_errors += 1
                 worker.last_error = message.text
             log.warning("worker %d reports: %s", worker.index, message.text.rstrip())
+
+    def _task_ended(
+        self, worker: WorkerHandle, message: protocol.Done | protocol.Failed, size: int
+    ) -> None:
+        """A DONE or FAILED: the hot path, one lock for the records and the next dispatch."""
+        failed = None
+        with self._lock:
+            self._counters.bytes_received += size
+            task = worker.inflight.get(message.task)
+            if task is None or task.attempts != message.attempt:
+                self._counters.stale_replies += 1  # an attempt this worker no longer holds
+                return
+            del worker.inflight[message.task]
+            worker.head_since = time.monotonic()
+            if isinstance(message, protocol.Done):
+                worker.tasks_done += 1
+            else:
+                task.last_cause = message.text
+                if not self._scheduler.retry(task, self._closing):
+                    failed = task
+            sends = self._scheduler.assign(self._workers)
+        if isinstance(message, protocol.Done):
+            task.listener.task_done(task, message.worker_ns)
+        elif failed is None:
+            log.warning(
+                "task %d failed in worker %d (attempt %d), retrying: %s",
+                task.id,
+                worker.index,
+                task.attempts,
+                last_line(message.text),
+            )
+        if failed is not None:
+            failed.listener.task_failed(failed, failed.last_cause)
+        self._send_all(sends)
 
     def _on_death(self, worker: WorkerHandle) -> None:
         worker.process.join(timeout=1.0)

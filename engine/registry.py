@@ -226,12 +226,25 @@ class SourceRegistry:
         version into the records. Raises ``ForeignObjectError`` (pinning nothing) if a source
         was freed meanwhile."""
         records = packed.records
-        is_source = (records["flags"] & LAYER_FRAME) == 0  # frame rows name a slot
-        listed = records["source"][is_source].tolist()
-        transforms, stalled = self._apply_fallbacks(packed, set(listed))
-        if stalled:  # some rows now name a fallback
-            listed = records["source"][is_source].tolist()
-        self._pin(records, is_source, listed, pins)
+        sources = dict.fromkeys(s for s in packed.sources if s is not None)
+        live = [s for s in sources if type(s) is LiveSource]
+        transforms, stalled = (
+            self._apply_fallbacks(packed, live) if live else (packed.transforms, False)
+        )
+        if stalled:  # some rows now name a fallback: pin what the records say
+            is_source = (records["flags"] & LAYER_FRAME) == 0  # frame rows name a slot
+            self._pin(records, is_source, records["source"][is_source].tolist(), pins)
+            return PinnedFrame(pins, transforms, stalled)
+        published: dict[AnySource, tuple[int, int]] = {}
+        for source in sources:
+            buffer, version = source.pin_latest()  # raises if it was freed meanwhile
+            pins.append((source, buffer))
+            if buffer or version:  # an uploaded source's one picture is (0, 0): no write
+                published[source] = (buffer, version)
+        for row, source in enumerate(packed.sources):
+            chosen = published.get(source)  # type: ignore[arg-type]
+            if chosen is not None:
+                records[row]["buffer"], records[row]["version"] = chosen
         return PinnedFrame(pins, transforms, stalled)
 
     def pin_source(self, records: np.ndarray, source: AnySource, pins: Pins) -> None:
@@ -259,7 +272,7 @@ class SourceRegistry:
         records["version"][is_source] = [version for _, version in chosen]
 
     def _apply_fallbacks(
-        self, packed: PackedLayers, source_ids: set[int]
+        self, packed: PackedLayers, live: list[LiveSource]
     ) -> tuple[np.ndarray, bool]:
         """Swap stalled live sources for their fallbacks in a frame's records.
 
@@ -271,14 +284,13 @@ class SourceRegistry:
         records, transforms = packed.records, packed.transforms
         stalled = False
         now = time.monotonic()
-        for source_id in source_ids:
-            source = self._sources.get(source_id)
-            if not isinstance(source, LiveSource) or not source.stalled(now):
+        for source in live:
+            if not source.stalled(now):
                 continue
             if source.fallback is None:
                 continue  # keeps showing its last picture
             stalled = True
-            rows = (records["source"] == source_id) & ((records["flags"] & LAYER_FRAME) == 0)
+            rows = (records["source"] == source.id) & ((records["flags"] & LAYER_FRAME) == 0)
             if source.fallback == "transparent":
                 records["opacity"][rows] = 0.0
                 continue

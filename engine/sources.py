@@ -77,7 +77,7 @@ class _SharedPicture:
         self.height: Final = height
         self.buffers: Final = buffers
         self.format: Final = fmt
-        self.opaque = opaque
+        self.opaque: Final = opaque
         self._engine_token = engine_token
         self._segment = segment
         self._views = buffer_views(segment.buf, width, height, buffers, fmt)
@@ -86,6 +86,7 @@ class _SharedPicture:
         self._latest = 0
         self._freed = False
         self._changed = threading.Condition(threading.Lock())  # never re-entered
+        self._waiters = 0  # threads waiting on _changed (free, write): unpins notify only then
         self._owner_pid = os.getpid()
 
     def __reduce__(self) -> str:
@@ -120,7 +121,7 @@ class _SharedPicture:
     def unpin(self, buffer: int) -> None:
         with self._changed:
             self._pins[buffer] -= 1
-            if self._pins[buffer] == 0:  # what writers and free() wait for
+            if self._pins[buffer] == 0 and self._waiters:  # what writers and free() wait for
                 self._changed.notify_all()
 
     def free(self, timeout: float | None) -> None:
@@ -128,7 +129,14 @@ class _SharedPicture:
         with self._changed:
             if self._freed:
                 raise ForeignObjectError(f"{self!r} was freed already")
-            if not self._changed.wait_for(lambda: sum(self._pins) == 0, check_timeout(timeout)):
+            self._waiters += 1
+            try:
+                unpinned = self._changed.wait_for(
+                    lambda: sum(self._pins) == 0, check_timeout(timeout)
+                )
+            finally:
+                self._waiters -= 1
+            if not unpinned:
                 raise SourceBusyError(
                     f"{self!r} is still read by {sum(self._pins)} frame(s) in flight"
                 )
@@ -275,7 +283,11 @@ class LiveSource(_SharedPicture):
                         f"every buffer of {self!r} stayed pinned by frames in flight for "
                         f"{timeout} s; submit fewer frames at once or use more buffers"
                     )
-                self._changed.wait(remaining)
+                self._waiters += 1
+                try:
+                    self._changed.wait(remaining)
+                finally:
+                    self._waiters -= 1
             self._writing = buffer
             view = self._views[buffer]
         try:

@@ -12,7 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from framering import Engine, FrameFailedError, Layer, Transform
-from framering.damage import DamagePlan, DamageTracker, changed_boxes, disjoint_boxes
+from framering.damage import (
+    BOUNDING_WASTE,
+    DamagePlan,
+    DamageTracker,
+    changed_boxes,
+    disjoint_boxes,
+)
 from framering.protocol import LAYER_RECORD, TRANSFORM_RECORD
 from tests import faults
 from tests.layers import rgba
@@ -392,9 +398,9 @@ def test_the_union_of_changed_boxes_is_disjoint_and_covers_them_exactly() -> Non
             got[y0:y1, x0:x1] += 1
             assert not even or not (x0 % 2 or y0 % 2 or x1 % 2 or y1 % 2)
         assert got.max() <= 1  # disjoint
-        assert (got >= want).all()  # covers every changed pixel (a bounding box may cover more)
-        if len(out) > 1:
-            np.testing.assert_array_equal(got, want)
+        assert (got >= want).all()  # covers every changed pixel
+        if len(out) > 1:  # not the bounding box of everything: little more than the union
+            assert got.sum() <= BOUNDING_WASTE**2 * want.sum()
 
 
 def test_layers_added_below_are_matched_from_the_top() -> None:
@@ -403,7 +409,7 @@ def test_layers_added_below_are_matched_from_the_top() -> None:
     def picture(keys: list[int], boxes: list[tuple[int, int, int, int]]) -> SlotPicture:
         k = np.zeros((len(keys), 11), np.uint64)
         k[:, 0] = keys
-        return SlotPicture(k, np.array(boxes, np.int64).reshape(-1, 4), True)
+        return SlotPicture(k, np.array(boxes, np.int64).reshape(-1, 4), True, b"")
 
     old = picture([1, 2, 3], [(0, 0, 10, 10), (2, 2, 4, 4), (5, 5, 6, 6)])
     new = picture([1, 9, 2, 3], [(0, 0, 10, 10), (7, 7, 8, 8), (2, 2, 4, 4), (5, 5, 6, 6)])
