@@ -129,6 +129,8 @@ def disjoint_boxes(boxes: np.ndarray, width: int, height: int, even: bool) -> np
     ]  # a Python list: a frame has a handful of boxes, and numpy costs a microsecond a call
     if not listed:
         return NO_BOXES
+    if max(_area(box) for box in listed) > WHOLE_FRAME_SHARE * width * height:
+        return _at_most_whole([[0, 0, width, height]], width, height)  # a full-frame layer changed
     if even:
         listed = [[x0 & ~1, y0 & ~1, (x1 + 1) & ~1, (y1 + 1) & ~1] for x0, y0, x1, y1 in listed]
     if len(listed) > MAX_RAW_BOXES:

@@ -214,23 +214,48 @@ class FrameTable:
         frame read was released meanwhile.
         """
         with self._lock:
-            self._lifetime.check_open()
-            records = [self._record(frame) for frame in reads]
-            for frame, read in zip(reads, records, strict=True):
-                if read is None or read.released:
-                    raise SlotStateError(f"{frame!r} was released; it cannot be read as a layer")
-            record = None if slot is None else self._record(slot)
-            if slot is not None and (record is None or record.released):
-                raise SlotStateError(f"cannot submit to {slot!r}: it was released")
-            if record is not None and record.submitted:
-                raise SlotStateError(f"{slot!r} was already submitted; acquire another slot")
-            for read in records:
+            record, read_records = self._check_submit(slot, reads)
+            for read in read_records:
                 read.readers += 1  # type: ignore[union-attr]
             if slot is not None and record is not None:
                 record.submitted = True
                 record.rgba_kept = rgba_kept
                 record.submitted_ns = time.perf_counter_ns()
                 self.ring.set_state(slot.index, SlotState.QUEUED)
+
+    def finish_unchanged(
+        self, slot: FrameSlot, reads: Sequence[FrameSlot], rgba_kept: bool
+    ) -> None:
+        """A frame whose slot already holds its picture (nothing changed since the slot's last
+        frame, ``framering.damage``): done at once, with no worker and no task. The same checks
+        as :meth:`begin`."""
+        with self._lock:
+            record, _ = self._check_submit(slot, reads)
+            assert record is not None
+            now = time.perf_counter_ns()
+            record.submitted = True
+            record.rgba_kept = rgba_kept
+            record.submitted_ns = record.finished_ns = now
+            record.done.set()
+            self.ring.set_state(slot.index, SlotState.DONE)
+            self._notify_async()
+
+    def _check_submit(
+        self, slot: FrameSlot | None, reads: Sequence[FrameSlot]
+    ) -> tuple[FrameRecord | None, list[FrameRecord | None]]:
+        """Lock held. The records of a slot about to be submitted and of the frames it reads,
+        or ``SlotStateError`` if any of them was released (or the slot already submitted)."""
+        self._lifetime.check_open()
+        records = [self._record(frame) for frame in reads]
+        for frame, read in zip(reads, records, strict=True):
+            if read is None or read.released:
+                raise SlotStateError(f"{frame!r} was released; it cannot be read as a layer")
+        record = None if slot is None else self._record(slot)
+        if slot is not None and (record is None or record.released):
+            raise SlotStateError(f"cannot submit to {slot!r}: it was released")
+        if record is not None and record.submitted:
+            raise SlotStateError(f"{slot!r} was already submitted; acquire another slot")
+        return record, records
 
     def has_begun(self, slot: FrameSlot) -> bool:
         """``begin`` recorded a frame in ``slot`` (asked after an interrupt)."""

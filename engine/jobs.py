@@ -302,6 +302,10 @@ class Jobs:
                 clear=clear,
                 write_frame=write_frame,
             )
+            if not len(plan.boxes):
+                self._finish_unchanged(slot, packed.frames, write_frame, plan)
+                unpin(pins)  # nothing reads them: no task is sent
+                return
             job = FrameJob(
                 slot,
                 self._frames,
@@ -329,6 +333,15 @@ class Jobs:
             if job is None or not job.took_pins:
                 unpin(pins)
             raise
+
+    def _finish_unchanged(
+        self, slot: FrameSlot, reads: Sequence[FrameSlot], rgba_kept: bool, plan: DamagePlan
+    ) -> None:
+        """A frame its slot already holds: done now, in the caller's thread, without a worker
+        (a still scene costs its validation and one comparison of records)."""
+        self._damage.finished(slot.index, plan, ok=True, attempts=1)  # before anyone reuses it
+        self._frames.finish_unchanged(slot, reads, rgba_kept)
+        self._recorder.completed(0.0, 0.0, 0)
 
     def transform(
         self,

@@ -21,11 +21,12 @@ Two task types, each with its own message: RENDER composites into a slot of the 
 TRANSFORM writes one transformed picture into a source. A reply names its task and the attempt
 it answers, so a reply to an attempt the parent gave up on is told from the current one. Task
 ids are unique and increasing per engine. A RENDER composites only its boxes: the whole frame,
-a band of rows, or the damage since the slot's previous frame (``framering.damage``); no box
-is an empty task the worker answers at once. A layer names its pixels as (source id, buffer
-index, version), or, with ``LAYER_FRAME``, as (slot index, 0, frame sequence): a finished frame
-of the ring read as a layer (nesting). A transform travels as its parameters, so a worker needs
-no state beyond its attached sources to run one, and a replacement worker runs it the same.
+a band of rows, or the damage since the slot's previous frame (``framering.damage``; a frame
+with no damage is never sent, and a RENDER without boxes is answered at once). A layer names
+its pixels as (source id, buffer index, version), or, with ``LAYER_FRAME``, as (slot index, 0,
+frame sequence): a finished frame of the ring read as a layer (nesting). A transform travels
+as its parameters, so a worker needs no state beyond its attached sources to run one, and a
+replacement worker runs it the same.
 
 The version is in every header and ``decode`` refuses any other, so a worker of another
 version is caught at its first message.

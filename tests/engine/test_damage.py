@@ -258,6 +258,22 @@ def test_a_still_scene_recomposites_nothing_and_a_moved_logo_only_its_boxes() ->
         assert fraction == pytest.approx((2 * W * H + 2 * 11 * 8) / (8 * W * H))
 
 
+def test_a_still_frame_is_done_in_submit_without_a_worker_or_a_message() -> None:
+    with Engine(W, H, slots=1, workers=1) as eng:
+        layers, _ = studio(eng)
+        first = eng.render(layers)
+        before = eng.metrics()
+        for _ in range(5):
+            with eng.acquire() as slot:
+                slot.submit(layers)
+                assert slot.done  # already: the slot holds this very picture
+                np.testing.assert_array_equal(slot.wait(0), first)
+        after = eng.metrics()
+        assert after.frames_completed == before.frames_completed + 5
+        assert after.ipc_bytes_sent == before.ipc_bytes_sent  # nothing crossed a pipe
+        assert after.workers[0].frames_done == before.workers[0].frames_done
+
+
 def test_a_failed_frame_leaves_its_slot_fully_damaged(tmp_path: Path) -> None:
     with Engine(
         W,

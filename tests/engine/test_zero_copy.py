@@ -12,7 +12,9 @@ from framering import Engine, Layer, Transform
 
 
 def bytes_on_pipes_per_frame(width: int, height: int, frames: int = 20) -> float:
-    with Engine(width, height, slots=2, workers=1) as eng:
+    # damage=False: every frame is composited whole and crosses the pipes (a still scene
+    # with damage tracking sends nothing at all)
+    with Engine(width, height, slots=2, workers=1, damage=False) as eng:
         rng = np.random.default_rng(0)
         background = eng.upload(rng.integers(0, 256, (height, width, 4), dtype=np.uint8))
         logo = eng.upload(rng.integers(0, 256, (height // 2, width // 2, 4), dtype=np.uint8))
