@@ -431,10 +431,14 @@ def table(out: Results) -> str:
 
 
 def plot(out: Results, folder: Path, stamp: str) -> list[Path]:
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        out.notes.append("plot skipped: matplotlib is not installed (pip install '.[bench]')")
+        return []
 
     cases = ("static", "animated", "everything moves")
     on = [float(out.get("throughput", c, True)["fps"]) for c in cases]  # type: ignore[arg-type]

@@ -27,6 +27,8 @@ All of it is vectorised work on records, never on pixels: a few microseconds a f
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Final
@@ -68,6 +70,9 @@ class SlotPicture:
     """The slot's RGBA area holds this picture (not only its delivery format)."""
     raw: bytes
     """The frame's records and transform records as sent: equal bytes, the same picture."""
+    reads: tuple[tuple[int, int], ...] = ()
+    """(slot, epoch) of every finished frame the picture shows as a layer: a frame handed out
+    writable since (a new epoch) may have been drawn on, so this picture no longer holds."""
 
 
 # The record's last 8-byte word holds version (bits 0-31), the frame-local transform number
@@ -234,6 +239,8 @@ class DamageTracker:
 
     def __init__(self, slots: int, width: int, height: int, *, even: bool, enabled: bool) -> None:
         self.enabled = enabled
+        self._lock = threading.Lock()  # the caller's forget() against the manager's finished()
+        self._epochs = [0] * slots  # per slot: how many times it was handed out writable
         self._width = width
         self._height = height
         self._even = even
@@ -250,14 +257,20 @@ class DamageTracker:
         *,
         clear: bool,
         write_frame: bool,
+        reads: Sequence[int] = (),
     ) -> DamagePlan:
         """The boxes a frame of ``records`` (pinned: buffers and versions filled in) must
-        composite into ``slot``. Until :meth:`finished` says the frame is done, the slot holds
-        no known picture."""
-        held, self._held[slot] = self._held[slot], None
+        composite into ``slot``; ``reads`` are the slots of the finished frames it shows as
+        layers. Until :meth:`finished` says the frame is done, the slot holds no known
+        picture."""
+        with self._lock:
+            held, self._held[slot] = self._held[slot], None
+            epochs = tuple((index, self._epochs[index]) for index in reads)
         whole = DamagePlan(self._whole, self._width * self._height, None)
         if not self.enabled or not clear:
             return whole
+        if held is not None and held.reads != epochs:
+            held = None  # a frame it showed was handed out writable since: pixels unknown
         raw = records.tobytes() + transforms.tobytes()
         if held is not None and held.raw == raw and (held.rgba or not write_frame):
             # the same records: nothing changed (a still scene costs this comparison only),
@@ -268,6 +281,7 @@ class DamageTracker:
             layer_boxes(records, sizes, self._width, self._height),
             write_frame,
             raw,
+            epochs,
         )
         if held is None or (write_frame and not held.rgba):
             return DamagePlan(whole.boxes, whole.pixels, picture)
@@ -278,8 +292,15 @@ class DamageTracker:
     def finished(self, slot: int, plan: DamagePlan, *, ok: bool, attempts: int) -> None:
         """The frame planned for ``slot`` ended: done on its first attempt, the slot holds its
         picture; failed or retried, nothing known."""
-        self._held[slot] = plan.picture if ok and attempts == 1 else None
+        picture = plan.picture if ok and attempts == 1 else None
+        with self._lock:
+            if picture is not None and any(self._epochs[i] != e for i, e in picture.reads):
+                picture = None  # a frame it read was handed out writable meanwhile
+            self._held[slot] = picture
 
     def forget(self, slot: int) -> None:
-        """The slot's pixels may be written by someone else (a writable view was handed out)."""
-        self._held[slot] = None
+        """The slot's pixels may be written by someone else (a writable view was handed out):
+        neither it nor any picture showing it as a layer is known any more."""
+        with self._lock:
+            self._epochs[slot] += 1
+            self._held[slot] = None

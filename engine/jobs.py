@@ -301,10 +301,13 @@ class Jobs:
                 packed.sizes,
                 clear=clear,
                 write_frame=write_frame,
+                reads=[frame.index for frame in packed.frames],
             )
             if not len(plan.boxes):
                 self._finish_unchanged(slot, packed.frames, write_frame, plan)
-                unpin(pins)  # nothing reads them: no task is sent
+                taken = pins.copy()  # nothing reads them: no task is sent
+                pins.clear()  # (so that an interrupt below cannot unpin them twice)
+                unpin(taken)
                 return
             job = FrameJob(
                 slot,

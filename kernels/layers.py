@@ -44,8 +44,9 @@ class PixelLayer:
         blend: a :class:`BlendMode` or its name (``"normal"``, ``"multiply"``, ...).
         premultiplied: the RGB channels are premultiplied by alpha.
         opaque: every alpha is 255 (lets the kernel copy instead of blend). ``None`` measures
-            it by reading the alpha channel once; a wrong ``True`` gives wrong pixels, never a
-            memory error.
+            it by reading the alpha channel once. A wrong ``True`` gives wrong pixels, never a
+            memory error: where the layer is copied (opacity 1, ``normal`` mode) its alpha is
+            taken as 255, the same in a whole frame and in any box of it.
     """
 
     pixels: np.ndarray

@@ -23,7 +23,7 @@ import numpy as np
 from framering.kernels.blend import BlendMode
 from framering.kernels.codes import LAYER_OPAQUE, LAYER_PREMULTIPLIED
 from framering.kernels.jit import KERNEL
-from framering.kernels.spans import copy_span
+from framering.kernels.spans import copy_opaque_span
 
 _NORMAL = int(BlendMode.NORMAL)
 _SOURCE = int(BlendMode.SOURCE)
@@ -109,7 +109,7 @@ def copy_row_around_copies(dst, row, src, s, x0, x1, entries, begin, last, geome
         if kinds[entries[e]] & COPIES:
             occluders += 1
     if occluders == 0 or occluders > MAX_OCCLUDERS:
-        copy_span(dst, row + x0, src, s + x0, x1 - x0)
+        copy_opaque_span(dst, row + x0, src, s + x0, x1 - x0)
         return
     x = x0
     while x < x1:
@@ -133,5 +133,5 @@ def copy_row_around_copies(dst, row, src, s, x0, x1, entries, begin, last, geome
                 c0 = max(geometry[j, 0], x0)
                 if x < c0 < gap_end:
                     gap_end = c0
-        copy_span(dst, row + x, src, s + x, gap_end - x)
+        copy_opaque_span(dst, row + x, src, s + x, gap_end - x)
         x = gap_end

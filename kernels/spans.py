@@ -65,8 +65,20 @@ def _round_u8(value):  # type: ignore[no-untyped-def]
 
 
 @KERNEL_INLINE
+def copy_opaque_span(dst, d, src, s, n):  # type: ignore[no-untyped-def]
+    """Copy ``n`` pixels of a layer flagged opaque, as opaque: alpha 255 whatever the bytes
+    say, so that a wrong ``opaque=True`` gives the same pixels wherever the layer is copied
+    (and the loops that trust an opaque destination see one that is)."""
+    d = np.uint64(d)
+    s = np.uint64(s)
+    n = np.uint64(n)
+    for i in range(n):
+        dst[d + i] = src[s + i] | ALPHA_OPAQUE
+
+
+@KERNEL_INLINE
 def copy_span(dst, d, src, s, n):  # type: ignore[no-untyped-def]
-    """Copy ``n`` pixels: an opaque layer at opacity 1, or ``source`` mode at opacity 1."""
+    """Copy ``n`` pixels: ``source`` mode at opacity 1 (and frame rows for deliveries)."""
     d = np.uint64(d)
     s = np.uint64(s)
     n = np.uint64(n)

@@ -49,6 +49,7 @@ from framering.kernels.row_plan import (
 )
 from framering.kernels.spans import (
     alpha_and_or,
+    copy_opaque_span,
     copy_span,
     fill_span,
     general_span,
@@ -180,6 +181,7 @@ _OP_OVER_CLEAR = 1
 _OP_OVER_OPAQUE = 2
 _OP_OVER = 3
 _OP_GENERAL = 4
+_OP_COPY_OPAQUE = 5  # a copy of a layer flagged opaque: its alpha is written as 255
 
 
 @KERNEL_INLINE
@@ -187,6 +189,8 @@ def _blend_run(op, dst, d, src, s, n, k, opacity, mode, premultiplied):  # type:
     """Blend ``n`` pixels with the loop ``op`` chose (see ``framering.kernels.spans``)."""
     if op == _OP_COPY:
         copy_span(dst, d, src, s, n)
+    elif op == _OP_COPY_OPAQUE:
+        copy_opaque_span(dst, d, src, s, n)
     elif op == _OP_OVER_CLEAR:
         over_clear_span(dst, d, src, s, n, k)
     elif op == _OP_OVER_OPAQUE:
@@ -327,14 +331,14 @@ def _composite_box(  # type: ignore[no-untyped-def]
                 pending_clear = False
                 row_opaque = False
                 if kind & COPIES:
-                    op = _OP_COPY
+                    op = _OP_COPY_OPAQUE if kind & OPAQUE else _OP_COPY
                 elif kind & STRAIGHT_NORMAL:
                     op = _OP_OVER_CLEAR
                 else:
                     fill_span(dst, d, n, _ZERO)
                     op = _OP_GENERAL
             elif kind & COPIES:
-                op = _OP_COPY
+                op = _OP_COPY_OPAQUE if kind & OPAQUE else _OP_COPY
                 if not kind & OPAQUE:
                     row_opaque = False
             elif kind & STRAIGHT_NORMAL:

@@ -371,6 +371,23 @@ def test_wait_gives_a_read_only_view_and_a_scribbled_writable_one_is_repaired() 
         np.testing.assert_array_equal(eng.render(layers), good)
 
 
+def test_a_frame_shown_as_a_layer_and_drawn_on_in_place_is_shown_as_drawn() -> None:
+    with Engine(16, 8, slots=2, workers=1) as eng:
+        red = np.zeros((8, 16, 4), np.uint8)
+        red[..., 0], red[..., 3] = 200, 255
+        source = eng.upload(red)
+        with eng.acquire() as scene:
+            scene.submit([Layer(source)])
+            scene.wait(timeout=10)
+            with eng.acquire() as program:  # the other slot shows the scene
+                program.submit([Layer(scene)])
+                program.wait(timeout=10)
+            scene.wait(timeout=10, writable=True)[...] = 7  # the caller draws on the scene
+            with eng.acquire() as program:  # the same slot, the same layer records
+                program.submit([Layer(scene)])
+                assert (program.wait(timeout=10) == 7).all()
+
+
 def test_damage_can_be_turned_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FRAMERING_DAMAGE", "full")
     with Engine(W, H, slots=1, workers=1) as eng:

@@ -234,3 +234,30 @@ def test_a_scene_that_raises_gives_its_slot_back() -> None:
         with pytest.raises(ValueError, match="no layers today"):
             next(iter(eng.stream(broken, fps=60, frames=5)))
         assert eng.metrics().ring_in_use == 0
+
+
+def test_an_interrupt_while_a_still_frame_lets_go_of_its_pins_lets_go_of_each_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A frame with nothing changed ends inside submit() and unpins there: ^C in the middle
+    must not unpin a source twice (its pins would never add up to zero again)."""
+    with Engine(W, H, slots=1, workers=1) as eng:
+        red, green = solid(eng, 255, 0), solid(eng, 0, 255)
+        layers = [Layer(red), Layer(green, x=4)]
+        eng.render(layers)
+        unpin = type(green).unpin
+        fired: list[bool] = []
+
+        def unpin_then_interrupt(source: object, buffer: int) -> None:
+            unpin(source, buffer)  # type: ignore[arg-type]
+            if source is green and not fired:
+                fired.append(True)
+                raise KeyboardInterrupt  # as if ^C landed right after this unpin
+
+        monkeypatch.setattr(type(green), "unpin", unpin_then_interrupt)
+        with eng.acquire() as slot, pytest.raises(KeyboardInterrupt):
+            slot.submit(layers)  # unchanged: done in submit(), then its pins let go
+        assert fired
+        monkeypatch.undo()
+        eng.free(red, timeout=1)  # every pin let go exactly once: nothing reads them
+        eng.free(green, timeout=1)

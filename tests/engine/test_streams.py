@@ -113,7 +113,9 @@ def test_breaking_out_of_a_stream_releases_its_slots(eng: Engine) -> None:
 def test_a_stalled_live_source_switches_to_its_fallback_until_pictures_return(
     eng: Engine,
 ) -> None:
-    still = eng.upload(np.full((H, W, 4), 77, np.uint8), opaque=True)
+    grey = np.full((H, W, 4), 77, np.uint8)
+    grey[..., 3] = 255
+    still = eng.upload(grey, opaque=True)
     camera = eng.live_source(W, H, opaque=True, stall_timeout=0.1, fallback=still)
     with camera.write() as pixels:
         pixels[...] = 5
@@ -127,7 +129,7 @@ def test_a_stalled_live_source_switches_to_its_fallback_until_pictures_return(
     assert eng.render([Layer(camera)])[0, 0, 0] == 9  # pictures again: back to live
     blank = eng.live_source(W, H, stall_timeout=0.01, fallback="transparent")
     wait_until(blank.stalled, "stalled")
-    assert (eng.render([Layer(still), Layer(blank)]) == 77).all()
+    assert (eng.render([Layer(still), Layer(blank)]) == grey).all()
     for source in (camera, blank, still):
         eng.free(source)
 

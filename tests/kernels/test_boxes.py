@@ -3,6 +3,7 @@ delivery formats included, and nothing outside them is touched."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import pairwise
 
 import numpy as np
@@ -50,6 +51,26 @@ def test_boxes_get_the_bytes_of_the_whole_frame_and_nothing_else_is_touched(
     boxes = data.draw(disjoint_boxes(w, h))
     got = frame.copy()
     composite_stack(got, stack, rects=boxes, clear=clear)
+    np.testing.assert_array_equal(got, merged(frame, whole, boxes))
+
+
+@settings(max_examples=150, deadline=None)
+@given(frame_and_stack(max_layers=6), st.data())
+def test_a_wrong_opaque_promise_gives_the_same_pixels_in_a_box_as_in_the_frame(
+    case: tuple[np.ndarray, list[PixelLayer]], data: st.DataObject
+) -> None:
+    """``opaque=True`` on layers whose alpha is not 255: wrong pixels, but the same ones."""
+    frame, layer_list = case
+    h, w = frame.shape[:2]
+    lying = [
+        replace(layer, opaque=data.draw(st.booleans()) or layer.opaque) for layer in layer_list
+    ]
+    stack = LayerStack.prepare(w, h, lying)
+    whole = frame.copy()
+    composite_stack(whole, stack)
+    boxes = data.draw(disjoint_boxes(w, h))
+    got = frame.copy()
+    composite_stack(got, stack, rects=boxes)
     np.testing.assert_array_equal(got, merged(frame, whole, boxes))
 
 
