@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from framering import Engine, FrameFailedError, Layer, Transform
 from framering.damage import (
     BOUNDING_WASTE,
+    MAX_BOXES,
     DamagePlan,
     DamageTracker,
     changed_boxes,
@@ -434,6 +435,50 @@ def test_the_union_of_changed_boxes_is_disjoint_and_covers_them_exactly() -> Non
         assert (got >= want).all()  # covers every changed pixel
         if len(out) > 1:  # not the bounding box of everything: little more than the union
             assert got.sum() <= BOUNDING_WASTE**2 * want.sum()
+
+
+def test_many_changed_boxes_merge_into_a_bounding_box_that_covers_them_all() -> None:
+    rng = np.random.default_rng(5)
+    for count in (MAX_BOXES + 1, 40, 200):  # the banded cut, then the raw-count cap
+        x0 = rng.integers(0, 90, count)
+        y0 = rng.integers(0, 50, count)
+        boxes = np.stack(
+            [x0, y0, x0 + rng.integers(1, 6, count), y0 + rng.integers(1, 6, count)], 1
+        )
+        out = disjoint_boxes(boxes, 100, 60, even=True)
+        covered = np.zeros((60, 100), bool)
+        for bx0, by0, bx1, by1 in out.tolist():
+            covered[by0:by1, bx0:bx1] = True
+        for bx0, by0, bx1, by1 in boxes.tolist():
+            assert covered[by0:by1, bx0:bx1].all()
+        assert len(out) <= MAX_BOXES and not (out % 2).any()
+
+
+def test_a_crowd_of_moving_sprites_is_byte_identical_to_the_stack_composited_whole() -> None:
+    """Sixty sprites, some moving every frame: more boxes than the planner keeps apart."""
+    rng = np.random.default_rng(8)
+    with (
+        Engine(W, H, slots=3, workers=1, output="nv12") as eng,
+        Engine(W, H, slots=3, workers=1, output="nv12", damage=False) as plain,
+    ):
+        sides = []
+        for engine in (eng, plain):
+            background = engine.upload(rgba(np.random.default_rng(1), H, W, "opaque", False))
+            sprite = engine.upload(rgba(np.random.default_rng(2), 5, 7, "random", False))
+            sides.append((engine, background, sprite))
+        xs, ys = rng.integers(-6, W, 60), rng.integers(-4, H, 60)
+        for frame in range(12):
+            moving = rng.random(60) < (0.05 if frame % 3 else 0.6)
+            xs = np.where(moving, rng.integers(-6, W, 60), xs)
+            ys = np.where(moving, rng.integers(-4, H, 60), ys)
+            pictures = []
+            for engine, background, sprite in sides:
+                layers = [Layer(background)] + [
+                    Layer(sprite, x=int(x), y=int(y), opacity=0.8)
+                    for x, y in zip(xs, ys, strict=True)
+                ]
+                pictures.append(engine.render(layers))
+            np.testing.assert_array_equal(pictures[0], pictures[1], err_msg=f"frame {frame}")
 
 
 def test_layers_added_below_are_matched_from_the_top() -> None:
