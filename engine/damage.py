@@ -244,8 +244,9 @@ class DamageTracker:
         self._width = width
         self._height = height
         self._even = even
-        self._whole = np.array([[0, 0, width, height]], np.int64)
-        self._whole.setflags(write=False)
+        whole = np.array([[0, 0, width, height]], np.int64)
+        whole.setflags(write=False)
+        self._whole = DamagePlan(whole, width * height, None)  # frozen: one for every frame
         self._held: list[SlotPicture | None] = [None] * slots
 
     def plan(
@@ -266,7 +267,7 @@ class DamageTracker:
         with self._lock:
             held, self._held[slot] = self._held[slot], None
             epochs = tuple((index, self._epochs[index]) for index in reads)
-        whole = DamagePlan(self._whole, self._width * self._height, None)
+        whole = self._whole
         if not self.enabled or not clear:
             return whole
         if held is not None and held.reads != epochs:

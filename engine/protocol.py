@@ -192,7 +192,7 @@ class Render:
     attempt: int  # echoed in the reply, so a stale reply can be told from the current one
     slot: int
     clear: bool
-    boxes: np.ndarray  # (k, 4) int64: x0, y0, x1, y1 (the worker's kernel call checks them)
+    boxes: np.ndarray  # (k, 4) int32: x0, y0, x1, y1 (the worker's kernel call checks them)
     layers: np.ndarray  # LAYER_RECORD array
     transforms: tuple[Transform, ...]  # decoded (and so validated) TRANSFORM_RECORDs
     write_frame: bool = True  # False: the worker may deliver without writing the RGBA frame
@@ -387,7 +387,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
                 f"RENDER announces {count} layers, {count_b} boxes and {count_t} transforms but "
                 f"carries {len(records)} bytes of records"
             )
-        boxes = np.frombuffer(records[:box_bytes], "<i4").reshape(count_b, 4).astype(np.int64)
+        boxes = np.frombuffer(records[:box_bytes], "<i4").reshape(count_b, 4)
         layers = np.frombuffer(records[box_bytes:layer_end], dtype=LAYER_RECORD).copy()
         transforms = np.frombuffer(records[layer_end:], dtype=TRANSFORM_RECORD)
         decoded = tuple(unpack_transform(record) for record in transforms) if count_t else ()

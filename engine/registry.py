@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -223,53 +224,52 @@ class SourceRegistry:
     def pin_frame(self, packed: PackedLayers, pins: Pins) -> PinnedFrame:
         """Swap stalled live sources for their fallbacks in ``packed``'s records, then pin the
         latest buffer of every source the frame reads and write each buffer's index and
-        version into the records. Raises ``ForeignObjectError`` (pinning nothing) if a source
-        was freed meanwhile."""
-        records = packed.records
-        sources = dict.fromkeys(s for s in packed.sources if s is not None)
-        live = [s for s in sources if type(s) is LiveSource]
+        version into the records. Raises ``ForeignObjectError`` if a source was freed
+        meanwhile (what was pinned is in ``pins``)."""
+        row_sources = packed.sources
+        live = [s for s in dict.fromkeys(row_sources) if type(s) is LiveSource]
         transforms, stalled = (
             self._apply_fallbacks(packed, live) if live else (packed.transforms, False)
         )
-        if stalled:  # some rows now name a fallback: pin what the records say
-            is_source = (records["flags"] & LAYER_FRAME) == 0  # frame rows name a slot
-            self._pin(records, is_source, records["source"][is_source].tolist(), pins)
-            return PinnedFrame(pins, transforms, stalled)
-        published: dict[AnySource, tuple[int, int]] = {}
-        for source in sources:
-            buffer, version = source.pin_latest()  # raises if it was freed meanwhile
-            pins.append((source, buffer))
-            if buffer or version:  # an uploaded source's one picture is (0, 0): no write
-                published[source] = (buffer, version)
-        for row, source in enumerate(packed.sources):
-            chosen = published.get(source)  # type: ignore[arg-type]
-            if chosen is not None:
-                records[row]["buffer"], records[row]["version"] = chosen
+        if stalled:  # some rows now name a fallback
+            row_sources = self._sources_of(packed.records)
+        self._pin(packed.records, row_sources, pins)
         return PinnedFrame(pins, transforms, stalled)
 
     def pin_source(self, records: np.ndarray, source: AnySource, pins: Pins) -> None:
         """Pin the latest buffer of the one source a transform task reads."""
-        self._pin(records, np.ones(len(records), bool), [source.id] * len(records), pins)
+        self._pin(records, [source] * len(records), pins)
+
+    def _sources_of(self, records: np.ndarray) -> list[AnySource | None]:
+        """The source each record names (None for a frame read as a layer)."""
+        sources: list[AnySource | None] = []
+        for source_id, flags in zip(
+            records["source"].tolist(), records["flags"].tolist(), strict=True
+        ):
+            source = None if flags & LAYER_FRAME else self._sources.get(source_id)
+            if source is None and not flags & LAYER_FRAME:
+                raise ForeignObjectError(f"source {source_id} was freed")
+            sources.append(source)
+        return sources
 
     def _pin(
-        self, records: np.ndarray, is_source: np.ndarray, listed: list[int], pins: Pins
+        self, records: np.ndarray, row_sources: Sequence[AnySource | None], pins: Pins
     ) -> None:
-        """Pin the source of each ``is_source`` row (``listed``, in row order) once, into
+        """Pin the source of each row (``row_sources``, None for a frame row) once, into
         ``pins`` as each pin is taken, so that whoever made the list can let go of exactly
-        what was pinned, whatever interrupts this."""
-        if not listed:
-            return
-        pinned: dict[int, tuple[int, int]] = {}
-        for source_id in dict.fromkeys(listed):
-            source = self._sources.get(source_id)
-            if source is None:  # freed between validation and now (the caller unpins)
-                raise ForeignObjectError(f"source {source_id} was freed")
-            buffer, version = source.pin_latest()
-            pinned[source_id] = (buffer, version)
+        what was pinned, whatever interrupts this; then write each buffer's index and version
+        into its rows (an uploaded source's one picture is (0, 0), which the records hold)."""
+        published: dict[AnySource, tuple[int, int]] = {}
+        for source in dict.fromkeys(s for s in row_sources if s is not None):
+            buffer, version = source.pin_latest()  # raises if it was freed meanwhile
             pins.append((source, buffer))
-        chosen = [pinned[s] for s in listed]
-        records["buffer"][is_source] = [buffer for buffer, _ in chosen]
-        records["version"][is_source] = [version for _, version in chosen]
+            if buffer or version:
+                published[source] = (buffer, version)
+        if published:
+            for row, source in enumerate(row_sources):
+                chosen = published.get(source)  # type: ignore[arg-type]
+                if chosen is not None:
+                    records[row]["buffer"], records[row]["version"] = chosen
 
     def _apply_fallbacks(
         self, packed: PackedLayers, live: list[LiveSource]
