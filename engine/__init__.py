@@ -11,6 +11,7 @@
             frame = slot.wait(timeout=1.0)      # a view into shared memory
 """
 
+from framering.clock import StreamFrame
 from framering.engine import Engine
 from framering.errors import (
     AcquireTimeoutError,
@@ -26,17 +27,18 @@ from framering.errors import (
     InvalidValueError,
     ProtocolError,
     SharedMemoryError,
+    SlotReservationError,
     SlotStateError,
     SourceBusyError,
     WaitTimeoutError,
 )
 from framering.kernels.transform import Transform
 from framering.layer import Layer
-from framering.metrics import Metrics, WorkerMetrics
+from framering.metrics import Metrics, StreamMetrics, WorkerMetrics
 from framering.ring import SlotState
 from framering.slots import FrameSlot
 from framering.sources import LiveSource, Source
-from framering.stream import StreamFrame
+from framering.streams import Stream
 from framering.transitions import crossfade, wipe
 from framering.workers import physical_cores
 
@@ -59,11 +61,14 @@ __all__ = [
     "Metrics",
     "ProtocolError",
     "SharedMemoryError",
+    "SlotReservationError",
     "SlotState",
     "SlotStateError",
     "Source",
     "SourceBusyError",
+    "Stream",
     "StreamFrame",
+    "StreamMetrics",
     "Transform",
     "WaitTimeoutError",
     "WorkerMetrics",

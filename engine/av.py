@@ -39,10 +39,10 @@ try:
 except ImportError as error:  # pragma: no cover - exercised where PyAV is missing
     raise ImportError("framering.av needs PyAV: pip install 'framering[av]'") from error
 
+from framering.clock import StreamFrame
 from framering.errors import FrameringError, InvalidValueError, SlotStateError
 from framering.kernels import FrameFormat
 from framering.slots import FrameSlot
-from framering.stream import StreamFrame
 
 # The engine's output formats as FFmpeg names them.
 AV_FORMATS: Final = {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,7 +12,19 @@ from framering.demo import run_demo
 from framering.shm import list_segments, orphaned_segments, reclaim_orphans
 
 
+def _show_log(verbosity: int) -> None:
+    """``-v``: the engine's events (workers, crashes, resizes, stalls) on stderr; ``-vv``:
+    its debug messages too."""
+    if verbosity:
+        logging.basicConfig(
+            level=logging.INFO if verbosity == 1 else logging.DEBUG,
+            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+
+
 def _demo(args: argparse.Namespace) -> int:
+    _show_log(args.verbose)
     result = run_demo(
         fps=args.fps,
         seconds=args.seconds,
@@ -89,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-pyav", action="store_true", help="encode and decode with OpenCV")
     demo.add_argument("--png", default="framering-demo.png", help="PNG of the last frame")
+    demo.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="show the engine's log on stderr (-vv: debug messages too)",
+    )
     demo.set_defaults(run=_demo)
     bench = commands.add_parser(
         "bench", help="measure throughput, latency and scaling beside numpy, OpenCV, Pillow, ..."

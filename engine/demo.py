@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import psutil
 
+from framering.clock import StreamFrame
 from framering.demo_scenes import (
     ClipScene,
     ShowScene,
@@ -33,7 +34,6 @@ from framering.demo_scenes import (
 )
 from framering.engine import Engine
 from framering.kernels import FrameFormat, convert_to_rgba
-from framering.stream import StreamFrame
 
 STATUS_INTERVAL_S = 0.5
 # The contact sheet: this many frames, spread evenly over the run, this wide each.

@@ -13,16 +13,20 @@ Each concern lives in a room of its own, and ``Engine`` only makes them and forw
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final, Literal
 
 import numpy as np
 
+from framering.clock import Policy, Scene, StreamFrame
 from framering.damage import DamageTracker
-from framering.errors import InvalidTypeError
+from framering.elastic import DEFAULT_IDLE_TIMEOUT_S, PoolLimits
+from framering.errors import InvalidTypeError, InvalidValueError
 from framering.frames import FrameTable
-from framering.jobs import DEFAULT_DEADLINE_S, Jobs
+from framering.jobs import DEFAULT_DEADLINE_S, Jobs, StreamShare
 from framering.kernels import FrameFormat, warmup
 from framering.kernels.transform import Transform
 from framering.kernels.validate import MAX_SIDE
@@ -31,15 +35,22 @@ from framering.lifetime import Lifetime, close_at_exit, forget_at_exit, not_pick
 from framering.metrics import Metrics, ProcessMemory, Recorder, snapshot
 from framering.pool import DEFAULT_MAX_ATTEMPTS, DEFAULT_START_TIMEOUT_S, WorkerPool
 from framering.registry import SourceRegistry
+from framering.reservations import SlotAccount
 from framering.ring import MAX_SLOTS, FrameRing
+from framering.scheduler import Flow
 from framering.shm import new_engine_token, reclaim_orphans, segment_name
 from framering.slots import FrameSlot
 from framering.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source
-from framering.stream import Policy, Scene, StreamClock, StreamFrame, astream_frames, stream_frames
+from framering.streams import Stream
 from framering.validation import check_timeout, pixel_format, positive_int, positive_seconds
+from framering.workers import physical_cores
 
 # ``FRAMERING_DAMAGE=full`` turns damage tracking off in every engine of the process.
 DAMAGE_ENV: Final = "FRAMERING_DAMAGE"
+# Slots a stream reserves unless it says: one frame shown while the next one renders.
+DEFAULT_STREAM_SLOTS: Final = 2
+
+log = logging.getLogger("framering")
 
 
 class Engine:
@@ -65,6 +76,13 @@ class Engine:
             as compositing every frame whole. ``False``, or the environment variable
             ``FRAMERING_DAMAGE=full``, composites every frame whole: for debugging, and the
             baseline of the benchmarks.
+        min_workers, max_workers: bounds of an elastic pool (both default to ``workers``,
+            which keeps it fixed). It grows by a worker when paced frames would miss their
+            tick or work waits, and shrinks after ``idle_timeout`` seconds of a worker's
+            idleness; frames in flight are never touched (``framering.elastic``).
+        max_worker_rss: bytes of private memory (resident, less the shared ring and sources)
+            above which a worker is recycled between frames: a replacement starts, and the
+            worker stops after its last task. None: never.
 
     Use it as a context manager, or call :meth:`close`; it also closes at interpreter exit.
     """
@@ -85,6 +103,10 @@ class Engine:
         yuv_matrix: str = "bt709",
         yuv_range: str = "limited",
         damage: bool = True,
+        min_workers: int | None = None,
+        max_workers: int | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+        max_worker_rss: int | None = None,
     ) -> None:
         if not isinstance(damage, bool):
             raise InvalidTypeError(f"damage must be a bool, not {type(damage).__name__}")
@@ -92,12 +114,15 @@ class Engine:
         self.height: Final = positive_int(height, "height", MAX_SIDE)
         self.slots: Final = positive_int(slots, "slots", MAX_SLOTS)
         deadline = positive_seconds(deadline, "deadline")
+        limits = PoolLimits.from_arguments(
+            workers, min_workers, max_workers, idle_timeout, max_worker_rss, physical_cores()
+        )
         self.output: Final = pixel_format(
             output, "output", yuv_matrix, yuv_range, self.width, self.height
         )
         self.token: Final = new_engine_token()
         self._lifetime = Lifetime(f"Engine({self.width}x{self.height}, slots={self.slots})")
-        self._recorder = Recorder()
+        self._recorder = Recorder(self.width * self.height)
         self._memory = ProcessMemory()
         warmup()  # compile and write Numba's cache now, so workers only load it
         reclaim_orphans()  # segments of engines whose process was killed
@@ -109,7 +134,7 @@ class Engine:
             self._pool = WorkerPool(
                 ring.segment.name,
                 ring.header,
-                workers,
+                limits,
                 max_attempts,
                 start_timeout,
                 initializer,
@@ -122,22 +147,20 @@ class Engine:
         self._lifetime.watch(lambda: self._pool.broken)
         self._registry = SourceRegistry(self.token, self._lifetime, self._pool)
         # the slots' submit reaches the jobs, which are made after the slots they finish
-        submit = lambda *frame: self._jobs.submit_frame(*frame)  # noqa: E731
+        default_share = StreamShare(None, Recorder(self.width * self.height, self._recorder))
+        submit = lambda *frame: self._jobs.submit_frame(*frame, default_share)  # noqa: E731
         self.damage: Final = damage and os.environ.get(DAMAGE_ENV, "").lower() != "full"
         """Damage tracking is on (see ``damage`` above)."""
         tracker = DamageTracker(
             self.slots, self.width, self.height, even=self.output.yuv420, enabled=self.damage
         )
-        self._recorder.frame_pixels = self.width * self.height
         self._frames = FrameTable(ring, self._lifetime, self.token, submit, tracker)
         self._jobs = Jobs(
-            self._lifetime,
-            self._frames,
-            self._registry,
-            self._pool,
-            self._recorder,
-            deadline,
-            tracker,
+            self._lifetime, self._frames, self._registry, self._pool, deadline, tracker
+        )
+        self._streams: dict[str, Stream] = {}
+        self._default = self._new_stream(
+            "default", 1.0, self._frames.default_account, default_share
         )
         close_at_exit(self)
 
@@ -268,7 +291,7 @@ class Engine:
     # ------------------------------------------------------------------ frames
     def try_acquire(self) -> FrameSlot | None:
         """A free slot, or None if every slot is busy (never blocks)."""
-        return self._frames.try_acquire()
+        return self._default.try_acquire()
 
     def acquire(self, timeout: float | None = None) -> FrameSlot:
         """A free slot; blocks while every slot is in flight or held.
@@ -278,11 +301,11 @@ class Engine:
                 ``TimeoutError``): frames are slower than they are asked for, or slots are
                 not released.
         """
-        return self._frames.acquire(timeout)
+        return self._default.acquire(timeout)
 
     async def acquire_async(self, timeout: float | None = None) -> FrameSlot:
         """:meth:`acquire` for asyncio: awaits a free slot without blocking the loop."""
-        return await self._frames.acquire_async(timeout)
+        return await self._default.acquire_async(timeout)
 
     def render(self, layers: Sequence[Layer], timeout: float | None = 10.0) -> np.ndarray:
         """Composite one frame and return a copy of it (for one-off use and tests)."""
@@ -303,8 +326,8 @@ class Engine:
         """Frames of ``scene(t, index)`` (the layers of frame ``index`` at time ``t``) in order,
         one per tick at ``fps``, ``inflight`` submitted ahead (default: enough to keep every
         worker busy), a late frame's tick given ``policy`` (``drop``, ``repeat``, ``block``);
-        ``frames`` ticks, or until the caller stops iterating. See ``framering.stream``."""
-        return stream_frames(self._clock(scene, fps, inflight, policy, frames))
+        ``frames`` ticks, or until the caller stops iterating. See ``framering.clock``."""
+        return self._default.stream(scene, fps, inflight, policy=policy, frames=frames)
 
     def astream(
         self,
@@ -316,15 +339,69 @@ class Engine:
         frames: int | None = None,
     ) -> AsyncIterator[StreamFrame]:
         """:meth:`stream` for ``async for``."""
-        return astream_frames(self._clock(scene, fps, inflight, policy, frames))
+        return self._default.astream(scene, fps, inflight, policy=policy, frames=frames)
 
-    def _clock(
-        self, scene: Scene, fps: float, inflight: int | None, policy: str, frames: int | None
-    ) -> StreamClock:
+    # ------------------------------------------------------------------ streams
+    def open_stream(self, name: str, *, weight: float = 1.0, slots: int | None = None) -> Stream:
+        """A new live stream on this engine, with its own slots, share and figures.
+
+        Args:
+            name: unique among the engine's open streams (``"default"`` is the engine's own);
+                names its figures in ``metrics().streams`` and its log lines.
+            weight: its share of the worker time left after paced frames, against the other
+                streams' weights (frames with a tick, as ``stream()`` submits them, are served
+                earliest tick first whatever the weights).
+            slots: slots of the ring reserved for it (default 2: one frame shown while the
+                next renders). It may borrow idle slots nobody reserved beyond them.
+
+        Raises:
+            SlotReservationError: the ring has fewer unreserved slots than ``slots``.
+            InvalidValueError: the name is taken, or a bad weight.
+        """
         self._lifetime.check_open()
-        return StreamClock(
-            self._frames, self._recorder, self.workers, scene, fps, inflight, policy, frames
+        if not isinstance(name, str) or not name:
+            raise InvalidTypeError("name must be a non-empty str")
+        if (
+            not isinstance(weight, int | float)
+            or isinstance(weight, bool)
+            or not math.isfinite(weight)
+            or weight <= 0
+        ):
+            raise InvalidValueError(f"weight must be a positive number, not {weight!r}")
+        reserved = (
+            DEFAULT_STREAM_SLOTS if slots is None else positive_int(slots, "slots", MAX_SLOTS)
         )
+        share = StreamShare(
+            Flow(name, float(weight)), Recorder(self.width * self.height, self._recorder)
+        )
+        account = self._frames.open_account(
+            name, reserved, lambda *frame: self._jobs.submit_frame(*frame, share)
+        )
+        stream = self._new_stream(name, float(weight), account, share)
+        log.info("stream %r opened: weight %g, %d slot(s) reserved", name, weight, reserved)
+        return stream
+
+    def _new_stream(
+        self, name: str, weight: float, account: SlotAccount, share: StreamShare
+    ) -> Stream:
+        stream = Stream(
+            name,
+            weight,
+            self._frames,
+            account,
+            share.recorder,
+            self._recorder,
+            self._lifetime,
+            lambda: self.workers,
+            self._stream_closed,
+        )
+        self._streams[name] = stream
+        return stream
+
+    def _stream_closed(self, stream: Stream) -> None:
+        if self._streams.get(stream.name) is stream:
+            del self._streams[stream.name]
+        log.info("stream %r closed", stream.name)
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> Metrics:
@@ -337,4 +414,5 @@ class Engine:
             ring_in_use=self._frames.in_use(),
             shm_bytes=self._frames.ring.segment.size + self._registry.shm_bytes(),
             sources=self._registry.count(),
+            streams={name: stream.metrics() for name, stream in list(self._streams.items())},
         )

@@ -13,6 +13,7 @@ The tree::
     ├── InvalidArgumentError            bad input, refused before anything reaches a worker
     │   ├── InvalidTypeError            also a TypeError
     │   └── InvalidValueError           also a ValueError
+    │       └── SlotReservationError    a stream's reserved slots the ring cannot honour
     ├── SlotStateError                  a slot used out of order (released twice, waited
     │                                   before submit, submitted twice); also a RuntimeError
     ├── ForeignObjectError              a source or slot of another engine, or already freed;
@@ -81,6 +82,10 @@ class InvalidTypeError(InvalidArgumentError, TypeError):
 
 class InvalidValueError(InvalidArgumentError, ValueError):
     """An argument of the right type with a wrong value."""
+
+
+class SlotReservationError(InvalidValueError):
+    """``open_stream`` asked for more reserved slots than the ring has left unreserved."""
 
 
 class SlotStateError(FrameringError, RuntimeError):

@@ -12,6 +12,11 @@ disagree::
 A finished frame shown as a layer of other frames (nesting) gets a reader per frame in flight
 that reads it; it is freed only when it is released and its last reader ended.
 
+Each slot is taken on a stream's :class:`SlotAccount`, under the rule of
+``framering.reservations`` (reserved slots, and borrowing that never starves another stream).
+Waiters for a slot queue in one line: a waiter goes when its stream may take a free slot and
+nobody before it in line may.
+
 The table holds one lock (a condition, which blocking ``acquire`` waits on) and the event-loop
 bridge that wakes asyncio waiters after a release or a finished frame.
 """
@@ -32,6 +37,7 @@ from framering.asyncio_bridge import AsyncBridge
 from framering.damage import DamageTracker
 from framering.errors import AcquireTimeoutError, ForeignObjectError, SlotStateError
 from framering.lifetime import Lifetime
+from framering.reservations import Reservations, SlotAccount
 from framering.ring import FrameRing, SlotState
 from framering.slots import FrameSlot, Submit
 from framering.validation import check_timeout
@@ -54,6 +60,15 @@ class FrameRecord:
     submitted_ns: int = 0
     finished_ns: int = 0
     worker_ns: int = 0
+    account: SlotAccount | None = None
+    """The stream that holds the slot."""
+
+
+@dataclass(eq=False)
+class _Turn:
+    """One blocked acquirer's place in line (compared by identity)."""
+
+    account: SlotAccount
 
 
 class FrameTable:
@@ -73,11 +88,13 @@ class FrameTable:
         self.token = token
         """The engine's token: whose slots these are."""
         self._lifetime = lifetime
-        self._submit = submit
         self._lock = threading.Condition()
         self._sequence = itertools.count(1)
         self._free: deque[int] = deque(range(ring.slots))
-        self._waiting: deque[object] = deque()  # blocked acquirers, in the order they came
+        self._reservations = Reservations(ring.slots, submit)
+        self.default_account = self._reservations.default
+        """The default stream's account (``eng.acquire()``): it reserves nothing."""
+        self._waiting: deque[_Turn] = deque()  # blocked acquirers, in the order they came
         self._held: dict[int, tuple[FrameSlot, FrameRecord]] = {}
         self._bridge: AsyncBridge | None = None
         self._closed = False
@@ -86,78 +103,145 @@ class FrameTable:
     def lifetime(self) -> Lifetime:
         return self._lifetime
 
-    # ------------------------------------------------------------------ taking and giving back
-    def try_acquire(self) -> FrameSlot | None:
-        """A free slot, or None if every slot is busy or promised to a waiting ``acquire``
-        (never blocks)."""
+    # ------------------------------------------------------------------ streams
+    def open_account(self, name: str, reserved: int, submit: Submit) -> SlotAccount:
+        """A stream's account, reserving ``reserved`` slots (``SlotReservationError`` if the
+        ring cannot honour it)."""
         with self._lock:
             self._lifetime.check_open()
-            return None if self._waiting else self._take()
+            return self._reservations.open(name, reserved, submit)
 
-    def acquire(self, timeout: float | None = None) -> FrameSlot:
-        """A free slot; blocks while every slot is in flight or held (see ``Engine.acquire``).
+    def close_account(self, account: SlotAccount) -> None:
+        """The stream closed: no more slots for it, and its reservation ends now."""
+        with self._lock:
+            self._reservations.close(account)
+            self._lock.notify_all()  # borrowers may take what it had reserved
+            self._notify_async()
 
-        Waiters are served in the order they came (first come, first served): however many
-        threads share the ring, none is starved by the others' quicker re-acquires."""
+    def accounts(self) -> list[SlotAccount]:
+        with self._lock:
+            return self._reservations.accounts()
+
+    # ------------------------------------------------------------------ taking and giving back
+    def try_acquire(self, account: SlotAccount | None = None) -> FrameSlot | None:
+        """A free slot for ``account`` (default: the default stream's), or None if it may
+        take none now or a waiter before it may (never blocks)."""
+        account = account or self.default_account
+        with self._lock:
+            self._check_account(account)
+            if not self._my_turn(None, account):
+                return None
+            return self._take(account)
+
+    def acquire(
+        self, timeout: float | None = None, account: SlotAccount | None = None
+    ) -> FrameSlot:
+        """A free slot; blocks while ``account`` may take none (see ``Engine.acquire``).
+
+        Waiters are served in the order they came (first come, first served) among those
+        whose stream may take a slot: however many threads share the ring, none is starved by
+        the others' quicker re-acquires."""
+        account = account or self.default_account
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            self._lifetime.check_open()
-            if not self._waiting and self._free:
-                return self._take()  # type: ignore[return-value]
-            turn = object()
-            self._waiting.append(turn)
+            self._check_account(account)
+            if self._my_turn(None, account):
+                return self._take(account)
+            entry = _Turn(account)
+            self._waiting.append(entry)
             try:
                 while True:
-                    self._lifetime.check_open()
-                    if self._waiting[0] is turn and self._free:
-                        self._waiting.popleft()
-                        if self._waiting and len(self._free) > 1:
+                    self._check_account(account)
+                    if self._my_turn(entry, account):
+                        self._leave_line(entry)
+                        if self._waiting and self._free:
                             self._lock.notify_all()  # the next in line may go too
-                        return self._take()  # type: ignore[return-value]
+                        return self._take(account)
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
-                        raise AcquireTimeoutError(
-                            f"all {self.slots} slots stayed busy for {timeout} s: frames are "
-                            f"not released, or are asked for faster than the workers "
-                            f"composite them"
-                        )
+                        raise AcquireTimeoutError(self._busy_message(account, timeout))
                     self._lock.wait(remaining)
             finally:
-                if turn in self._waiting:  # timed out, interrupted or closed: leave the line
-                    self._waiting.remove(turn)
+                if self._leave_line(entry):  # timed out, interrupted or closed
                     self._lock.notify_all()
                     self._notify_async()  # an async acquirer may go now
 
-    async def acquire_async(self, timeout: float | None = None) -> FrameSlot:
+    def _busy_message(self, account: SlotAccount, timeout: float | None) -> str:
+        if account is self.default_account and self._reservations.reserved():
+            return (
+                f"no slot for the default stream within {timeout} s: it uses only what no "
+                f"stream reserved ({self.slots - self._reservations.reserved()} of "
+                f"{self.slots} slots), and those stayed busy"
+            )
+        return (
+            f"all {self.slots} slots stayed busy for {timeout} s: frames are not released, "
+            f"or are asked for faster than the workers composite them"
+        )
+
+    def _check_account(self, account: SlotAccount) -> None:
+        """Lock held."""
+        self._lifetime.check_open()
+        if account.closed:
+            raise SlotStateError(f"stream {account.name!r} is closed")
+
+    def _my_turn(self, entry: _Turn | None, account: SlotAccount) -> bool:
+        """Lock held. ``account`` may take a slot, and nobody ahead of ``entry`` in line may
+        (None: not in line, so everybody in line is ahead)."""
+        free = len(self._free)
+        if not self._reservations.may_take(account, free):
+            return False
+        for waiter in self._waiting:
+            if waiter is entry:
+                return True
+            if self._reservations.may_take(waiter.account, free):
+                return False
+        return True
+
+    def _leave_line(self, entry: _Turn) -> bool:
+        """Lock held. Take ``entry`` (by identity) out of the line; False if it is not in it."""
+        for i, waiter in enumerate(self._waiting):
+            if waiter is entry:
+                del self._waiting[i]
+                return True
+        return False
+
+    async def acquire_async(
+        self, timeout: float | None = None, account: SlotAccount | None = None
+    ) -> FrameSlot:
         """:meth:`acquire` for asyncio: awaits a free slot without blocking the loop."""
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            slot = self.try_acquire()
+            slot = self.try_acquire(account)
             if slot is not None:
                 return slot
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise AcquireTimeoutError(f"all {self.slots} slots stayed busy for {timeout} s")
+                raise AcquireTimeoutError(
+                    self._busy_message(account or self.default_account, timeout)
+                )
             try:
-                await asyncio.wait_for(self.until_free(), remaining)
+                await asyncio.wait_for(self.until_free(account), remaining)
             except TimeoutError:
                 continue  # the loop head raises with the message
 
-    async def until_free(self) -> None:
-        """Return once a slot is free or the engine closed (for asyncio drivers)."""
-        await self.bridge().wait_for(
-            lambda: (bool(self._free) and not self._waiting) or self._lifetime.closed
-        )
+    async def until_free(self, account: SlotAccount | None = None) -> None:
+        """Return once ``account`` may take a slot or the engine closed (for asyncio)."""
+        account = account or self.default_account
 
-    def _take(self) -> FrameSlot | None:
-        """Lock held."""
-        if not self._free:
-            return None
+        def ready() -> bool:
+            with self._lock:
+                return self._lifetime.closed or account.closed or self._my_turn(None, account)
+
+        await self.bridge().wait_for(ready)
+
+    def _take(self, account: SlotAccount) -> FrameSlot:
+        """Lock held; a slot is free."""
         index = self._free.popleft()
-        record = FrameRecord()
-        slot = FrameSlot(self, index, next(self._sequence), record, self._submit)
+        record = FrameRecord(account=account)
+        account.held += 1
+        slot = FrameSlot(self, index, next(self._sequence), record, account.submit)
         self._held[index] = (slot, record)
         self.ring.set_state(index, SlotState.ACQUIRED)
         self.ring.sequences[index] = slot.sequence
@@ -185,7 +269,9 @@ class FrameTable:
 
     def _free_slot(self, slot: FrameSlot) -> None:
         """Lock held."""
-        del self._held[slot.index]
+        record = self._held.pop(slot.index)[1]
+        if record.account is not None:
+            record.account.held -= 1
         if not self._closed:
             self.ring.set_state(slot.index, SlotState.FREE)
         self._free.append(slot.index)

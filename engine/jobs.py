@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from framering.damage import DamagePlan, DamageTracker
@@ -26,6 +28,7 @@ from framering.errors import (
     FrameFailedError,
     FrameringError,
     InvalidTypeError,
+    InvalidValueError,
     WaitTimeoutError,
 )
 from framering.frames import FrameTable
@@ -37,6 +40,7 @@ from framering.lifetime import Lifetime
 from framering.metrics import Recorder
 from framering.pool import WorkerPool
 from framering.registry import AnySource, Pins, SourceRegistry, unpin
+from framering.scheduler import Flow
 from framering.slots import FrameSlot, frame_failed
 from framering.sources import Source
 from framering.tasks import RenderTask, Task, TransformTask
@@ -46,6 +50,15 @@ from framering.validation import checked, positive_seconds
 # killed and the frame retried. Generous: an 8K frame of many layers takes ~100 ms, so only a
 # real hang (or a machine swapping to death) reaches it.
 DEFAULT_DEADLINE_S: Final = 5.0
+
+
+@dataclass(frozen=True)
+class StreamShare:
+    """Whose frame a job is: the stream's flow in the scheduler (None: the default stream's)
+    and the recorder of its figures (which forwards to the engine's)."""
+
+    flow: Flow | None
+    recorder: Recorder
 
 
 class LiveJobs:
@@ -254,7 +267,6 @@ class Jobs:
         frames: FrameTable,
         registry: SourceRegistry,
         pool: WorkerPool,
-        recorder: Recorder,
         deadline: float,
         damage: DamageTracker,
     ) -> None:
@@ -263,7 +275,6 @@ class Jobs:
         self._frames = frames
         self._registry = registry
         self._pool = pool
-        self._recorder = recorder
         self._token = frames.token
         self._output = frames.ring.format
         self._deadline = deadline
@@ -279,13 +290,22 @@ class Jobs:
         deadline: float | None,
         clear: bool,
         keep_rgba: bool,
+        tick: float | None,
+        share: StreamShare,
     ) -> None:
-        """Validate ``layers``, pin what they read, and send the frame (``FrameSlot.submit``)."""
+        """Validate ``layers``, pin what they read, and send the frame (``FrameSlot.submit``)
+        as ``share``'s."""
         frame_deadline = (
             self._deadline if deadline is None else positive_seconds(deadline, "deadline")
         )
         if not isinstance(clear, bool) or not isinstance(keep_rgba, bool):
             raise InvalidTypeError("clear and keep_rgba must be bools")
+        if tick is not None:
+            if not isinstance(tick, int | float) or isinstance(tick, bool):
+                raise InvalidTypeError(f"tick must be a number, not {type(tick).__name__}")
+            if not math.isfinite(tick):
+                raise InvalidValueError(f"tick must be finite, not {tick!r}")
+        recorder = share.recorder
         write_frame = keep_rgba or not clear or self._output is FrameFormat.RGBA
         packed = pack_layers(layers, self._token, self._frame_size)
         pins: Pins = []  # filled as each pin is taken: an interrupt lets go of exactly those
@@ -293,7 +313,7 @@ class Jobs:
         try:
             pinned = self._registry.pin_frame(packed, pins)
             if pinned.stalled:
-                self._recorder.stalled()
+                recorder.stalled()
             plan = self._damage.plan(
                 slot.index,
                 packed.records,
@@ -304,7 +324,7 @@ class Jobs:
                 reads=[frame.index for frame in packed.frames],
             )
             if not len(plan.boxes):
-                self._finish_unchanged(slot, packed.frames, write_frame, plan)
+                self._finish_unchanged(slot, packed.frames, write_frame, plan, recorder)
                 taken = pins.copy()  # nothing reads them: no task is sent
                 pins.clear()  # (so that an interrupt below cannot unpin them twice)
                 unpin(taken)
@@ -314,7 +334,7 @@ class Jobs:
                 self._frames,
                 pins,
                 packed.frames,
-                self._recorder,
+                recorder,
                 self._lifetime,
                 self._live,
                 self._damage,
@@ -330,6 +350,8 @@ class Jobs:
                 transforms=pinned.transforms,
                 clear=clear,
                 write_frame=write_frame,
+                flow=share.flow,
+                tick=None if tick is None else float(tick),
             )
             self._start(task, job, slot, packed.frames, write_frame)
         except BaseException:
@@ -338,13 +360,18 @@ class Jobs:
             raise
 
     def _finish_unchanged(
-        self, slot: FrameSlot, reads: Sequence[FrameSlot], rgba_kept: bool, plan: DamagePlan
+        self,
+        slot: FrameSlot,
+        reads: Sequence[FrameSlot],
+        rgba_kept: bool,
+        plan: DamagePlan,
+        recorder: Recorder,
     ) -> None:
         """A frame its slot already holds: done now, in the caller's thread, without a worker
         (a still scene costs its validation and one comparison of records)."""
         self._damage.finished(slot.index, plan, ok=True, attempts=1)  # before anyone reuses it
         self._frames.finish_unchanged(slot, reads, rgba_kept)
-        self._recorder.completed(0.0, 0.0, 0)
+        recorder.completed(0.0, 0.0, 0)
 
     def transform(
         self,

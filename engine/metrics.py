@@ -44,6 +44,35 @@ class WorkerMetrics:
 
 
 @dataclass(frozen=True)
+class StreamMetrics:
+    """One stream of an engine (``Engine.open_stream``, or the default stream), now. Times
+    are in seconds; windows as in :class:`Metrics`."""
+
+    name: str
+    weight: float
+    frames_completed: int
+    frames_failed: int
+    throughput_fps: float
+    """Frames completed during the last second."""
+    latency_p50: float
+    """Median submit-to-done time over the recent window."""
+    latency_p99: float
+    late: int
+    """Ticks of its ``stream()`` whose frame was not finished in time."""
+    dropped: int
+    repeated: int
+    slots_held: int
+    """Slots it holds now (acquired, in flight, or read by frames in flight)."""
+    slots_reserved: int
+    worker_share: float
+    """Its share of the worker time spent on frames completed during the last second (0.0
+    when none completed)."""
+    worker_seconds: float
+    """Worker time of all its completed frames: differences of two snapshots give its share
+    over any stretch."""
+
+
+@dataclass(frozen=True)
 class Metrics:
     """A snapshot of an engine's statistics. Times are in seconds."""
 
@@ -64,6 +93,12 @@ class Metrics:
     """Tasks sent again: the worker holding them died or hung, or answered with an error."""
     worker_restarts: int
     """Workers started to replace dead ones."""
+    scale_ups: int
+    """Workers an elastic pool started because frames would miss their tick or work waited."""
+    scale_downs: int
+    """Workers an elastic pool retired after ``idle_timeout`` of idleness."""
+    recycled_workers: int
+    """Workers replaced because their private memory passed ``max_worker_rss``."""
     average_processing_time: float
     """Mean submit-to-done time over the recent window."""
     latency_p50: float
@@ -112,20 +147,31 @@ class Metrics:
     """Frames that showed a live source's fallback because the source had stalled."""
     workers: tuple[WorkerMetrics, ...]
     """Per-worker figures."""
+    streams: dict[str, StreamMetrics]
+    """Per-stream figures, by name (the default stream, ``eng.acquire()``'s, is
+    ``"default"``)."""
 
 
 class Recorder:
-    """Thread-safe counters and timing windows behind :class:`Metrics`."""
+    """Thread-safe counters and timing windows behind :class:`Metrics`.
 
-    def __init__(self) -> None:
+    Each stream has one, whose ``parent`` is the engine's: every event counts for the stream
+    and for the engine.
+    """
+
+    def __init__(self, frame_pixels: int = 1, parent: Recorder | None = None) -> None:
         self._lock = threading.Lock()
+        self._parent = parent
         self.frames_completed = 0
         self.frames_failed = 0
         self._latency: deque[float] = deque(maxlen=SAMPLE_WINDOW)
         self._kernel: deque[float] = deque(maxlen=SAMPLE_WINDOW)
-        self._completions: deque[tuple[float, int]] = deque()  # (when, pixels composited)
-        self.frame_pixels = 1
-        """Pixels of one whole frame (set by the engine), for ``damaged_fraction``."""
+        # (when, pixels composited, worker seconds) of the frames of the last second
+        self._completions: deque[tuple[float, int, float]] = deque()
+        self.frame_pixels = frame_pixels
+        """Pixels of one whole frame, for ``damaged_fraction``."""
+        self.worker_seconds = 0.0
+        """Worker time of every frame completed so far."""
         self._jitter: deque[float] = deque(maxlen=SAMPLE_WINDOW)
         self.stream = {"late": 0, "dropped": 0, "repeated": 0}
         self.stalled_frames = 0
@@ -133,36 +179,53 @@ class Recorder:
     def stream_event(self, kind: str) -> None:
         with self._lock:
             self.stream[kind] += 1
+        if self._parent is not None:
+            self._parent.stream_event(kind)
 
     def stream_delivery(self, jitter_s: float) -> None:
         with self._lock:
             self._jitter.append(jitter_s)
+        if self._parent is not None:
+            self._parent.stream_delivery(jitter_s)
 
     def stalled(self) -> None:
         with self._lock:
             self.stalled_frames += 1
+        if self._parent is not None:
+            self._parent.stalled()
 
     def completed(self, latency_s: float, kernel_s: float, pixels: int) -> None:
         """A frame finished; ``pixels`` of it were recomposited (the rest was kept)."""
         now = time.monotonic()
         with self._lock:
             self.frames_completed += 1
+            self.worker_seconds += kernel_s
             self._latency.append(latency_s)
             self._kernel.append(kernel_s)
-            self._completions.append((now, pixels))
+            self._completions.append((now, pixels, kernel_s))
             while self._completions and self._completions[0][0] < now - 1.0:
                 self._completions.popleft()
+        if self._parent is not None:
+            self._parent.completed(latency_s, kernel_s, pixels)
 
     def failed(self) -> None:
         with self._lock:
             self.frames_failed += 1
+        if self._parent is not None:
+            self._parent.failed()
+
+    def recent_worker_seconds(self) -> float:
+        """Worker time of the frames completed during the last second."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(work for t, _, work in self._completions if t >= now - 1.0)
 
     def timings(self) -> dict[str, float | int]:
         now = time.monotonic()
         with self._lock:
             latency = np.array(self._latency, dtype=np.float64)
             kernel = np.array(self._kernel, dtype=np.float64)
-            last_second = [pixels for t, pixels in self._completions if t >= now - 1.0]
+            last_second = [pixels for t, pixels, _ in self._completions if t >= now - 1.0]
             recent = len(last_second)
             damaged = sum(last_second) / (recent * self.frame_pixels) if recent else 0.0
             jitter = np.array(self._jitter, dtype=np.float64)
@@ -217,6 +280,7 @@ def snapshot(
     ring_in_use: int,
     shm_bytes: int,
     sources: int,
+    streams: dict[str, StreamMetrics],
 ) -> Metrics:
     """One :class:`Metrics` from the pool's counters, the recorder and the engine's figures."""
     workers = tuple(
@@ -234,6 +298,9 @@ def snapshot(
         frames_failed=recorder.frames_failed,
         retries=pool.retries,
         worker_restarts=pool.counters.restarts,
+        scale_ups=pool.counters.scale_ups,
+        scale_downs=pool.counters.scale_downs,
+        recycled_workers=pool.counters.recycled,
         ring_slots=ring_slots,
         ring_in_use=ring_in_use,
         shm_bytes=shm_bytes,
@@ -243,5 +310,36 @@ def snapshot(
         protocol_errors=pool.counters.protocol_errors,
         stale_replies=pool.counters.stale_replies,
         workers=workers,
+        streams=streams,
         **recorder.timings(),
+    )
+
+
+def stream_snapshot(
+    name: str,
+    weight: float,
+    recorder: Recorder,
+    engine_recorder: Recorder,
+    *,
+    slots_held: int,
+    slots_reserved: int,
+) -> StreamMetrics:
+    """One :class:`StreamMetrics` from a stream's recorder and the engine's."""
+    timings = recorder.timings()
+    total = engine_recorder.recent_worker_seconds()
+    return StreamMetrics(
+        name=name,
+        weight=weight,
+        frames_completed=recorder.frames_completed,
+        frames_failed=recorder.frames_failed,
+        throughput_fps=float(timings["throughput_fps"]),
+        latency_p50=float(timings["latency_p50"]),
+        latency_p99=float(timings["latency_p99"]),
+        late=int(timings["stream_late"]),
+        dropped=int(timings["stream_dropped"]),
+        repeated=int(timings["stream_repeated"]),
+        slots_held=slots_held,
+        slots_reserved=slots_reserved,
+        worker_share=recorder.recent_worker_seconds() / total if total > 0 else 0.0,
+        worker_seconds=recorder.worker_seconds,
     )

@@ -16,6 +16,9 @@ Who owns what::
                        sentinel    -> worker died: retry its tasks, start a replacement
                        deadline    -> SIGKILL the hung worker (then as above)
 
+The manager thread also resizes an elastic pool (``framering.elastic``): it starts a worker
+under pressure, retires an idle one, and recycles one whose memory grew too big.
+
 Shared state (`pending`, each worker's `inflight`) is guarded by one lock that is never held
 while writing to a pipe, so a full pipe can never stall the manager thread (it is held while a
 replacement process starts, so that no upload can miss the new worker). At most
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import multiprocessing
 import threading
 import time
@@ -34,14 +38,14 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Final
 
-from framering import protocol
+from framering import elastic, protocol
+from framering.elastic import PoolLimits
 from framering.errors import EngineBrokenError, EngineClosedError, InvalidTypeError
 from framering.ring import RingHeader
-from framering.scheduler import FifoScheduler
+from framering.scheduler import FairScheduler
 from framering.tasks import Task
 from framering.validation import positive_int, positive_seconds
 from framering.workers import (
-    MAX_WORKERS,
     PoolCounters,
     PoolSnapshot,
     WorkerHandle,
@@ -77,17 +81,19 @@ class WorkerPool:
         self,
         ring_name: str,
         ring_header: RingHeader,
-        workers: int | None = None,
+        limits: PoolLimits | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         start_timeout: float = DEFAULT_START_TIMEOUT_S,
         initializer: Callable[..., Any] | None = None,
         initargs: tuple[Any, ...] = (),
     ) -> None:
-        """Start ``workers`` processes (None: one per physical core) and wait until every one
-        said hello; raises ``EngineBrokenError`` if they cannot start."""
-        workers = (
-            physical_cores() if workers is None else positive_int(workers, "workers", MAX_WORKERS)
-        )
+        """Start ``limits.start`` processes (default: one per physical core, fixed) and wait
+        until every one said hello; raises ``EngineBrokenError`` if they cannot start."""
+        if limits is None:
+            limits = PoolLimits.from_arguments(
+                None, None, None, elastic.DEFAULT_IDLE_TIMEOUT_S, None, physical_cores()
+            )
+        self._limits = limits
         max_attempts = positive_int(max_attempts, "max_attempts", 100)
         start_timeout = positive_seconds(start_timeout, "start_timeout")
         if initializer is not None and not callable(initializer):
@@ -99,10 +105,14 @@ class WorkerPool:
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._workers: list[WorkerHandle] = []
-        self._scheduler = FifoScheduler(max_attempts)
+        self._scheduler = FairScheduler(max_attempts)
         self._attach_messages: dict[int, bytes] = {}  # by source id: replayed to replacements
         self._start_failures = 0
         self._counters = PoolCounters()
+        self._next_index = limits.start  # of the next worker the pool grows by
+        self._last_grow = -math.inf  # time.monotonic() of the last start for pressure
+        self._adapted_at = -math.inf
+        self._memory_read_at = time.monotonic()
         self._closing = False
         self._generation = 0  # bumped whenever a worker is added, dies or stops
         self._broken: str | None = None
@@ -110,7 +120,7 @@ class WorkerPool:
         self._watch = WorkerWatch(self._context)
         self._manager = threading.Thread(target=self._manage, name="framering-manager", daemon=True)
         try:  # whatever interrupts the start (Ctrl-C included), nothing started outlives it
-            self._start(workers, start_timeout)
+            self._start(limits.start, start_timeout)
         except BaseException:
             self.stop()
             raise
@@ -244,7 +254,10 @@ class WorkerPool:
                 now = time.monotonic()
                 overdue = [worker for worker in live if worker.overdue(now)]
                 timeout = next_deadline_in(live, IDLE_WAIT_S)
+                if len(self._scheduler) and self._limits.maximum > self._limits.minimum:
+                    timeout = min(timeout, elastic.GROW_WAIT_S / 2)  # to see pressure build
             for worker in overdue:
+                log.warning("%s (pid %s)", worker.kill_reason, worker.pid)
                 worker.kill()  # its death reaches the watch next turn
             if generation != self._generation:
                 generation = self._generation
@@ -255,6 +268,7 @@ class WorkerPool:
             for worker in deaths:
                 self._drain(worker, all_pending=True)  # its last results count
                 self._on_death(worker)
+            self._adapt()
 
     def _drain(self, worker: WorkerHandle, *, all_pending: bool = False) -> None:
         """Handle one message (the watch said there is one), or all of them before a death."""
@@ -281,6 +295,7 @@ class WorkerPool:
                 self._start_failures = 0
                 sends = self._scheduler.assign(self._workers)
                 self._ready.notify_all()
+            log.info("worker %d started (pid %d)", worker.index, message.pid)
             self._send_all(sends)
         elif isinstance(message, protocol.Error):
             with self._lock:
@@ -302,6 +317,7 @@ class WorkerPool:
             del worker.inflight[message.task]
             worker.head_since = time.monotonic()
             if isinstance(message, protocol.Done):
+                self._scheduler.charge(task, message.worker_ns)
                 worker.tasks_done += 1
             else:
                 task.last_cause = message.text
@@ -327,13 +343,18 @@ class WorkerPool:
         cause = (
             worker.kill_reason or f"worker {worker.index} {describe_exit(worker.process.exitcode)}"
         )
+        # its own traceback: what faulthandler dumped at a fatal signal, or the last ERROR
+        # it sent (an exception that ended its loop, a start-up failure)
+        traceback_text = worker.crash_traceback().strip() or (worker.last_error or "").strip()
         failed: list[Task] = []
         replace = became_broken = False
         with self._ready:
             if worker.state in (WorkerState.DEAD, WorkerState.STOPPED):
                 return
             died_starting = worker.state is WorkerState.STARTING
-            worker.state = WorkerState.STOPPED if self._closing else WorkerState.DEAD
+            retiring = worker.state is WorkerState.RETIRING
+            planned = retiring and worker.stop_sent and not worker.inflight
+            worker.state = WorkerState.STOPPED if self._closing or planned else WorkerState.DEAD
             self._generation += 1
             orphans = list(worker.inflight.values())
             worker.inflight.clear()
@@ -346,7 +367,9 @@ class WorkerPool:
                     )
                 if not self._scheduler.retry(task, self._closing):
                     failed.append(task)
-            if not self._closing:
+            if retiring and not self._closing:
+                self._workers.remove(worker)  # retired or recycled: nobody takes its place
+            elif not self._closing:
                 if died_starting:
                     self._start_failures += 1
                 if self._start_failures >= MAX_START_FAILURES:
@@ -360,11 +383,29 @@ class WorkerPool:
         if not self._closing:  # else stop() releases it, after its own join
             worker.release()
         self._send_all(sends)
+        told = f"; its traceback:\n{traceback_text}" if traceback_text else ""
         if became_broken:
-            log.error("engine broken: %s", self._broken)
+            log.error("engine broken: %s%s", self._broken, told)
         elif replace:
             retried = len(orphans) - len(failed)
-            log.warning("%s; %d task(s) retried; starting a replacement", cause, retried)
+            log.warning(
+                "%s (pid %s); %d task(s) retried, %d failed; starting a replacement%s",
+                cause,
+                worker.pid,
+                retried,
+                len(failed),
+                told,
+            )
+        elif planned or self._closing:
+            log.info("worker %d exited (pid %s)", worker.index, worker.pid)
+        else:  # died while retiring: its tasks are retried, its successor (if any) is started
+            log.warning(
+                "%s (pid %s) while retiring; %d task(s) retried%s",
+                cause,
+                worker.pid,
+                len(orphans) - len(failed),
+                told,
+            )
         for task in failed:
             task.listener.task_failed(task, self._broken or task.last_cause)
         if replace:
@@ -376,6 +417,114 @@ class WorkerPool:
                 attaches = list(self._attach_messages.values())
             for attach in attaches:
                 self._send(replacement, attach)
+
+    # ----------------------------------------------------------------- elastic pool
+    def _adapt(self) -> None:
+        """Grow, shrink or recycle (``framering.elastic``); STOP retiring workers that are
+        done. At most every ``ADAPT_EVERY_S``, on the manager thread."""
+        now = time.monotonic()
+        if now - self._adapted_at < elastic.ADAPT_EVERY_S:
+            return
+        self._adapted_at = now
+        memory_due = now - self._memory_read_at >= elastic.MEMORY_CHECK_EVERY_S
+        if self._limits.max_worker_rss is not None and memory_due:
+            self._memory_read_at = now
+            self._recycle_oversized()
+        limits = self._limits
+        started: WorkerHandle | None = None
+        stops: list[WorkerHandle] = []
+        reason = None
+        with self._lock:
+            if self._closing or self._broken is not None:
+                return
+            ready = [w for w in self._workers if w.state is WorkerState.READY]
+            starting = sum(1 for w in self._workers if w.state is WorkerState.STARTING)
+            serving = len(ready) + starting
+            if elastic.may_grow(limits, serving, starting):
+                reason = self._scheduler.pressure(time.perf_counter(), elastic.GROW_WAIT_S)
+                if reason is not None:
+                    started = self._grow()
+                    self._last_grow = now
+                    self._counters.scale_ups += 1
+            if started is None:
+                victim = elastic.worker_to_retire(
+                    limits, ready, serving, len(self._scheduler), now, self._last_grow
+                )
+                if victim is not None:
+                    idle = now - victim.head_since
+                    self._retire(victim, f"retired after {idle:.1f} s idle")
+                    self._counters.scale_downs += 1
+                    serving -= 1
+            for worker in self._workers:
+                drained = worker.state is WorkerState.RETIRING and not worker.inflight
+                if drained and not worker.stop_sent:
+                    worker.stop_sent = True
+                    stops.append(worker)
+            attaches = list(self._attach_messages.values()) if started else []
+        for worker in stops:
+            self._send(worker, protocol.encode_stop())
+        if started is not None:
+            for attach in attaches:
+                self._send(started, attach)
+            log.info(
+                "pool growing to %d workers (worker %d starting): %s",
+                serving + 1,
+                started.index,
+                reason,
+            )
+        for worker in stops:
+            if worker.retire_reason.startswith("retired"):
+                log.info(
+                    "worker %d (pid %s) %s; pool shrinking to %d",
+                    worker.index,
+                    worker.pid,
+                    worker.retire_reason,
+                    serving,
+                )
+
+    def _grow(self) -> WorkerHandle:
+        """Lock held. Start one more worker (registered before the lock drops: no upload can
+        miss it; the caller sends it every ATTACH)."""
+        worker = self._spawn(self._next_index)
+        self._next_index += 1
+        self._workers.append(worker)
+        self._generation += 1
+        return worker
+
+    def _retire(self, worker: WorkerHandle, reason: str) -> None:
+        """Lock held. The worker takes no new task; ``_adapt`` stops it once it holds none."""
+        worker.state = WorkerState.RETIRING
+        worker.retire_reason = reason
+
+    def _recycle_oversized(self) -> None:
+        """Retire each ready worker whose private memory passed ``max_worker_rss`` (reading
+        it outside the lock), with a replacement started at once."""
+        with self._lock:
+            ready = [w for w in self._workers if w.state is WorkerState.READY]
+        for worker in ready:
+            size = worker.private_memory()
+            if not elastic.over_memory(self._limits, size):
+                continue
+            with self._lock:
+                if worker.state is not WorkerState.READY or self._closing:
+                    continue
+                self._retire(
+                    worker,
+                    f"recycled: {size / 2**20:.0f} MiB of private memory, above max_worker_rss "
+                    f"{self._limits.max_worker_rss / 2**20:.0f} MiB",  # type: ignore[operator]
+                )
+                self._counters.recycled += 1
+                replacement = self._grow()
+                attaches = list(self._attach_messages.values())
+            for attach in attaches:
+                self._send(replacement, attach)
+            log.info(
+                "worker %d (pid %s) %s; worker %d starts in its place",
+                worker.index,
+                worker.pid,
+                worker.retire_reason,
+                replacement.index,
+            )
 
     # ----------------------------------------------------------------- shutdown
     def stop(self) -> None:
@@ -396,12 +545,18 @@ class WorkerPool:
         self._watch.wake()
         if self._manager.is_alive() and threading.current_thread() is not self._manager:
             self._manager.join(5.0)
+        exited = []
         with self._lock:
             for worker in workers:
                 worker.inflight.clear()
+                if worker.live:
+                    exited.append(worker)  # (the manager logged those it saw exit)
                 if worker.state is not WorkerState.DEAD:
                     worker.state = WorkerState.STOPPED
             self._generation += 1
+        for worker in exited:
+            if worker.pid is not None:
+                log.info("worker %d exited (pid %d)", worker.index, worker.pid)
         for worker in workers:
             worker.release()
         self._watch.close()

@@ -1,13 +1,27 @@
 """Which task runs next, and on which worker: the pool's dispatch policy, in one place.
 
-Today: one queue, oldest first, with retries at the front; each task goes to the ready worker
-holding the fewest tasks, while it holds fewer than ``MAX_QUEUED_PER_WORKER``. Every method
-runs under the pool's lock and only moves tasks between lists: sending is the pool's job,
-outside the lock.
+Three classes of waiting task, served in this order:
+
+1. **Retries** (and tasks handed back unsent), oldest first: they were due already.
+2. **Paced frames**, those with a tick (``Stream.stream`` submits each frame with the time it
+   is due): earliest deadline first, whichever stream they belong to. A stream that submits
+   as fast as it can has no tick, so it can never push a paced frame back.
+3. **Everything else**, shared by weight between the streams (each stream is a
+   :class:`Flow`) with deficit round robin charged in measured worker time: a task is charged
+   its flow's recent mean cost when dispatched, and the difference to the worker's measured
+   time when it ends. Over any busy stretch each flow gets worker time in proportion to its
+   weight, however different its frames' costs.
+
+Each task goes to the ready worker holding the fewest tasks, while it holds fewer than
+``MAX_QUEUED_PER_WORKER``. Every method runs under the pool's lock and only moves tasks between
+lists: sending is the pool's job, outside the lock.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -20,22 +34,66 @@ from framering.workers import WorkerHandle, WorkerState
 # Two keeps a worker busy across the round trip of a completion (it starts the next task
 # while the manager handles the last); more only makes a dead worker's backlog longer.
 MAX_QUEUED_PER_WORKER: Final = 2
+# Worker time a flow of weight 1 is credited per round of deficit round robin. Near one
+# frame's cost, so a round is short and a light flow waits at most about one frame per flow.
+QUANTUM_NS: Final = 2_000_000
+# While paced frames are coming (one was queued this recently), a task without a tick goes only
+# to a worker holding nothing: a paced frame then waits behind at most one task per worker,
+# never behind a second one queued in a pipe.
+PACED_RECENT_S: Final = 1.0
+# What a flow's first task is charged, before any of its tasks was measured.
+FIRST_COST_NS: Final = 2_000_000
+# Weight of the newest measurement in a flow's mean cost: it follows a change of scene within
+# a few frames, without one slow frame moving it much.
+COST_SMOOTHING: Final = 0.2
 
 
-class FifoScheduler:
-    """Tasks waiting for a worker, and the rule that hands them out."""
+class Flow:
+    """One stream's share of the pool: its weight, its waiting unpaced tasks, and its deficit
+    (worker time it may still use this round; negative when it overdrew)."""
+
+    def __init__(self, name: str, weight: float) -> None:
+        self.name = name
+        self.weight = weight
+        self.waiting: deque[Task] = deque()
+        self.deficit_ns = 0.0
+        self.cost_ns = float(FIRST_COST_NS)
+        """Recent mean worker time of its tasks: what the next one is charged at dispatch."""
+
+    def __repr__(self) -> str:
+        return f"Flow({self.name!r}, weight={self.weight:g}, waiting={len(self.waiting)})"
+
+
+class FairScheduler:
+    """Tasks waiting for a worker, and the rule that hands them out (module docstring)."""
 
     def __init__(self, max_attempts: int) -> None:
         self._max_attempts = max_attempts
-        self._pending: deque[Task] = deque()
+        self.default_flow = Flow("default", 1.0)
+        """The flow of tasks that name none (transforms, and frames of the default stream)."""
+        self._retries: deque[Task] = deque()
+        self._paced: list[tuple[float, int, Task]] = []  # a heap, by tick
+        self._order = itertools.count()  # ties of equal ticks go oldest first
+        self._active: deque[Flow] = deque()  # flows with unpaced tasks, in round-robin order
+        self._count = 0
+        self._paced_at = -PACED_RECENT_S  # time.monotonic() a paced task was last queued
         self.retries = 0
         """Tasks queued again after a failed or lost attempt."""
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return self._count
 
+    # ------------------------------------------------------------------ queueing
     def add(self, task: Task) -> None:
-        self._pending.append(task)
+        self._count += 1
+        if task.tick is not None:
+            heapq.heappush(self._paced, (task.tick, next(self._order), task))
+            self._paced_at = time.monotonic()
+            return
+        flow = task.flow or self.default_flow
+        if not flow.waiting:
+            self._active.append(flow)
+        flow.waiting.append(task)
 
     def retry(self, task: Task, closing: bool) -> bool:
         """Queue a task whose attempt failed or was lost, at the front, if it may be retried:
@@ -43,42 +101,62 @@ class FifoScheduler:
         if closing or not task.retryable or task.attempts >= self._max_attempts:
             return False
         self.retries += 1
-        self._pending.appendleft(task)
-        task.listener.task_requeued(task)
+        self.put_back(task)
         return True
 
     def put_back(self, task: Task) -> None:
-        """A task assigned but never sent goes back to the front, as if never taken."""
-        self._pending.appendleft(task)
+        """A task taken from the queue and not done goes back to the front, as if never taken."""
+        self._count += 1
+        self._retries.appendleft(task)
         task.listener.task_requeued(task)
 
     def remove(self, task: Task) -> bool:
-        """Take a waiting task off the queue; False if it is not waiting."""
-        try:
-            self._pending.remove(task)
-        except ValueError:
-            return False
+        """Take a waiting task off the queue; False if it is not waiting (a rare path: a
+        submit interrupted between queueing and sending)."""
+        if task in self._retries:
+            self._retries.remove(task)
+        elif any(entry[2] is task for entry in self._paced):
+            self._paced = [entry for entry in self._paced if entry[2] is not task]
+            heapq.heapify(self._paced)
+        else:
+            flow = task.flow or self.default_flow
+            if task not in flow.waiting:
+                return False
+            flow.waiting.remove(task)
+            if not flow.waiting:
+                self._active.remove(flow)
+        self._count -= 1
         return True
 
     def take_all(self) -> list[Task]:
         """Empty the queue (the pool stops or broke); returns what waited."""
-        tasks = list(self._pending)
-        self._pending.clear()
+        tasks = list(self._retries) + [entry[2] for entry in sorted(self._paced)]
+        for flow in self._active:
+            tasks += flow.waiting
+            flow.waiting.clear()
+        self._retries.clear()
+        self._paced.clear()
+        self._active.clear()
+        self._count = 0
         return tasks
 
+    # ------------------------------------------------------------------ dispatch
     def assign(self, workers: Sequence[WorkerHandle]) -> list[tuple[WorkerHandle, Task]]:
         """Move waiting tasks to the least-loaded ready workers; returns what to send."""
         sends: list[tuple[WorkerHandle, Task]] = []
-        if not self._pending:
+        if not self._count:
             return sends  # the common case on every completion
-        while self._pending:
+        paced_live = time.monotonic() - self._paced_at < PACED_RECENT_S
+        while self._count:
             ready = [w for w in workers if w.state is WorkerState.READY]
             if not ready:
                 break
             worker = min(ready, key=lambda w: len(w.inflight))
             if len(worker.inflight) >= MAX_QUEUED_PER_WORKER:
                 break
-            task = self._pending.popleft()
+            if worker.inflight and paced_live and not self._retries and not self._paced:
+                break  # unpaced work waits for an idle worker (PACED_RECENT_S)
+            task = self.pop_next()
             task.attempts += 1
             if not worker.inflight:
                 worker.head_since = time.monotonic()
@@ -86,3 +164,69 @@ class FifoScheduler:
             task.listener.task_dispatched(task)
             sends.append((worker, task))
         return sends
+
+    def pop_next(self) -> Task:
+        """Take the task to run next off the queue (one is waiting): what :meth:`assign` hands
+        the least-loaded worker."""
+        self._count -= 1
+        if self._retries:
+            return self._retries.popleft()
+        if self._paced:
+            return heapq.heappop(self._paced)[2]
+        return self._next_fair()
+
+    def _next_fair(self) -> Task:
+        """Deficit round robin: the flow at the head is served while it has credit, then the
+        next; once no flow has credit, each is credited its weight's quantum (as many rounds
+        at once as it takes for one to have credit again)."""
+        for _ in range(len(self._active)):
+            if self._active[0].deficit_ns > 0:
+                break
+            self._active.rotate(-1)
+        else:
+            rounds = min(
+                math.floor(-flow.deficit_ns / (QUANTUM_NS * flow.weight)) + 1
+                for flow in self._active
+            )
+            for flow in self._active:
+                flow.deficit_ns += rounds * QUANTUM_NS * flow.weight
+            while self._active[0].deficit_ns <= 0:
+                self._active.rotate(-1)
+        flow = self._active[0]
+        task = flow.waiting.popleft()
+        task.charged_ns = flow.cost_ns
+        flow.deficit_ns -= flow.cost_ns
+        if not flow.waiting:  # leaves the round; unused credit is not saved up, debt is kept
+            self._active.popleft()
+            flow.deficit_ns = min(flow.deficit_ns, 0.0)
+        return task
+
+    def charge(self, task: Task, worker_ns: int) -> None:
+        """A task ended after ``worker_ns`` of measured worker time: update its flow's mean
+        cost, and correct what the round robin charged it (paced tasks are outside it)."""
+        flow = task.flow or self.default_flow
+        flow.cost_ns += COST_SMOOTHING * (worker_ns - flow.cost_ns)
+        if task.charged_ns is not None:
+            flow.deficit_ns += task.charged_ns - worker_ns
+            task.charged_ns = None
+
+    def pressure(self, now: float, wait_limit: float) -> str | None:
+        """Why the pool needs another worker now (``now``: ``time.perf_counter()``), or None:
+        the most urgent paced frame is nearer its tick than it takes to composite, or a task
+        has waited longer than ``wait_limit`` seconds."""
+        if self._paced:
+            tick, _, task = self._paced[0]
+            flow = task.flow or self.default_flow
+            if tick - now < flow.cost_ns / 1e9:
+                return (
+                    f"a paced frame of stream {flow.name!r} still waits {1e3 * (tick - now):.1f} "
+                    f"ms before its tick"
+                )
+        heads = [flow.waiting[0] for flow in self._active]
+        if self._retries:
+            heads.append(self._retries[0])
+        if heads:
+            waited = now - min(task.submitted_ns for task in heads) / 1e9
+            if waited > wait_limit:
+                return f"work waited {1e3 * waited:.0f} ms for a worker"
+        return None

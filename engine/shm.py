@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import mmap
 import os
 import re
@@ -38,6 +39,8 @@ from typing import Final
 import psutil
 
 from framering.errors import SharedMemoryError
+
+log = logging.getLogger("framering")
 
 PREFIX: Final = "framering"
 SHM_DIR: Final = "/dev/shm"
@@ -264,6 +267,7 @@ def reclaim_orphans(dry_run: bool = False) -> list[str]:
         try:
             os.unlink(os.path.join(SHM_DIR, name))
             removed.append(name)
+            log.info("reclaimed shared memory /dev/shm/%s: its engine's process is gone", name)
         except FileNotFoundError:
             removed.append(name)  # Python's resource tracker got there first
         except OSError:

@@ -35,6 +35,7 @@ class Submit(Protocol):
         deadline: float | None,
         clear: bool,
         keep_rgba: bool,
+        tick: float | None,
     ) -> None: ...
 
 
@@ -120,6 +121,7 @@ class FrameSlot:
         deadline: float | None = None,
         clear: bool = True,
         keep_rgba: bool = False,
+        tick: float | None = None,
     ) -> None:
         """Send the layer stack (bottom first) to be composited into this slot.
 
@@ -133,11 +135,16 @@ class FrameSlot:
                 RGBA picture, so that it can be a layer of another frame or be transformed.
                 Without it the worker writes only the delivery format (less memory traffic).
                 Ignored for ``rgba`` engines, whose frames are RGBA.
+            tick: the ``time.perf_counter()`` by which the frame is due, for a live loop on
+                its own clock (``stream()`` gives every frame its tick). Frames with a tick
+                are composited earliest tick first, ahead of frames without one, whichever
+                stream they belong to; frames without a tick share the rest by the
+                streams' weights.
         """
         self._check_usable("submit to")
         if self._record.submitted:
             raise SlotStateError(f"{self!r} was already submitted; acquire another slot")
-        self._submit(self, layers, deadline, clear, keep_rgba)
+        self._submit(self, layers, deadline, clear, keep_rgba, tick)
 
     def wait(self, timeout: float | None = None, *, writable: bool = False) -> np.ndarray:
         """Block until the frame is finished; return it as a view into shared memory.

@@ -12,6 +12,7 @@ page boundary (``buffer_stride``). Workers attach to it once and read layers str
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -32,6 +33,8 @@ from framering.lifetime import not_picklable
 from framering.ring import PAGE
 from framering.shm import CreatedSegment
 from framering.validation import check_timeout
+
+log = logging.getLogger("framering")
 
 # Buffers of a live source: one being written, the latest published one, and one still pinned
 # by a frame in flight. More buffers let more frames in flight read different pictures
@@ -234,12 +237,34 @@ class LiveSource(_SharedPicture):
         self.published_at = time.monotonic()  # creation counts: a source never written stalls
         self.stall_timeout: Final = stall_timeout
         self.fallback: Final = fallback
+        self._stall_reported = False  # this stall was logged (once a stall, not per frame)
 
     def stalled(self, now: float | None = None) -> bool:
-        """No picture published for longer than ``stall_timeout`` seconds."""
+        """No picture published for longer than ``stall_timeout`` seconds (the first frame to
+        see a stall logs it, at WARNING on logger ``framering``)."""
         if self.stall_timeout is None:
             return False
-        return (time.monotonic() if now is None else now) - self.published_at > self.stall_timeout
+        now = time.monotonic() if now is None else now
+        if now - self.published_at <= self.stall_timeout:
+            return False
+        if not self._stall_reported:
+            self._stall_reported = True
+            shown = (
+                "its last picture"
+                if self.fallback is None
+                else "transparency"
+                if self.fallback == "transparent"
+                else f"its fallback, source {self.fallback.id}"  # type: ignore[union-attr]
+            )
+            log.warning(
+                "live source %d stalled: no picture for %.2f s (stall_timeout %g s); frames "
+                "show %s until it publishes again",
+                self.id,
+                now - self.published_at,
+                self.stall_timeout,
+                shown,
+            )
+        return True
 
     def __repr__(self) -> str:
         return f"LiveSource(id={self.id}, {self.width}x{self.height}, buffers={self.buffers})"
@@ -302,5 +327,11 @@ class LiveSource(_SharedPicture):
             self._latest = buffer
             self.version += 1
             self._versions[buffer] = self.version & 0xFFFFFFFF
-            self.published_at = time.monotonic()
+            now = time.monotonic()
+            if self._stall_reported:
+                self._stall_reported = False
+                log.info(
+                    "live source %d publishes again after %.2f s", self.id, now - self.published_at
+                )
+            self.published_at = now
             self._changed.notify_all()

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
 
 from framering import protocol
+
+if TYPE_CHECKING:
+    from framering.scheduler import Flow
 
 _NO_TRANSFORMS: Final = np.zeros(0, protocol.TRANSFORM_RECORD)
 
@@ -54,6 +57,13 @@ class Task:
     submitted_ns: int = field(default_factory=time.perf_counter_ns)
     last_cause: str = ""
     """Why the last attempt failed (a dead worker's exit, a traceback)."""
+    flow: Flow | None = None
+    """The stream whose share of the pool the task uses (None: the default stream's)."""
+    tick: float | None = None
+    """``time.perf_counter()`` by which a paced frame is due: served earliest first."""
+    charged_ns: float | None = None
+    """Worker time the scheduler charged its flow at dispatch, until the measured time
+    replaces it (``FairScheduler.charge``)."""
 
     @property
     def retryable(self) -> bool:

@@ -10,6 +10,8 @@ in the middle of a frame).
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import os
 import signal
 import threading
@@ -48,6 +50,8 @@ from framering.sources import buffer_views
 # closes the pipe, but a worker busy in a frame (or hung in one) only notices through the
 # watchdog, which runs while the kernel holds no GIL.
 PARENT_CHECK_S: Final = 0.5
+
+_crash_report: Connection | None = None  # faulthandler's file: must stay open
 # Buffer tables kept for reuse; a scene switching among more combinations than this just
 # rebuilds them (the cache is cleared, not evicted one by one: simple, and rare).
 MAX_CACHED_TABLES: Final = 64
@@ -342,9 +346,16 @@ def worker_main(
     initializer: Callable[..., Any] | None = None,
     initargs: tuple[Any, ...] = (),
     ring_header: RingHeader | None = None,
+    crash_report: Connection | None = None,
 ) -> None:
     """Entry point of a worker process (the target given to ``Process``). ``ring_header`` is
-    the ring as the engine made it: a header that says otherwise is refused."""
+    the ring as the engine made it: a header that says otherwise is refused. A fatal signal
+    (SIGSEGV, SIGBUS, SIGABRT...) dumps every thread's Python traceback into ``crash_report``,
+    which the parent reads and logs when it sees the worker die."""
+    if crash_report is not None:
+        global _crash_report
+        _crash_report = crash_report  # kept open for the life of the process
+        faulthandler.enable(file=crash_report.fileno(), all_threads=True)
     # Ctrl+C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One compositing thread per worker process: N workers must not oversubscribe N cores.
@@ -361,4 +372,9 @@ def worker_main(
         # the parent keeps this text and names its last line when workers keep dying
         conn.send_bytes(protocol.encode_error(traceback.format_exc()))
         raise
-    worker.serve()
+    try:
+        worker.serve()
+    except BaseException:  # a bug of ours: the parent logs this with the worker's exit
+        with contextlib.suppress(OSError, ValueError):
+            conn.send_bytes(protocol.encode_error(traceback.format_exc()))
+        raise

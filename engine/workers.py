@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import multiprocessing
 import multiprocessing.context
@@ -60,6 +61,8 @@ os.register_at_fork(after_in_child=_forget_workers_in_a_fork)
 class WorkerState(enum.Enum):
     STARTING = "starting"
     READY = "ready"
+    RETIRING = "retiring"
+    """Takes no new task; stopped once it holds none (an idle or oversized worker)."""
     DEAD = "dead"
     STOPPED = "stopped"
 
@@ -80,6 +83,10 @@ class WorkerHandle:
     last_error: str | None = None  # the text of its last ERROR (a start-up traceback...)
     released: bool = False  # its pipe and process handle are closed
     send_lock: threading.Lock = field(default_factory=threading.Lock)
+    crash_report: Connection | None = None  # where faulthandler writes a fatal signal's stack
+    retire_reason: str = ""  # why it is RETIRING
+    stop_sent: bool = False
+    _process_info: psutil.Process | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def spawn(
@@ -94,21 +101,61 @@ class WorkerHandle:
         """Start a worker process attached to the ring ``ring_name`` (which must still have
         the header ``ring_header``)."""
         parent_end, child_end = context.Pipe(duplex=True)
+        crash_reader, crash_writer = context.Pipe(duplex=False)
         process = context.Process(
             target=worker_main,
-            args=(child_end, ring_name, os.getpid(), initializer, initargs, ring_header),
+            args=(
+                child_end,
+                ring_name,
+                os.getpid(),
+                initializer,
+                initargs,
+                ring_header,
+                crash_writer,
+            ),
             name=f"framering-worker-{index}",
             daemon=True,
         )
-        process.start()
+        try:
+            process.start()
+        except BaseException:
+            for end in (parent_end, child_end, crash_reader, crash_writer):
+                end.close()
+            raise
         _spawned.add(process)
         child_end.close()
-        return cls(index, process, parent_end)
+        crash_writer.close()
+        os.set_blocking(crash_reader.fileno(), False)
+        return cls(index, process, parent_end, crash_report=crash_reader)
+
+    def crash_traceback(self) -> str:
+        """What faulthandler wrote when a fatal signal killed the process ('' if nothing:
+        a SIGKILL, a clean exit)."""
+        if self.crash_report is None:
+            return ""
+        chunks = []
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := os.read(self.crash_report.fileno(), 65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", "replace")
 
     @property
     def live(self) -> bool:
-        """Starting or ready: it can still take messages."""
-        return self.state in (WorkerState.STARTING, WorkerState.READY)
+        """Starting, ready or retiring: it can still take messages."""
+        return self.state in (WorkerState.STARTING, WorkerState.READY, WorkerState.RETIRING)
+
+    def private_memory(self) -> int | None:
+        """Bytes of its resident memory that are its own: RSS less shared pages (the ring and
+        the sources, which every worker maps, do not count). None if unreadable."""
+        if self.pid is None:
+            return None
+        try:
+            if self._process_info is None:
+                self._process_info = psutil.Process(self.pid)
+            memory = self._process_info.memory_info()
+            return int(memory.rss - getattr(memory, "shared", 0))
+        except (psutil.Error, OSError):
+            return None
 
     def send(self, data: bytes) -> bool:
         """Write one message; False if the pipe is gone (the death is seen by the watch)."""
@@ -166,6 +213,8 @@ class WorkerHandle:
             return
         with self.send_lock:  # a sender must not write to the fd number a new pipe may get
             self.conn.close()
+        if self.crash_report is not None:
+            self.crash_report.close()
         try:
             if self.process.exitcode is not None:
                 self.process.close()
@@ -197,6 +246,9 @@ class PoolCounters:
     """What the pool counts as it goes (changed under its lock)."""
 
     restarts: int = 0
+    scale_ups: int = 0
+    scale_downs: int = 0
+    recycled: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
     protocol_errors: int = 0

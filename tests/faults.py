@@ -102,3 +102,15 @@ def slow_replacements(marker_dir: str, first: int) -> None:
         pass
     if started >= first:
         time.sleep(10)
+
+
+_ballast: list[Any] = []
+
+
+def ballast_once(marker_dir: str, megabytes: int) -> None:
+    """An initializer: the first worker to start holds ``megabytes`` of private memory it
+    touched (a leak, as the pool sees it); later workers start lean."""
+    if _claim(marker_dir):
+        import numpy as np
+
+        _ballast.append(np.ones(megabytes * 2**20, np.uint8))

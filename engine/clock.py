@@ -1,8 +1,12 @@
 """Paced, in-order output: frames on a fixed clock, and what to do when one is late.
 
-A live loop wants frame ``i`` at ``start + i / fps``. ``Engine.stream`` submits frames ahead
-(at most ``inflight`` at once, so every worker stays busy) and hands them over in order on that
-clock. When a frame is not finished by its tick, the policy decides:
+A live loop wants frame ``i`` at ``start + i / fps``. ``Engine.stream`` submits each frame
+with its tick, a little ahead of it (at most ``inflight`` at once), and hands them over in
+order on that clock. How far ahead adapts to the stream's own latency: a frame that finished
+with time to spare moves the next submissions later, a late one moves them earlier. Frames
+submitted just in time hold few slots, and never wait behind work that is not due yet
+(the pool serves ticks earliest first). When a frame is not finished by its tick, the policy
+decides:
 
 - ``drop``: skip the tick; the late frame is thrown away when it finishes. Frames whose tick
   has already passed are not even submitted, so overload never builds a queue and latency
@@ -25,6 +29,9 @@ its slot keeps the picture for damage tracking, see ``FrameSlot.wait``).
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import statistics
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -42,9 +49,22 @@ Policy = Literal["drop", "repeat", "block"]
 POLICIES: Final = ("drop", "repeat", "block")
 # Longest a `block` stream waits for one late frame before it gives up with an error.
 BLOCK_LIMIT_S: Final = 30.0
-# Recent frames whose submit-to-done time sets how far ahead a frame is submitted. Small, so
-# the stream adapts within a fraction of a second when the load changes.
+# Recent frames whose submit-to-done time says which ticks are too near to be worth
+# compositing (``drop``, ``repeat``). Small, so the stream adapts within a fraction of a second
+# when the load changes.
 LATENCY_WINDOW: Final = 8
+# How long before its tick a frame should finish: the margin added to the slowest recent
+# frame's latency to decide how far ahead to submit, a share of the interval with a floor for
+# the machine's scheduling noise.
+SLACK_SHARE: Final = 0.5
+MIN_SLACK_S: Final = 0.004
+# A warning is logged when at least MISS_WARN_SHARE of the last MISS_WINDOW ticks were missed
+# (late, dropped or failed), at most once per MISS_WARN_EVERY_S for a stream.
+MISS_WINDOW: Final = 60
+MISS_WARN_SHARE: Final = 0.1
+MISS_WARN_EVERY_S: Final = 10.0
+
+log = logging.getLogger("framering")
 
 Scene = Callable[[float, int], Sequence[Layer]]
 
@@ -90,6 +110,7 @@ class StreamClock:
         inflight: int | None,
         policy: str,
         frames: int | None,
+        name: str = "default",
     ) -> None:
         if not isinstance(fps, int | float) or not 0 < fps <= 1000:
             raise InvalidValueError(f"fps must be a number in (0, 1000], not {fps!r}")
@@ -101,6 +122,7 @@ class StreamClock:
         self.inflight = max(1, min(source.slots - 1, inflight or default))
         if inflight is not None and inflight < 1:
             raise InvalidValueError(f"inflight must be >= 1, not {inflight}")
+        self.name = name
         self.source = source
         self.recorder = recorder
         self.scene = scene
@@ -116,33 +138,88 @@ class StreamClock:
         self.recent: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.previous: StreamFrame | None = None
         self.previous_slot: FrameSlot | None = None
+        self.slack = max(MIN_SLACK_S, SLACK_SHARE * self.interval)
+        self.starved = False  # the last submit_ahead found no slot it could take
+        self.misses: deque[bool] = deque(maxlen=MISS_WINDOW)
+        self.warned_at = -math.inf
 
     def tick(self, index: int) -> float:
         return self.start + index * self.interval
+
+    def ahead(self) -> float:
+        """How long before its tick a frame is submitted: as long as the slowest of the last
+        few frames took, plus a margin; two intervals until the first frames say. (Stable:
+        frames served earliest tick first wait only behind frames due before them, so
+        submitting earlier does not make the next frames slower.)"""
+        if not self.recent:
+            return min(self.inflight, 2) * self.interval
+        return min(self.inflight * self.interval, max(self.recent) + self.slack)
+
+    def next_submit_at(self) -> float:
+        """``time.perf_counter()`` when the next frame is due to be submitted (infinity when
+        none can be: all submitted, ``inflight`` pending, or no slot free for it)."""
+        if (
+            self.starved
+            or len(self.pending) >= self.inflight
+            or (self.frames is not None and self.submit_next >= self.frames)
+        ):
+            return math.inf
+        return self.tick(self.submit_next) - self.ahead()
+
+    def settled(self, missed: bool) -> None:
+        """A tick was served (``missed``: late, dropped or failed): warn when the stream keeps
+        missing ticks."""
+        self.misses.append(missed)
+        if missed and len(self.misses) == MISS_WINDOW:
+            count = sum(self.misses)
+            now = time.monotonic()
+            if count >= MISS_WARN_SHARE * MISS_WINDOW and now - self.warned_at >= (
+                MISS_WARN_EVERY_S
+            ):
+                self.warned_at = now
+                log.warning(
+                    "stream %r missed %d of its last %d ticks at %.4g fps (policy %s): the "
+                    "workers cannot keep up with every stream's frames",
+                    self.name,
+                    count,
+                    MISS_WINDOW,
+                    1 / self.interval,
+                    self.policy,
+                )
 
     def finished(self) -> bool:
         """Every tick of a bounded stream was submitted (or skipped) and handed on."""
         return self.frames is not None and self.submit_next >= self.frames and not self.pending
 
     def submit_ahead(self, blocking: bool = True) -> None:
-        """Submit frames for upcoming ticks while there is room; skip ticks already past."""
+        """Submit the frames whose time to be submitted has come while there is room; skip
+        ticks already past."""
         recorder = self.recorder
+        self.starved = False
         while len(self.pending) < self.inflight and (
             self.frames is None or self.submit_next < self.frames
         ):
             index = self.submit_next
-            lead = max(self.recent) if self.recent and self.policy != "block" else 0.0
-            if self.policy != "block" and self.tick(index) < time.perf_counter() + lead:
+            now = time.perf_counter()
+            tick = self.tick(index)
+            if tick - self.ahead() > now:
+                return  # not due yet: the driver wakes for it (next_submit_at)
+            # under drop and repeat, a tick nearer than a typical frame takes is not worth
+            # compositing: under overload the stream sheds frames instead of building a queue
+            lead = statistics.median(self.recent) if self.recent else 0.0
+            if self.policy != "block" and tick < now + lead:
                 recorder.stream_event("dropped")  # too late to be worth compositing
+                self.settled(missed=True)
                 self.submit_next += 1
                 continue
             slot = self.source.try_acquire()
             if slot is None:
                 if self.pending or not blocking:
+                    self.starved = True
                     return  # delivering frees one (or the async driver awaits one)
                 slot = self.source.acquire(timeout=BLOCK_LIMIT_S)
             try:
-                slot.submit(self.scene(index * self.interval, index))
+                slot.submit(self.scene(index * self.interval, index), tick=tick)
             except BaseException:
                 slot.release()  # the scene or its layers failed: the slot goes back
                 raise
@@ -194,14 +271,18 @@ class StreamClock:
         index, slot = self.pending.popleft()
         if self.policy == "block":
             lag = time.perf_counter() - self.tick(index)
+            self.settled(lag > self.interval / 2)
             if lag > self.interval / 2:
                 self.recorder.stream_event("late")
                 self.start += lag  # shift the clock
             return self.deliver(index, slot)
         if slot.failed:  # counted in frames_failed; a live stream goes on without it
+            self.settled(missed=True)
             return self.missed(index, slot)
         if slot.done:
+            self.settled(missed=False)
             return self.deliver(index, slot)
+        self.settled(missed=True)
         return self.late(index, slot)
 
     def close(self) -> None:
@@ -215,16 +296,24 @@ class StreamClock:
 
 
 def stream_frames(clock: StreamClock) -> Iterator[StreamFrame]:
-    """The synchronous driver of a :class:`StreamClock` (``Engine.stream``)."""
+    """The synchronous driver of a :class:`StreamClock` (``Engine.stream``): it sleeps until
+    the head frame's tick or the next frame's time to be submitted, whichever comes first."""
     try:
         while not clock.finished():
             clock.submit_ahead()
+            now = time.perf_counter()
             if not clock.pending:
+                wake = clock.next_submit_at()
+                if wake > now and wake != math.inf:
+                    time.sleep(wake - now)
                 continue
             index, slot = clock.pending[0]
-            remaining = clock.tick(index) - time.perf_counter()
-            if remaining > 0:
-                time.sleep(remaining)  # deliver on the tick, not before
+            tick = clock.tick(index)
+            wake = min(tick, clock.next_submit_at())
+            if wake > now:
+                time.sleep(wake - now)  # deliver on the tick, not before
+            if tick > time.perf_counter():
+                continue  # woke to submit the next frame
             if clock.policy == "block":
                 slot.wait(BLOCK_LIMIT_S)
             frame = clock.hand_over()
@@ -236,17 +325,26 @@ def stream_frames(clock: StreamClock) -> Iterator[StreamFrame]:
 
 async def astream_frames(clock: StreamClock) -> AsyncIterator[StreamFrame]:
     """The asyncio driver (``Engine.astream``): the same clock and policies, with
-    ``asyncio.sleep`` for ticks and the engine's event-loop bridge for completions."""
+    ``asyncio.sleep`` for ticks and the engine's event-loop bridge for free slots."""
     try:
         while not clock.finished():
             clock.submit_ahead(blocking=False)
+            now = time.perf_counter()
             if not clock.pending:
-                await clock.source.until_free()
+                if clock.starved:
+                    await clock.source.until_free()
+                else:
+                    wake = clock.next_submit_at()
+                    if wake > now and wake != math.inf:
+                        await asyncio.sleep(wake - now)
                 continue
             index, slot = clock.pending[0]
-            remaining = clock.tick(index) - time.perf_counter()
-            if remaining > 0:
-                await asyncio.sleep(remaining)
+            tick = clock.tick(index)
+            wake = min(tick, clock.next_submit_at())
+            if wake > now:
+                await asyncio.sleep(wake - now)
+            if tick > time.perf_counter():
+                continue
             if clock.policy == "block":
                 await slot.wait_async(BLOCK_LIMIT_S)
             frame = clock.hand_over()

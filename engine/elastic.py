@@ -1,0 +1,114 @@
+"""An elastic pool: how many workers, and when to start, retire or recycle one.
+
+The pool is sized between ``min_workers`` and ``max_workers`` (both one per physical core by
+default, which keeps the pool fixed):
+
+- **Grow** by one worker, when no worker is starting already, while the scheduler reports
+  pressure: a paced frame that would miss its tick unless a worker took it now, or work that
+  has waited longer than ``GROW_WAIT_S`` (``FairScheduler.pressure``).
+- **Shrink** by one worker at a time, when nothing waits and a ready worker has held no task
+  for ``idle_timeout`` seconds, and the pool has not grown for as long (the hysteresis: a pool
+  that just grew for a burst keeps its worker through the next one).
+- **Recycle** a worker whose private memory passed ``max_worker_rss``: it takes no new task,
+  a replacement starts at once, and it stops once its tasks are done.
+
+Nothing in flight is touched: a worker is retired only idle, and recycled only after its last
+task. The decisions here are pure; the pool's manager thread acts on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from framering.errors import InvalidTypeError, InvalidValueError
+from framering.validation import positive_int, positive_seconds
+from framering.workers import MAX_WORKERS, WorkerHandle
+
+# Work that waited this long for a worker makes the pool grow (if it may).
+GROW_WAIT_S: Final = 0.1
+# How often the manager thread weighs a resize, and reads the workers' memory.
+ADAPT_EVERY_S: Final = 0.02
+MEMORY_CHECK_EVERY_S: Final = 1.0
+DEFAULT_IDLE_TIMEOUT_S: Final = 30.0
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """How big the pool starts, and how small and big it may get."""
+
+    start: int
+    minimum: int
+    maximum: int
+    idle_timeout: float
+    max_worker_rss: int | None
+
+    @classmethod
+    def from_arguments(
+        cls,
+        workers: int | None,
+        min_workers: int | None,
+        max_workers: int | None,
+        idle_timeout: float,
+        max_worker_rss: int | None,
+        physical_cores: int,
+    ) -> PoolLimits:
+        """``Engine``'s arguments, checked: ``workers`` (default one per physical core) is
+        where the pool starts; each bound defaults to it."""
+        base = physical_cores if workers is None else positive_int(workers, "workers", MAX_WORKERS)
+        if max_workers is not None:
+            max_workers = positive_int(max_workers, "max_workers", MAX_WORKERS)
+        if min_workers is not None:
+            minimum = positive_int(min_workers, "min_workers", MAX_WORKERS)
+        else:
+            minimum = base if max_workers is None else min(base, max_workers)
+        maximum = max(base, minimum) if max_workers is None else max_workers
+        if minimum > maximum:
+            raise InvalidValueError(
+                f"min_workers ({minimum}) must not be above max_workers ({maximum})"
+            )
+        if workers is not None and not minimum <= workers <= maximum:
+            raise InvalidValueError(
+                f"workers ({workers}) must lie between min_workers ({minimum}) and max_workers "
+                f"({maximum})"
+            )
+        if max_worker_rss is not None:
+            if not isinstance(max_worker_rss, int) or isinstance(max_worker_rss, bool):
+                raise InvalidTypeError("max_worker_rss must be an int (bytes) or None")
+            if max_worker_rss <= 0:
+                raise InvalidValueError(f"max_worker_rss must be positive, not {max_worker_rss}")
+        return cls(
+            start=min(max(base, minimum), maximum),
+            minimum=minimum,
+            maximum=maximum,
+            idle_timeout=positive_seconds(idle_timeout, "idle_timeout"),
+            max_worker_rss=max_worker_rss,
+        )
+
+
+def may_grow(limits: PoolLimits, serving: int, starting: int) -> bool:
+    """Room for one more worker (``serving``: ready or starting, not retiring)."""
+    return starting == 0 and serving < limits.maximum
+
+
+def worker_to_retire(
+    limits: PoolLimits,
+    ready: list[WorkerHandle],
+    serving: int,
+    waiting: int,
+    now: float,
+    last_grow: float,
+) -> WorkerHandle | None:
+    """The idle worker to retire now, if any (``now`` and ``last_grow``: monotonic)."""
+    if serving <= limits.minimum or waiting or now - last_grow < limits.idle_timeout:
+        return None
+    idle = [w for w in ready if not w.inflight and now - w.head_since >= limits.idle_timeout]
+    return idle[-1] if idle else None  # the newest: tasks go to the first workers first
+
+
+def over_memory(limits: PoolLimits, private_bytes: int | None) -> bool:
+    return (
+        limits.max_worker_rss is not None
+        and private_bytes is not None
+        and private_bytes > limits.max_worker_rss
+    )

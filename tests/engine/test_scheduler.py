@@ -1,0 +1,181 @@
+"""The pool's dispatch policy on its own: retries first, then ticks earliest first, then the
+rest shared by weight in measured worker time (no processes: workers are stand-ins)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from framering.scheduler import MAX_QUEUED_PER_WORKER, FairScheduler, Flow
+from framering.tasks import Task
+from framering.workers import WorkerState
+
+
+class Listener:
+    def task_dispatched(self, task: Task) -> None:
+        pass
+
+    def task_requeued(self, task: Task) -> None:
+        pass
+
+    def task_done(self, task: Task, worker_ns: int) -> None:
+        pass
+
+    def task_failed(self, task: Task, cause: str) -> None:
+        pass
+
+
+@dataclass(eq=False)
+class StandInWorker:
+    state: WorkerState = WorkerState.READY
+    inflight: dict[int, Task] = field(default_factory=dict)
+    head_since: float = 0.0
+
+
+_ids = iter(range(1, 10**9))
+
+
+def task(flow: Flow | None = None, tick: float | None = None) -> Task:
+    return Task(id=next(_ids), deadline_s=5.0, listener=Listener(), flow=flow, tick=tick)
+
+
+def dispatch_one(scheduler: FairScheduler) -> Task:
+    """The next task the scheduler hands out, as ``assign`` does."""
+    chosen = scheduler.pop_next()
+    chosen.attempts += 1
+    return chosen
+
+
+def test_paced_frames_go_earliest_tick_first_and_before_unpaced_work() -> None:
+    scheduler = FairScheduler(max_attempts=2)
+    greedy = Flow("greedy", 100.0)
+    unpaced = [task(greedy) for _ in range(3)]
+    paced = [task(Flow(f"live-{i}", 1.0), tick=t) for i, t in enumerate([3.0, 1.0, 2.0])]
+    for t in unpaced[:2] + paced + unpaced[2:]:
+        scheduler.add(t)
+    order = [dispatch_one(scheduler) for _ in range(6)]
+    assert [t.tick for t in order[:3]] == [1.0, 2.0, 3.0]
+    assert order[3:] == unpaced
+
+
+def test_retries_go_before_everything() -> None:
+    scheduler = FairScheduler(max_attempts=3)
+    scheduler.add(task(tick=1.0))
+    retried = task()
+    retried.attempts = 1
+    assert scheduler.retry(retried, closing=False)
+    assert dispatch_one(scheduler) is retried
+
+
+def test_a_task_out_of_attempts_or_closing_is_not_retried() -> None:
+    scheduler = FairScheduler(max_attempts=2)
+    spent = task()
+    spent.attempts = 2
+    assert not scheduler.retry(spent, closing=False)
+    assert not scheduler.retry(task(), closing=True)
+    assert len(scheduler) == 0
+
+
+def test_a_worker_is_given_at_most_its_queue_depth() -> None:
+    scheduler = FairScheduler(max_attempts=2)
+    for _ in range(5):
+        scheduler.add(task())
+    worker = StandInWorker()
+    sends = scheduler.assign([worker])
+    assert len(sends) == MAX_QUEUED_PER_WORKER
+    assert len(scheduler) == 5 - MAX_QUEUED_PER_WORKER
+
+
+def test_while_paced_frames_come_unpaced_work_waits_for_an_idle_worker() -> None:
+    """A paced frame then never waits behind a second task queued in a worker's pipe."""
+    scheduler = FairScheduler(max_attempts=2)
+    for _ in range(4):
+        scheduler.add(task())
+    busy, idle = StandInWorker(inflight={0: task()}), StandInWorker()
+    assert len(scheduler.assign([busy])) == 1  # no paced frame yet: the pipe is filled
+    scheduler.add(task(tick=1.0))
+    assert [t.tick for _, t in scheduler.assign([busy])] == []  # full now
+    sends = scheduler.assign([idle])
+    assert [t.tick for _, t in sends] == [1.0]  # the paced frame, and nothing queued behind it
+    assert len(idle.inflight) == 1 and len(scheduler) == 3
+
+
+def run_busy(scheduler: FairScheduler, flows: dict[Flow, int], tasks: int) -> dict[Flow, int]:
+    """Keep every flow backlogged, dispatch ``tasks`` tasks one worker at a time, and charge
+    each its flow's cost in ns; returns the worker time each flow got."""
+    for flow in flows:
+        for _ in range(4):
+            scheduler.add(task(flow))
+    used = dict.fromkeys(flows, 0)
+    for _ in range(tasks):
+        chosen = dispatch_one(scheduler)
+        flow = chosen.flow
+        assert flow is not None
+        used[flow] += flows[flow]
+        scheduler.charge(chosen, flows[flow])
+        scheduler.add(task(flow))  # a greedy stream submits again at once
+    return used
+
+
+def test_busy_flows_share_worker_time_by_weight() -> None:
+    scheduler = FairScheduler(max_attempts=2)
+    flows = {Flow("a", 1.0): 3_000_000, Flow("b", 2.0): 3_000_000, Flow("c", 4.0): 3_000_000}
+    used = run_busy(scheduler, flows, 3000)
+    total = sum(used.values())
+    for flow, ns in used.items():
+        assert abs(ns / total - flow.weight / 7) < 0.01, (flow, ns / total)
+
+
+def test_the_share_is_of_worker_time_not_of_frames() -> None:
+    """A stream whose frames cost 5x gets 5x fewer of them at equal weight."""
+    scheduler = FairScheduler(max_attempts=2)
+    cheap, dear = Flow("cheap", 1.0), Flow("dear", 1.0)
+    used = run_busy(scheduler, {cheap: 1_000_000, dear: 5_000_000}, 3000)
+    assert abs(used[cheap] / used[dear] - 1.0) < 0.02
+
+
+def test_an_idle_flow_does_not_save_up_credit() -> None:
+    """A flow that was idle while others worked does not then run alone for as long."""
+    scheduler = FairScheduler(max_attempts=2)
+    busy, late = Flow("busy", 1.0), Flow("late", 1.0)
+    run_busy(scheduler, {busy: 2_000_000}, 200)
+    for _ in range(8):
+        scheduler.add(task(late))
+    order = [dispatch_one(scheduler).flow for _ in range(8)]
+    assert order.count(busy) >= 3  # the two alternate from the start
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3)), min_size=1, max_size=60))
+def test_every_task_added_comes_out_exactly_once(operations: list[tuple[int, int]]) -> None:
+    """Adds (to one of three flows, paced or not, or the default flow), retries, removals and
+    dispatches in any order: the count stays right and nothing is lost or duplicated."""
+    scheduler = FairScheduler(max_attempts=100)
+    flows = [Flow(str(i), float(i + 1)) for i in range(3)]
+    waiting: list[Task] = []
+    out: list[Task] = []
+    for kind, which in operations:
+        if kind == 0:
+            new = task(flows[which] if which < 3 else None)
+            scheduler.add(new)
+            waiting.append(new)
+        elif kind == 1:
+            new = task(flows[which % 3], tick=float(which))
+            scheduler.add(new)
+            waiting.append(new)
+        elif kind == 2 and waiting:
+            victim = waiting.pop(which % len(waiting))
+            assert scheduler.remove(victim)
+        elif kind == 3 and waiting:
+            chosen = dispatch_one(scheduler)
+            waiting.remove(chosen)
+            out.append(chosen)
+        elif kind == 4 and out:
+            again = out.pop()
+            assert scheduler.retry(again, closing=False)
+            waiting.append(again)
+        assert len(scheduler) == len(waiting)
+    assert sorted(t.id for t in scheduler.take_all()) == sorted(t.id for t in waiting)
+    assert len(scheduler) == 0
