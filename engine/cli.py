@@ -53,7 +53,13 @@ def _bench(args: argparse.Namespace) -> int:
     # Imported here, not at the top: the benchmarks need the optional 'bench' extra
     # (Pillow, matplotlib), and `framering demo` must work without it.
     try:
-        from framering.benchmarks import damage_bench, engine_bench, formats_bench, kernels_bench
+        from framering.benchmarks import (
+            damage_bench,
+            engine_bench,
+            formats_bench,
+            kernels_bench,
+            streams_bench,
+        )
     except ImportError as error:
         print(f"framering bench needs: pip install 'framering[bench]' ({error})")
         return 2
@@ -70,6 +76,8 @@ def _bench(args: argparse.Namespace) -> int:
     argv += (["--full"] if args.full else []) + (["--smoke"] if args.smoke else [])
     if args.damage:
         return damage_bench.main(argv)
+    if args.streams:
+        return streams_bench.main(argv)
     return engine_bench.main(argv)
 
 
@@ -127,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--damage",
         action="store_true",
         help="damage tracking on and off (animated, still, everything moving) and the parent's CPU",
+    )
+    bench.add_argument(
+        "--streams",
+        action="store_true",
+        help="paced 30 fps streams beside a greedy one, and bands against whole 4K frames",
     )
     bench.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # for tests
     bench.set_defaults(run=_bench)

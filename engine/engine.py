@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
+from framering.bands import Split, check_split
 from framering.clock import Policy, Scene, StreamFrame
 from framering.damage import DamageTracker
 from framering.elastic import DEFAULT_IDLE_TIMEOUT_S, PoolLimits
@@ -83,6 +84,10 @@ class Engine:
         max_worker_rss: bytes of private memory (resident, less the shared ring and sources)
             above which a worker is recycled between frames: a replacement starts, and the
             worker stops after its last task. None: never.
+        split: ``"auto"`` (default) cuts a big frame (half a 4K frame or more to recomposite)
+            into row bands composited by several idle workers at once, for its latency;
+            ``"bands"`` cuts every frame across the ready workers, ``"frame"`` never. The
+            bytes are the same either way (``framering.bands``).
 
     Use it as a context manager, or call :meth:`close`; it also closes at interpreter exit.
     """
@@ -107,6 +112,7 @@ class Engine:
         max_workers: int | None = None,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
         max_worker_rss: int | None = None,
+        split: Split = "auto",
     ) -> None:
         if not isinstance(damage, bool):
             raise InvalidTypeError(f"damage must be a bool, not {type(damage).__name__}")
@@ -114,6 +120,7 @@ class Engine:
         self.height: Final = positive_int(height, "height", MAX_SIDE)
         self.slots: Final = positive_int(slots, "slots", MAX_SLOTS)
         deadline = positive_seconds(deadline, "deadline")
+        split = check_split(split)
         limits = PoolLimits.from_arguments(
             workers, min_workers, max_workers, idle_timeout, max_worker_rss, physical_cores()
         )
@@ -156,7 +163,7 @@ class Engine:
         )
         self._frames = FrameTable(ring, self._lifetime, self.token, submit, tracker)
         self._jobs = Jobs(
-            self._lifetime, self._frames, self._registry, self._pool, deadline, tracker
+            self._lifetime, self._frames, self._registry, self._pool, deadline, tracker, split
         )
         self._streams: dict[str, Stream] = {}
         self._default = self._new_stream(

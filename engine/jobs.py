@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from framering.bands import AUTO_MIN_PIXELS, Split, band_count, split_boxes
 from framering.damage import DamagePlan, DamageTracker
 from framering.errors import (
     EngineClosedError,
@@ -142,7 +143,9 @@ class _Job:
 
 
 class FrameJob(_Job):
-    """A frame composited into ``slot`` (the boxes of ``plan``)."""
+    """A frame composited into ``slot`` (the boxes of ``plan``), by one task or by one task
+    per band of rows (``framering.bands``): it ends when the last of them ends, failed if
+    any failed (its slot is never handed back while a band may still write into it)."""
 
     def __init__(
         self,
@@ -155,6 +158,7 @@ class FrameJob(_Job):
         live: LiveJobs,
         damage: DamageTracker,
         plan: DamagePlan,
+        bands: int = 1,
     ) -> None:
         super().__init__(frames, pins, reads, live)
         self._slot = slot
@@ -162,6 +166,11 @@ class FrameJob(_Job):
         self._lifetime = lifetime
         self._damage = damage
         self._plan = plan
+        self._band_lock = threading.Lock()
+        self._open_bands = bands  # tasks not ended yet: the frame ends with the last
+        self._worker_ns = 0
+        self._attempts = 0
+        self._cause: str | None = None  # the first band's failure
 
     def began(self) -> bool:
         return self._frames.has_begun(self._slot)
@@ -173,20 +182,45 @@ class FrameJob(_Job):
         self._frames.requeued(self._slot)
 
     def task_done(self, task: Task, worker_ns: int) -> None:
-        if self._claim_end():
-            # what the slot holds is known before the slot can be acquired again
-            self._damage.finished(self._slot.index, self._plan, ok=True, attempts=task.attempts)
-            self._let_go(self._slot, None, worker_ns)
-            latency_ns = self._slot.finished_ns - task.submitted_ns
-            self._recorder.completed(latency_ns / 1e9, worker_ns / 1e9, self._plan.pixels)
+        if self._band_ended(task, worker_ns, None):
+            self._end()
 
     def task_failed(self, task: Task, cause: str) -> None:
-        if self._claim_end():
-            self._damage.finished(self._slot.index, self._plan, ok=False, attempts=task.attempts)
-            early = self._lifetime.ended_early("the frame")
-            self._let_go(self._slot, early or frame_failed(self._slot, cause, task.attempts), 0)
-            if early is None and task.attempts:  # a submit refused or interrupted is no failure
-                self._recorder.failed()
+        if self._band_ended(task, 0, cause):
+            self._end()
+
+    def abort(self) -> None:
+        """The engine closed: the frame ends now, whatever its bands are doing."""
+        with self._band_lock:
+            self._cause = self._cause or "the engine was closed"
+        self._end()
+
+    def _band_ended(self, task: Task, worker_ns: int, cause: str | None) -> bool:
+        """One of the frame's tasks (one per band) ended; True for the last one."""
+        with self._band_lock:
+            self._open_bands -= 1
+            self._worker_ns += worker_ns
+            self._attempts = max(self._attempts, task.attempts)
+            if cause is not None and self._cause is None:
+                self._cause = cause
+            return self._open_bands == 0
+
+    def _end(self) -> None:
+        if not self._claim_end():
+            return
+        with self._band_lock:
+            cause, attempts, worker_ns = self._cause, self._attempts, self._worker_ns
+        # what the slot holds is known before the slot can be acquired again
+        self._damage.finished(self._slot.index, self._plan, ok=cause is None, attempts=attempts)
+        if cause is None:
+            self._let_go(self._slot, None, worker_ns)
+            latency_ns = self._slot.finished_ns - self._slot.submitted_ns
+            self._recorder.completed(latency_ns / 1e9, worker_ns / 1e9, self._plan.pixels)
+            return
+        early = self._lifetime.ended_early("the frame")
+        self._let_go(self._slot, early or frame_failed(self._slot, cause, attempts), 0)
+        if early is None and attempts:  # a submit refused or interrupted is no failure
+            self._recorder.failed()
 
 
 class TransformJob(_Job):
@@ -269,8 +303,10 @@ class Jobs:
         pool: WorkerPool,
         deadline: float,
         damage: DamageTracker,
+        split: Split = "auto",
     ) -> None:
         self._lifetime = lifetime
+        self._split = split
         self._damage = damage
         self._frames = frames
         self._registry = registry
@@ -329,6 +365,9 @@ class Jobs:
                 pins.clear()  # (so that an interrupt below cannot unpin them twice)
                 unpin(taken)
                 return
+            bands = split_boxes(plan.boxes, self._band_count(plan.pixels))
+            if len(bands) > 1:
+                recorder.banded()
             job = FrameJob(
                 slot,
                 self._frames,
@@ -339,25 +378,37 @@ class Jobs:
                 self._live,
                 self._damage,
                 plan,
+                bands=len(bands),
             )
-            task = RenderTask(
-                id=next(self._task_ids),
-                deadline_s=frame_deadline,
-                listener=job,
-                slot=slot.index,
-                records=packed.records,
-                boxes=plan.boxes,
-                transforms=pinned.transforms,
-                clear=clear,
-                write_frame=write_frame,
-                flow=share.flow,
-                tick=None if tick is None else float(tick),
-            )
-            self._start(task, job, slot, packed.frames, write_frame)
+            tasks = [
+                RenderTask(
+                    id=next(self._task_ids),
+                    deadline_s=frame_deadline,
+                    listener=job,
+                    slot=slot.index,
+                    records=packed.records,
+                    boxes=boxes,
+                    transforms=pinned.transforms,
+                    clear=clear,
+                    write_frame=write_frame,
+                    flow=share.flow,
+                    tick=None if tick is None else float(tick),
+                )
+                for boxes in bands
+            ]
+            self._start(tasks, job, slot, packed.frames, write_frame)
         except BaseException:
             if job is None or not job.took_pins:
                 unpin(pins)
             raise
+
+    def _band_count(self, damaged_pixels: int) -> int:
+        if self._split == "frame":
+            return 1  # (no need to ask the pool)
+        if self._split == "auto" and damaged_pixels < AUTO_MIN_PIXELS:
+            return 1
+        idle, ready, waiting = self._pool.load()
+        return band_count(self._split, damaged_pixels, idle, ready, waiting)
 
     def _finish_unchanged(
         self,
@@ -416,7 +467,7 @@ class Jobs:
                 record=packed.records,
                 transform=packed.transforms,
             )
-            self._start(task, job, None, packed.frames)
+            self._start([task], job, None, packed.frames)
         except BaseException:
             if job is None or not job.took_pins:
                 unpin(pins)
@@ -427,17 +478,17 @@ class Jobs:
 
     def _start(
         self,
-        task: Task,
+        tasks: list[RenderTask] | list[TransformTask],
         job: FrameJob | TransformJob,
         slot: FrameSlot | None,
         reads: Sequence[FrameSlot],
         rgba_kept: bool = True,
     ) -> None:
         """Make the job live, record its frame in the frame table (``FrameTable.begin``),
-        hand its task to the pool; whatever interrupts this, the job ends exactly once or not
-        at all."""
+        hand its tasks (one, or one per band) to the pool; whatever interrupts this, the job
+        ends exactly once or not at all."""
         try:
-            job.bind(task)  # refused once closing: nothing reached the frame table yet
+            job.bind(tasks[0])  # refused once closing: nothing reached the frame table yet
         except BaseException:
             job.drop()
             raise
@@ -445,16 +496,18 @@ class Jobs:
         try:
             self._frames.begin(slot, reads, rgba_kept)
             began = True
-            self._pool.submit(task)
+            self._pool.submit(tasks)
         except BaseException as error:
             began = began or job.began()
             if not began:
                 job.drop()  # nothing reached the frame table or the pool
-            elif self._pool.withdraw(task):
-                # Refused (closed, broken), or interrupted before a worker could have it.
-                # If a worker may have it, its reply or its deadline ends the job as for any
-                # task: ending it here would free a slot the worker may still write into.
-                job.task_failed(task, str(error) or type(error).__name__)
+                raise
+            for task in tasks:
+                if self._pool.withdraw(task):
+                    # Refused (closed, broken), or interrupted before a worker could have
+                    # it. If a worker may have it, its reply or its deadline ends it as for
+                    # any task: ending it here would free a slot the worker may still write.
+                    job.task_failed(task, str(error) or type(error).__name__)
             raise
 
     def close(self) -> None:

@@ -145,6 +145,8 @@ class Metrics:
     delivery_jitter_p99: float
     stalled_frames: int
     """Frames that showed a live source's fallback because the source had stalled."""
+    banded_frames: int
+    """Frames cut into row bands composited by several workers at once (``Engine(split=)``)."""
     workers: tuple[WorkerMetrics, ...]
     """Per-worker figures."""
     streams: dict[str, StreamMetrics]
@@ -175,6 +177,7 @@ class Recorder:
         self._jitter: deque[float] = deque(maxlen=SAMPLE_WINDOW)
         self.stream = {"late": 0, "dropped": 0, "repeated": 0}
         self.stalled_frames = 0
+        self.banded_frames = 0
 
     def stream_event(self, kind: str) -> None:
         with self._lock:
@@ -193,6 +196,13 @@ class Recorder:
             self.stalled_frames += 1
         if self._parent is not None:
             self._parent.stalled()
+
+    def banded(self) -> None:
+        """A frame was cut into bands for several workers (``framering.bands``)."""
+        with self._lock:
+            self.banded_frames += 1
+        if self._parent is not None:
+            self._parent.banded()
 
     def completed(self, latency_s: float, kernel_s: float, pixels: int) -> None:
         """A frame finished; ``pixels`` of it were recomposited (the rest was kept)."""
@@ -250,6 +260,7 @@ class Recorder:
             "delivery_jitter_p50": pct(jitter, 50),
             "delivery_jitter_p99": pct(jitter, 99),
             "stalled_frames": self.stalled_frames,
+            "banded_frames": self.banded_frames,
         }
 
 

@@ -35,7 +35,7 @@ import multiprocessing
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from framering import elastic, protocol
@@ -189,16 +189,25 @@ class WorkerPool:
         self._broadcast(protocol.encode_detach(source_id))
 
     # ----------------------------------------------------------------- tasks
-    def submit(self, task: Task) -> None:
-        """Queue a task; it is sent at once if a worker has room. Refused once stopping."""
+    def submit(self, tasks: Sequence[Task]) -> None:
+        """Queue tasks (a frame's bands go together, to be taken by as many workers at once);
+        they are sent at once where workers have room. Refused once stopping."""
         with self._lock:
             if self._broken is not None:
                 raise EngineBrokenError(self._broken)
             if self._closing:
                 raise EngineClosedError("the engine is closing; no task is taken")
-            self._scheduler.add(task)
+            for task in tasks:
+                self._scheduler.add(task)
             sends = self._scheduler.assign(self._workers)
         self._send_all(sends)
+
+    def load(self) -> tuple[int, int, int]:
+        """Ready workers holding no task, ready workers, and tasks waiting (for bands)."""
+        with self._lock:
+            ready = [w for w in self._workers if w.state is WorkerState.READY]
+            idle = sum(1 for w in ready if not w.inflight)
+            return idle, len(ready), len(self._scheduler)
 
     def withdraw(self, task: Task) -> bool:
         """Take back a task whose ``submit`` was interrupted: True if the pool does not hold

@@ -70,3 +70,19 @@ def test_framering_bench_damage_compares_damage_on_and_off_and_gives_verdicts(
         assert list(tmp_path.glob("damage-*.png"))
     else:
         assert "plot skipped" in printed
+
+
+def test_framering_bench_streams_reports_paced_streams_and_bands(
+    tmp_path: Path, capsys: object
+) -> None:
+    assert main(["bench", "--streams", "--smoke", "--workers", "2", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "machine: " in printed and "greedy fps" in printed
+    assert "paced 30 fps studio streams" in printed and "bands / frame" in printed
+    (result,) = tmp_path.glob("streams-*.json")
+    record = json.loads(result.read_text())
+    assert [row["streams"] for row in record["paced"]] == [1, 2]
+    assert all(row["greedy_fps"] > 0 for row in record["paced"])
+    assert {row["split"] for row in record["bands"]} == {"frame", "bands"}
+    [bands] = [row for row in record["bands"] if row["split"] == "bands"]
+    assert bands["banded_frames"] > 0

@@ -1,0 +1,284 @@
+"""The streams benchmark: how many live streams one engine carries beside a greedy client, and
+what bands do for the latency of a big frame.
+
+- **Paced streams**: N animated studio-1080p streams at 30 fps (each its own camera, a live
+  source publishing every frame, damage tracking on), each in its own thread with
+  ``Stream.stream(policy="drop")``, started at staggered phases of the tick as independent
+  shows would be, plus one greedy stream that keeps frames in flight as fast as it can (every
+  layer moving: full damage). For each N: every paced stream's drops and p99 submit-to-done
+  latency, and the greedy stream's throughput. The answer is the largest N at which every
+  paced stream has no drop and a p99 under 10 ms.
+- **Bands**: stress-4k (six full translucent 4K layers, every frame recomposited whole) as
+  one stream at 30 fps, ``split="frame"`` against ``split="bands"``: median latency.
+
+    framering bench --streams [--full] [--workers N] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from framering import Engine, Layer, Stream, physical_cores
+from framering.kernels import warmup
+from framering.kernels.workloads import build
+
+from .damage_bench import Studio
+from .timing import progress, progress_done, report, results_stamp
+
+DEFAULT_RESULTS = Path("benchmarks") / "results"
+FPS = 30.0
+P99_LIMIT_S = 0.010
+TARGET_STREAMS = 16
+TARGET_BANDS_OF_FRAME = 0.6
+PACED_SLOTS = 3
+GREEDY_SLOTS = 6
+GREEDY_DEPTH = 5
+
+
+@dataclass(frozen=True)
+class Plan:
+    counts: tuple[int, ...]
+    seconds: float
+    band_seconds: float
+
+
+def plan_for(full: bool, smoke: bool) -> Plan:
+    if smoke:  # proves the pipeline runs; its figures mean nothing
+        return Plan((1, 2), 0.5, 0.5)
+    if full:
+        return Plan((1, 2, 4, 8, 12, 16, 20, 24), 8.0, 8.0)
+    return Plan((1, 4, 8, 12, 16, 20), 4.0, 4.0)
+
+
+@dataclass
+class Results:
+    rows: list[dict[str, object]] = field(default_factory=list)
+    bands: list[dict[str, object]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def greedy(stream: Stream, scene: Studio, stop: threading.Event) -> None:
+    """Frames as fast as the stream's slots allow, ``GREEDY_DEPTH`` in flight."""
+    inflight: deque = deque()
+    index = 0
+    while not stop.is_set() or inflight:
+        if not stop.is_set() and len(inflight) < GREEDY_DEPTH:
+            slot = stream.try_acquire()
+            if slot is not None:
+                slot.submit(scene.everything_moves(index))
+                index += 1
+                inflight.append(slot)
+                continue
+        if inflight:
+            done = inflight.popleft()
+            done.wait(timeout=30)
+            done.release()
+        else:
+            time.sleep(0.001)
+
+
+def paced_run(eng: Engine, workload_name: str, count: int, seconds: float) -> dict[str, object]:
+    """``count`` paced studio streams and one greedy stream for ``seconds``."""
+    workload = build(workload_name)
+    studios = [Studio(eng, workload) for _ in range(count + 1)]
+    streams = [eng.open_stream(f"n{count}-show-{i}", slots=PACED_SLOTS) for i in range(count)]
+    hog = eng.open_stream(f"n{count}-greedy", slots=GREEDY_SLOTS)
+    stop = threading.Event()
+    frames = int(seconds * FPS)
+    interval = 1.0 / FPS
+
+    def show(i: int) -> None:
+        time.sleep(i * interval / count)  # independent shows: ticks at different phases
+        studio = studios[i]
+        for _ in streams[i].stream(lambda t, n: studio.animated(n), fps=FPS, frames=frames):
+            pass
+
+    hog_thread = threading.Thread(target=greedy, args=(hog, studios[-1], stop), daemon=True)
+    threads = [threading.Thread(target=show, args=(i,), daemon=True) for i in range(count)]
+    hog_thread.start()
+    time.sleep(0.3)
+    greedy_before = hog.metrics().frames_completed
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds * 4 + 30)
+    elapsed = time.perf_counter() - began
+    greedy_fps = (hog.metrics().frames_completed - greedy_before) / elapsed
+    figures = [stream.metrics() for stream in streams]
+    stop.set()
+    hog_thread.join(30)
+    for stream in [*streams, hog]:
+        stream.close()
+    for studio in studios:
+        studio.free(eng)
+    p99 = [m.latency_p99 for m in figures]
+    dropped = [m.dropped for m in figures]
+    return {
+        "streams": count,
+        "ok": all(d == 0 for d in dropped) and max(p99) < P99_LIMIT_S,
+        "dropped": sum(dropped),
+        "late": sum(m.late for m in figures),
+        "p99_max_s": max(p99),
+        "p99_median_s": statistics.median(p99),
+        "p99_each_s": p99,
+        "p50_median_s": statistics.median(m.latency_p50 for m in figures),
+        "greedy_fps": greedy_fps,
+    }
+
+
+def bench_paced(plan: Plan, workers: int, out: Results) -> None:
+    slots = PACED_SLOTS * max(plan.counts) + GREEDY_SLOTS + 2
+    with Engine(1920, 1080, slots=slots, workers=workers) as eng:
+        for count in plan.counts:
+            progress(f"paced: {count} x studio-1080p at {FPS:g} fps + 1 greedy")
+            row = paced_run(eng, "studio-1080p", count, plan.seconds)
+            out.rows.append(row)
+
+
+def bench_bands(plan: Plan, workers: int, out: Results) -> None:
+    workload = build("stress-4k")
+    for split in ("frame", "bands"):
+        progress(f"bands: stress-4k at {FPS:g} fps, split={split}")
+        with Engine(
+            workload.width, workload.height, slots=4, workers=workers, damage=False, split=split
+        ) as eng:
+            sources = [eng.upload(layer.pixels) for layer in workload.layers]
+            layers = [
+                Layer(source, x=layer.x, y=layer.y, opacity=layer.opacity)
+                for source, layer in zip(sources, workload.layers, strict=True)
+            ]
+            delivered = 0
+            frames = int(plan.band_seconds * FPS)
+            began = time.perf_counter()
+            scene = lambda t, i, layers=layers: layers  # noqa: E731
+            for _ in eng.stream(scene, fps=FPS, frames=frames, policy="drop"):
+                delivered += 1
+            elapsed = time.perf_counter() - began
+            metrics = eng.metrics()
+            out.bands.append(
+                {
+                    "split": split,
+                    "latency_p50_s": metrics.latency_p50,
+                    "latency_p99_s": metrics.latency_p99,
+                    "kernel_p50_s": metrics.kernel_p50,
+                    "delivered_fps": delivered / elapsed,
+                    "banded_frames": metrics.banded_frames,
+                }
+            )
+
+
+def table(out: Results) -> str:
+    header = (
+        f"{'paced':>5} {'ok':>3} {'dropped':>7} {'late':>5} {'p50 med ms':>10} "
+        f"{'p99 med ms':>10} {'p99 max ms':>10} {'greedy fps':>10}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in out.rows:
+        lines.append(
+            f"{row['streams']:>5} {'yes' if row['ok'] else 'no':>3} {row['dropped']:>7} "
+            f"{row['late']:>5} {float(row['p50_median_s']) * 1e3:>10.2f} "  # type: ignore[arg-type]
+            f"{float(row['p99_median_s']) * 1e3:>10.2f} "  # type: ignore[arg-type]
+            f"{float(row['p99_max_s']) * 1e3:>10.2f} {float(row['greedy_fps']):>10.1f}"  # type: ignore[arg-type]
+        )
+    lines.append("")
+    header = f"{'stress-4k':<10} {'p50 ms':>8} {'p99 ms':>8} {'kernel p50 ms':>13} {'fps':>6}"
+    lines += [header, "-" * len(header)]
+    for row in out.bands:
+        lines.append(
+            f"{row['split']:<10} {float(row['latency_p50_s']) * 1e3:>8.1f} "  # type: ignore[arg-type]
+            f"{float(row['latency_p99_s']) * 1e3:>8.1f} "  # type: ignore[arg-type]
+            f"{float(row['kernel_p50_s']) * 1e3:>13.1f} {float(row['delivered_fps']):>6.1f}"  # type: ignore[arg-type]
+        )
+    return "\n".join(lines)
+
+
+def verdicts(out: Results) -> list[str]:
+    passing = [int(row["streams"]) for row in out.rows if row["ok"]]  # type: ignore[call-overload]
+    best = max(passing, default=0)
+    lines = [
+        f"{'met   ' if best >= TARGET_STREAMS else 'MISSED'} paced 30 fps studio streams with no "
+        f"drop and p99 < {P99_LIMIT_S * 1e3:g} ms beside a greedy stream: {best} "
+        f"(target >= {TARGET_STREAMS}; tried {', '.join(str(r['streams']) for r in out.rows)})"
+    ]
+    by_split = {row["split"]: row for row in out.bands}
+    if {"frame", "bands"} <= by_split.keys():
+        ratio = float(by_split["bands"]["latency_p50_s"]) / float(  # type: ignore[arg-type]
+            by_split["frame"]["latency_p50_s"]  # type: ignore[arg-type]
+        )
+        lines.append(
+            f"{'met   ' if ratio <= TARGET_BANDS_OF_FRAME else 'MISSED'} stress-4k median "
+            f"latency, bands / frame: {ratio:.2f}x (target <= {TARGET_BANDS_OF_FRAME}x)"
+        )
+    return lines
+
+
+def plot(out: Results, folder: Path, stamp: str) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        out.notes.append("plot skipped: matplotlib is not installed (pip install '.[bench]')")
+        return []
+    counts = [int(row["streams"]) for row in out.rows]  # type: ignore[call-overload]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot(counts, [float(r["p99_max_s"]) * 1e3 for r in out.rows], "o-", label="worst p99")  # type: ignore[arg-type]
+    left.plot(counts, [float(r["p99_median_s"]) * 1e3 for r in out.rows], "o-", label="median p99")  # type: ignore[arg-type]
+    left.axhline(P99_LIMIT_S * 1e3, color="grey", linestyle="--", label="10 ms")
+    left.set_xlabel("paced 30 fps studio-1080p streams")
+    left.set_ylabel("submit-to-done latency, ms")
+    left.legend()
+    right.plot(counts, [float(r["greedy_fps"]) for r in out.rows], "s-", color="tab:red")  # type: ignore[arg-type]
+    right.set_xlabel("paced streams beside it")
+    right.set_ylabel("greedy stream, frames per second")
+    figure.suptitle("many streams on one engine")
+    figure.tight_layout()
+    path = folder / f"streams-{stamp}.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return [path]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="framering bench --streams", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--full", action="store_true", help="more stream counts, longer runs")
+    parser.add_argument("--workers", type=int, default=physical_cores())
+    parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results folder")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    plan = plan_for(args.full, args.smoke)
+    out = Results()
+    started = time.perf_counter()
+    progress(f"compiling kernels: {warmup():.1f} s")
+    workers = max(1, args.workers)
+    bench_paced(plan, workers, out)
+    bench_bands(plan, workers, out)
+    progress_done()
+    stamp = results_stamp(args.out)
+    report(
+        args.out / f"streams-{stamp}.json",
+        table(out),
+        "targets (from the stream-manager issue):",
+        verdicts(out),
+        out.notes,
+        {"paced": out.rows, "bands": out.bands, "workers": workers},
+        plot(out, args.out, stamp),
+        mode="full" if args.full else "quick",
+        started=started,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Bands: one frame composited by several workers at once, each a band of its rows.
+
+A big frame on an idle pool waits for one worker while the others sleep. Cut into row bands,
+one per idle worker, it is done in about the time of one band: its latency drops by the number
+of workers, its throughput stays (each band is a task of its own, with the frame's layer records
+and the frame's damage boxes clipped to its rows). Every band is composited with the same
+kernels over the same boxes the whole frame would have had, so the bytes are the same; a worker
+that dies under a band costs only that band's retry.
+
+``Engine(split=)`` chooses:
+
+- ``"frame"``: never split;
+- ``"bands"``: split every frame across the ready workers;
+- ``"auto"`` (default): split when at least ``AUTO_MIN_PIXELS`` of the frame are to be
+  recomposited and at least two workers are idle with nothing queued, so that bands never
+  take workers that other frames are waiting for.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Final, Literal
+
+import numpy as np
+
+from framering.errors import InvalidValueError
+
+Split = Literal["auto", "frame", "bands"]
+SPLITS: Final = ("auto", "frame", "bands")
+# Damaged pixels from which ``auto`` splits a frame: half a 4K frame. Below it a frame takes a
+# worker a few milliseconds, and the extra tasks cost more than they save.
+AUTO_MIN_PIXELS: Final = 3840 * 2160 // 2
+# Most bands one frame is cut into, and fewest rows in one.
+MAX_BANDS: Final = 16
+MIN_BAND_ROWS: Final = 8
+
+
+def check_split(split: object) -> Split:
+    if split not in SPLITS:
+        raise InvalidValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    return split  # type: ignore[return-value]
+
+
+def band_count(split: Split, damaged_pixels: int, idle: int, ready: int, waiting: int) -> int:
+    """How many bands a frame is cut into: 1 keeps it whole."""
+    if split == "frame":
+        return 1
+    if split == "bands":
+        return max(1, min(ready, MAX_BANDS))
+    if damaged_pixels < AUTO_MIN_PIXELS or waiting or idle < 2:
+        return 1
+    return min(idle, MAX_BANDS)
+
+
+def split_boxes(boxes: np.ndarray, bands: int) -> list[np.ndarray]:
+    """Cut disjoint boxes ``(k, 4)`` (x0, y0, x1, y1) into at most ``bands`` bands of rows of
+    about equal area, on even rows (so that 4:2:0 chroma rows are never shared between bands);
+    each band's boxes are the input boxes clipped to its rows. Returns the non-empty bands."""
+    if bands <= 1 or not len(boxes):
+        return [boxes]
+    top, bottom = int(boxes[:, 1].min()), int(boxes[:, 3].max())
+    area_per_row = np.zeros(bottom - top, np.int64)
+    for x0, y0, x1, y1 in boxes.tolist():
+        area_per_row[y0 - top : y1 - top] += x1 - x0
+    cumulative = np.cumsum(area_per_row)
+    targets = cumulative[-1] * np.arange(1, bands) / bands
+    cuts = top + np.searchsorted(cumulative, targets, side="left") + 1
+    cuts = (cuts // 2) * 2  # even rows
+    edges = [top]
+    for cut in cuts.tolist():
+        if cut - edges[-1] >= MIN_BAND_ROWS and bottom - cut >= MIN_BAND_ROWS:
+            edges.append(cut)
+    edges.append(bottom)
+    result = []
+    for a, b in itertools.pairwise(edges):
+        clipped = boxes.copy()
+        clipped[:, 1] = np.maximum(boxes[:, 1], a)
+        clipped[:, 3] = np.minimum(boxes[:, 3], b)
+        clipped = clipped[clipped[:, 1] < clipped[:, 3]]
+        if len(clipped):
+            result.append(np.ascontiguousarray(clipped))
+    return result
