@@ -14,11 +14,17 @@ that dies under a band costs only that band's retry.
 - ``"auto"`` (default): split when at least ``AUTO_MIN_PIXELS`` of the frame are to be
   recomposited and at least two workers are idle with nothing queued, so that bands never
   take workers that other frames are waiting for.
+
+Bands also slice work without a tick while paced frames are coming (``"auto"`` and
+``"bands"``): a frame expected to take more than ``SLICE_NS`` of worker time is cut into bands
+of about that much, so a worker comes free for a paced frame at least that often. A worker
+cannot be interrupted mid-task; a short task is the next best thing.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Final, Literal
 
 import numpy as np
@@ -33,6 +39,10 @@ AUTO_MIN_PIXELS: Final = 3840 * 2160 // 2
 # Most bands one frame is cut into, and fewest rows in one.
 MAX_BANDS: Final = 16
 MIN_BAND_ROWS: Final = 8
+# While paced frames are coming, unpaced frames are cut into bands of about this much worker
+# time: the longest a paced frame waits for a worker, beyond the pipes.
+SLICE_NS: Final = 2_000_000
+MAX_SLICES: Final = 8
 
 
 def check_split(split: object) -> Split:
@@ -50,6 +60,14 @@ def band_count(split: Split, damaged_pixels: int, idle: int, ready: int, waiting
     if damaged_pixels < AUTO_MIN_PIXELS or waiting or idle < 2:
         return 1
     return min(idle, MAX_BANDS)
+
+
+def slice_count(split: Split, estimate_ns: float) -> int:
+    """Bands for a frame without a tick, expected to take ``estimate_ns``, while paced frames
+    are coming."""
+    if split == "frame":
+        return 1
+    return max(1, min(MAX_SLICES, math.ceil(estimate_ns / SLICE_NS)))
 
 
 def split_boxes(boxes: np.ndarray, bands: int) -> list[np.ndarray]:

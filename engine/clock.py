@@ -206,7 +206,10 @@ class StreamClock:
                 return  # not due yet: the driver wakes for it (next_submit_at)
             # under drop and repeat, a tick nearer than a typical frame takes is not worth
             # compositing: under overload the stream sheds frames instead of building a queue
+            # (never more than a frame submitted on time has left: after an overload the
+            # recent latencies are long, and the stream must still try the next frame)
             lead = statistics.median(self.recent) if self.recent else 0.0
+            lead = min(lead, self.ahead() - self.slack)
             if self.policy != "block" and tick < now + lead:
                 recorder.stream_event("dropped")  # too late to be worth compositing
                 self.settled(missed=True)

@@ -14,7 +14,6 @@ Each concern lives in a room of its own, and ``Engine`` only makes them and forw
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final, Literal
@@ -50,6 +49,10 @@ from framering.workers import physical_cores
 DAMAGE_ENV: Final = "FRAMERING_DAMAGE"
 # Slots a stream reserves unless it says: one frame shown while the next one renders.
 DEFAULT_STREAM_SLOTS: Final = 2
+# Weights a stream may have: a million to one between two streams is plenty, and keeps the
+# round robin's arithmetic exact enough.
+MIN_WEIGHT: Final = 1e-3
+MAX_WEIGHT: Final = 1e3
 
 log = logging.getLogger("framering")
 
@@ -371,10 +374,11 @@ class Engine:
         if (
             not isinstance(weight, int | float)
             or isinstance(weight, bool)
-            or not math.isfinite(weight)
-            or weight <= 0
+            or not MIN_WEIGHT <= weight <= MAX_WEIGHT
         ):
-            raise InvalidValueError(f"weight must be a positive number, not {weight!r}")
+            raise InvalidValueError(
+                f"weight must be a number from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}, not {weight!r}"
+            )
         reserved = (
             DEFAULT_STREAM_SLOTS if slots is None else positive_int(slots, "slots", MAX_SLOTS)
         )

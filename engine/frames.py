@@ -157,6 +157,7 @@ class FrameTable:
                         self._leave_line(entry)
                         if self._waiting and self._free:
                             self._lock.notify_all()  # the next in line may go too
+                        self._notify_async()  # an async acquirer behind it may go now
                         return self._take(account)
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from framering.bands import AUTO_MIN_PIXELS, Split, band_count, split_boxes
+from framering.bands import AUTO_MIN_PIXELS, Split, band_count, slice_count, split_boxes
 from framering.damage import DamagePlan, DamageTracker
 from framering.errors import (
     EngineClosedError,
@@ -171,15 +171,22 @@ class FrameJob(_Job):
         self._worker_ns = 0
         self._attempts = 0
         self._cause: str | None = None  # the first band's failure
+        self._dispatched = 0  # bands in workers' hands (changed under the pool's lock)
+        self._ended: set[int] = set()  # ids of its tasks that ended
 
     def began(self) -> bool:
         return self._frames.has_begun(self._slot)
 
     def task_dispatched(self, task: Task) -> None:
+        self._dispatched += 1
         self._frames.dispatched(self._slot, task.attempts)
 
     def task_requeued(self, task: Task) -> None:
-        self._frames.requeued(self._slot)
+        # the slot stays RENDERING while another band of it may be in a worker's hands (its
+        # worker refuses a slot in any other state): only the last one back makes it QUEUED
+        self._dispatched = max(0, self._dispatched - 1)
+        if not self._dispatched:
+            self._frames.requeued(self._slot)
 
     def task_done(self, task: Task, worker_ns: int) -> None:
         if self._band_ended(task, worker_ns, None):
@@ -198,6 +205,9 @@ class FrameJob(_Job):
     def _band_ended(self, task: Task, worker_ns: int, cause: str | None) -> bool:
         """One of the frame's tasks (one per band) ended; True for the last one."""
         with self._band_lock:
+            if task.id in self._ended:
+                return False  # (a task an interrupted submit withdrew after it ended)
+            self._ended.add(task.id)
             self._open_bands -= 1
             self._worker_ns += worker_ns
             self._attempts = max(self._attempts, task.attempts)
@@ -365,7 +375,7 @@ class Jobs:
                 pins.clear()  # (so that an interrupt below cannot unpin them twice)
                 unpin(taken)
                 return
-            bands = split_boxes(plan.boxes, self._band_count(plan.pixels))
+            bands = split_boxes(plan.boxes, self._band_count(plan.pixels, tick, share.flow))
             if len(bands) > 1:
                 recorder.banded()
             job = FrameJob(
@@ -402,9 +412,15 @@ class Jobs:
                 unpin(pins)
             raise
 
-    def _band_count(self, damaged_pixels: int) -> int:
+    def _band_count(self, damaged_pixels: int, tick: float | None, flow: Flow | None) -> int:
+        """Bands for a frame (``framering.bands``): for its latency on an idle pool, or as
+        slices of work without a tick while paced frames are coming."""
         if self._split == "frame":
             return 1  # (no need to ask the pool)
+        if tick is None:
+            estimate = self._pool.paced_estimate(flow, damaged_pixels)
+            if estimate is not None:
+                return slice_count(self._split, estimate)
         if self._split == "auto" and damaged_pixels < AUTO_MIN_PIXELS:
             return 1
         idle, ready, waiting = self._pool.load()

@@ -42,7 +42,7 @@ from framering import elastic, protocol
 from framering.elastic import PoolLimits
 from framering.errors import EngineBrokenError, EngineClosedError, InvalidTypeError
 from framering.ring import RingHeader
-from framering.scheduler import FairScheduler
+from framering.scheduler import FairScheduler, Flow
 from framering.tasks import Task
 from framering.validation import positive_int, positive_seconds
 from framering.workers import (
@@ -201,6 +201,14 @@ class WorkerPool:
                 self._scheduler.add(task)
             sends = self._scheduler.assign(self._workers)
         self._send_all(sends)
+
+    def paced_estimate(self, flow: Flow | None, pixels: int) -> float | None:
+        """While paced frames are coming: the worker time a task of ``pixels`` of ``flow``
+        is expected to take (to slice it, ``framering.bands``); None otherwise."""
+        with self._lock:
+            if not self._scheduler.paced_live():
+                return None
+            return (flow or self._scheduler.default_flow).estimate_ns(pixels)
 
     def load(self) -> tuple[int, int, int]:
         """Ready workers holding no task, ready workers, and tasks waiting (for bands)."""
@@ -419,6 +427,8 @@ class WorkerPool:
             task.listener.task_failed(task, self._broken or task.last_cause)
         if replace:
             with self._lock:  # registered before the lock drops: no upload can miss it
+                if self._closing:  # stop() took its list of workers: it would miss this one
+                    return
                 replacement = self._spawn(worker.index)
                 self._workers[self._workers.index(worker)] = replacement
                 self._generation += 1

@@ -41,8 +41,12 @@ QUANTUM_NS: Final = 2_000_000
 # to a worker holding nothing: a paced frame then waits behind at most one task per worker,
 # never behind a second one queued in a pipe.
 PACED_RECENT_S: Final = 1.0
-# What a flow's first task is charged, before any of its tasks was measured.
+# What a task is charged before any of its flow's tasks was measured, and a task whose pixels
+# are not known (a transform).
 FIRST_COST_NS: Final = 2_000_000
+# A first guess of compositing cost per output pixel (about 1 ms per 1080p frame), until a
+# flow's own tasks are measured.
+FIRST_NS_PER_PIXEL: Final = 0.5
 # Weight of the newest measurement in a flow's mean cost: it follows a change of scene within
 # a few frames, without one slow frame moving it much.
 COST_SMOOTHING: Final = 0.2
@@ -57,8 +61,13 @@ class Flow:
         self.weight = weight
         self.waiting: deque[Task] = deque()
         self.deficit_ns = 0.0
-        self.cost_ns = float(FIRST_COST_NS)
-        """Recent mean worker time of its tasks: what the next one is charged at dispatch."""
+        self.ns_per_pixel = FIRST_NS_PER_PIXEL
+        """Recent mean worker time per output pixel of its tasks: a task is charged this
+        times its pixels at dispatch (a band costs its share of a whole frame)."""
+
+    def estimate_ns(self, pixels: int) -> float:
+        """Worker time a task of ``pixels`` output pixels of this flow is expected to take."""
+        return self.ns_per_pixel * pixels if pixels else float(FIRST_COST_NS)
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r}, weight={self.weight:g}, waiting={len(self.waiting)})"
@@ -146,7 +155,7 @@ class FairScheduler:
         sends: list[tuple[WorkerHandle, Task]] = []
         if not self._count:
             return sends  # the common case on every completion
-        paced_live = time.monotonic() - self._paced_at < PACED_RECENT_S
+        paced_live = self.paced_live()
         while self._count:
             ready = [w for w in workers if w.state is WorkerState.READY]
             if not ready:
@@ -164,6 +173,10 @@ class FairScheduler:
             task.listener.task_dispatched(task)
             sends.append((worker, task))
         return sends
+
+    def paced_live(self) -> bool:
+        """Paced frames are coming (one was queued within ``PACED_RECENT_S``)."""
+        return time.monotonic() - self._paced_at < PACED_RECENT_S
 
     def pop_next(self) -> Task:
         """Take the task to run next off the queue (one is waiting): what :meth:`assign` hands
@@ -190,12 +203,15 @@ class FairScheduler:
             )
             for flow in self._active:
                 flow.deficit_ns += rounds * QUANTUM_NS * flow.weight
+            while not any(flow.deficit_ns > 0 for flow in self._active):
+                for flow in self._active:  # rounding left the closest one at exactly 0
+                    flow.deficit_ns += QUANTUM_NS * flow.weight
             while self._active[0].deficit_ns <= 0:
                 self._active.rotate(-1)
         flow = self._active[0]
         task = flow.waiting.popleft()
-        task.charged_ns = flow.cost_ns
-        flow.deficit_ns -= flow.cost_ns
+        task.charged_ns = flow.estimate_ns(task.pixels)
+        flow.deficit_ns -= task.charged_ns
         if not flow.waiting:  # leaves the round; unused credit is not saved up, debt is kept
             self._active.popleft()
             flow.deficit_ns = min(flow.deficit_ns, 0.0)
@@ -205,7 +221,9 @@ class FairScheduler:
         """A task ended after ``worker_ns`` of measured worker time: update its flow's mean
         cost, and correct what the round robin charged it (paced tasks are outside it)."""
         flow = task.flow or self.default_flow
-        flow.cost_ns += COST_SMOOTHING * (worker_ns - flow.cost_ns)
+        pixels = task.pixels
+        if pixels:
+            flow.ns_per_pixel += COST_SMOOTHING * (worker_ns / pixels - flow.ns_per_pixel)
         if task.charged_ns is not None:
             flow.deficit_ns += task.charged_ns - worker_ns
             task.charged_ns = None
@@ -217,7 +235,7 @@ class FairScheduler:
         if self._paced:
             tick, _, task = self._paced[0]
             flow = task.flow or self.default_flow
-            if tick - now < flow.cost_ns / 1e9:
+            if tick - now < flow.estimate_ns(task.pixels) / 1e9:
                 return (
                     f"a paced frame of stream {flow.name!r} still waits {1e3 * (tick - now):.1f} "
                     f"ms before its tick"

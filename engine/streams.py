@@ -17,10 +17,12 @@ The engine's own ``acquire()`` and ``stream()`` are those of its default stream,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Final
 
 import numpy as np
 
 from framering.clock import Policy, Scene, StreamClock, StreamFrame, astream_frames, stream_frames
+from framering.errors import InvalidValueError
 from framering.frames import FrameTable
 from framering.layer import Layer
 from framering.lifetime import Lifetime, not_picklable
@@ -28,6 +30,9 @@ from framering.metrics import Recorder, StreamMetrics, stream_snapshot
 from framering.reservations import SlotAccount
 from framering.slots import FrameSlot
 from framering.validation import check_timeout
+
+# Slots a live loop (``stream()``) holds at least: the frame shown and the one rendering.
+LIVE_LOOP_SLOTS: Final = 2
 
 
 class Stream:
@@ -146,6 +151,20 @@ class Stream:
         self, scene: Scene, fps: float, inflight: int | None, policy: str, frames: int | None
     ) -> StreamClock:
         self._lifetime.check_open()
+        # a live loop holds the frame it shows while the next one renders: two slots it can
+        # count on (its reservation; for the default stream, what nobody reserved)
+        default = self._account is self._frames.default_account
+        sure = self.slots if default else self.reserved
+        if sure < LIVE_LOOP_SLOTS:
+            raise InvalidValueError(
+                f"stream {self.name!r} has {sure} slot(s) it can count on, and a live loop "
+                f"needs {LIVE_LOOP_SLOTS} (one shown while the next renders): "
+                + (
+                    "reserve fewer slots for the other streams"
+                    if default
+                    else "open it with slots=2 or more"
+                )
+            )
         return StreamClock(
             self, self._recorder, self._workers(), scene, fps, inflight, policy, frames, self.name
         )

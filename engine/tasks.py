@@ -70,6 +70,11 @@ class Task:
         """A failed or lost attempt may be made again and still give the right result."""
         return True
 
+    @property
+    def pixels(self) -> int:
+        """Output pixels the task writes, by which its cost is estimated (0: unknown)."""
+        return 0
+
     def encode(self) -> bytes:
         """The message that hands the current attempt to a worker."""
         raise NotImplementedError
@@ -86,6 +91,11 @@ class RenderTask(Task):
     transforms: np.ndarray = field(default_factory=lambda: _NO_TRANSFORMS)
     clear: bool = True
     write_frame: bool = True
+
+    @property
+    def pixels(self) -> int:
+        boxes = self.boxes
+        return int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
 
     @property
     def retryable(self) -> bool:

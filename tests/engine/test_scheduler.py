@@ -179,3 +179,13 @@ def test_every_task_added_comes_out_exactly_once(operations: list[tuple[int, int
         assert len(scheduler) == len(waiting)
     assert sorted(t.id for t in scheduler.take_all()) == sorted(t.id for t in waiting)
     assert len(scheduler) == 0
+
+
+def test_credit_rounding_never_stalls_the_round_robin() -> None:
+    """A weight whose quantum is inexact can leave a flow at exactly 0 after the credit that
+    should have made it positive; the scheduler credits again instead of spinning."""
+    scheduler = FairScheduler(max_attempts=2)
+    flow = Flow("odd", 0.7)
+    flow.deficit_ns = -58799999.99999999
+    scheduler.add(task(flow))
+    assert dispatch_one(scheduler).flow is flow
