@@ -51,9 +51,10 @@ WHOLE_FRAME_SHARE: Final = 0.9
 # the two together (a layer's old and new place); beyond, the union is cut exactly.
 BOUNDING_WASTE: Final = 1.25
 
-_RECORD_WORDS: Final = LAYER_RECORD.itemsize // 8
-_TRANSFORM_WORDS: Final = TRANSFORM_RECORD.itemsize // 8
-_NO_TRANSFORM: Final = np.zeros(_TRANSFORM_WORDS, np.uint64)
+_RECORD_BYTES: Final = LAYER_RECORD.itemsize
+_TRANSFORM_BYTES: Final = TRANSFORM_RECORD.itemsize
+_NUMBER_AT: Final = LAYER_RECORD.fields["transform"][1]  # the frame-local transform number
+_NUMBER_END: Final = _NUMBER_AT + LAYER_RECORD.fields["transform"][0].itemsize
 NO_BOXES: Final = np.zeros((0, 4), np.int64)
 NO_BOXES.setflags(write=False)
 
@@ -62,10 +63,11 @@ NO_BOXES.setflags(write=False)
 class SlotPicture:
     """What a slot's pixels were composited from."""
 
-    keys: np.ndarray
-    """(n, 11) uint64: each layer's record (transform number zeroed) and transform parameters."""
-    boxes: np.ndarray
-    """(n, 4) int64: each layer's box in the frame, clipped (x0, y0, x1, y1; may be empty)."""
+    keys: list[bytes]
+    """Each layer's record without its frame-local transform number, followed by its
+    transform's parameters (if it has one): equal keys, the same layer."""
+    boxes: list[tuple[int, int, int, int]]
+    """Each layer's box in the frame, clipped (x0, y0, x1, y1; may be empty)."""
     rgba: bool
     """The slot's RGBA area holds this picture (not only its delivery format)."""
     raw: bytes
@@ -75,52 +77,68 @@ class SlotPicture:
     writable since (a new epoch) may have been drawn on, so this picture no longer holds."""
 
 
-# The record's last 8-byte word holds version (bits 0-31), the frame-local transform number
-# (32-47) and padding: the number is masked out of the key, the transform's parameters go in.
-_TRANSFORM_NUMBER_MASK: Final = np.uint64(~(0xFFFF << 32) & 0xFFFFFFFFFFFFFFFF)
-assert LAYER_RECORD.fields["transform"][1] == 28 and LAYER_RECORD.fields["version"][1] == 24
+# Keys, boxes and their comparison are plain Python on bytes and ints: a frame has a handful of
+# layers, and each numpy call costs a microsecond or more, which is most of a frame's budget
+# in the parent.
 
 
-def layer_keys(records: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-    """The comparison key of each layer: its record's bytes without the frame-local transform
-    number, followed by the parameters of its transform (zeros for none)."""
-    n = len(records)
-    keys = np.zeros((n, _RECORD_WORDS + _TRANSFORM_WORDS), np.uint64)
-    keys[:, :_RECORD_WORDS] = records.view(np.uint64).reshape(n, _RECORD_WORDS)
-    keys[:, _RECORD_WORDS - 1] &= _TRANSFORM_NUMBER_MASK
-    if len(transforms):
-        table = np.vstack([_NO_TRANSFORM, transforms.view(np.uint64).reshape(-1, _TRANSFORM_WORDS)])
-        keys[:, _RECORD_WORDS:] = table[records["transform"]]
+def layer_keys(raw_records: bytes, transforms: bytes) -> list[bytes]:
+    """The comparison key of each layer, from the records' and transform records' bytes: its
+    record without the frame-local transform number, then its transform's parameters."""
+    keys = []
+    for start in range(0, len(raw_records), _RECORD_BYTES):
+        record = raw_records[start : start + _RECORD_BYTES]
+        number = int.from_bytes(record[_NUMBER_AT:_NUMBER_END], "little")
+        key = record[:_NUMBER_AT] + record[_NUMBER_END:]
+        if number:
+            key += transforms[(number - 1) * _TRANSFORM_BYTES : number * _TRANSFORM_BYTES]
+        keys.append(key)
     return keys
 
 
-def layer_boxes(records: np.ndarray, sizes: np.ndarray, width: int, height: int) -> np.ndarray:
+def layer_boxes(
+    records: np.ndarray, sizes: np.ndarray, width: int, height: int
+) -> list[tuple[int, int, int, int]]:
     """Each layer's box ``(x0, y0, x1, y1)`` in a ``width`` x ``height`` frame, clipped."""
-    corners = np.empty((len(records), 4), np.int64)
-    corners[:, 0] = records["x"]
-    corners[:, 1] = records["y"]
-    corners[:, 2:] = corners[:, :2] + sizes
-    np.maximum(corners, 0, out=corners)
-    return np.minimum(corners, (width, height, width, height), out=corners)
+    boxes = []
+    for x, y, (w, h) in zip(
+        records["x"].tolist(), records["y"].tolist(), sizes.tolist(), strict=True
+    ):
+        right, bottom = x + w, y + h
+        boxes.append(  # clipped to the frame (conditionals: min and max calls cost more)
+            (
+                0 if x < 0 else width if x > width else x,
+                0 if y < 0 else height if y > height else y,
+                0 if right < 0 else width if right > width else right,
+                0 if bottom < 0 else height if bottom > height else bottom,
+            )
+        )
+    return boxes
 
 
-def changed_boxes(old: SlotPicture, new: SlotPicture) -> np.ndarray:
+def changed_boxes(old: SlotPicture, new: SlotPicture) -> list[tuple[int, int, int, int]]:
     """The boxes of every layer that differs between two pictures (see the module docstring),
     possibly empty or overlapping."""
     n_old, n_new = len(old.keys), len(new.keys)
     if n_old == n_new:
-        differs = (old.keys != new.keys).any(axis=1)
-        return np.concatenate([old.boxes[differs], new.boxes[differs]])
+        changed = []
+        for i in range(n_old):
+            if old.keys[i] != new.keys[i]:
+                changed += (old.boxes[i], new.boxes[i])
+        return changed
     shorter = min(n_old, n_new)
-    same_bottom = (old.keys[:shorter] == new.keys[:shorter]).all(axis=1)
-    bottom = shorter if same_bottom.all() else int(np.argmin(same_bottom))
-    rest = shorter - bottom
-    same_top = (old.keys[n_old - rest :] == new.keys[n_new - rest :]).all(axis=1)[::-1]
-    top = rest if same_top.all() else int(np.argmin(same_top))
-    return np.concatenate([old.boxes[bottom : n_old - top], new.boxes[bottom : n_new - top]])
+    bottom = 0
+    while bottom < shorter and old.keys[bottom] == new.keys[bottom]:
+        bottom += 1
+    top = 0
+    while top < shorter - bottom and old.keys[n_old - 1 - top] == new.keys[n_new - 1 - top]:
+        top += 1
+    return old.boxes[bottom : n_old - top] + new.boxes[bottom : n_new - top]
 
 
-def disjoint_boxes(boxes: np.ndarray, width: int, height: int, even: bool) -> np.ndarray:
+def disjoint_boxes(
+    boxes: Sequence[Sequence[int]] | np.ndarray, width: int, height: int, even: bool
+) -> np.ndarray:
     """The union of ``boxes`` as a few disjoint boxes, rounded out to even bounds when
     ``even``; merged into their bounding box, or the whole frame, when they would be too many
     or cover nearly all of it.
@@ -129,9 +147,9 @@ def disjoint_boxes(boxes: np.ndarray, width: int, height: int, even: bool) -> np
     covers little more than the two; otherwise the union is cut exactly into bands of rows,
     each a list of column runs, as pixman keeps regions.
     """
-    listed = [
-        box for box in boxes.tolist() if box[0] < box[2] and box[1] < box[3]
-    ]  # a Python list: a frame has a handful of boxes, and numpy costs a microsecond a call
+    if isinstance(boxes, np.ndarray):
+        boxes = boxes.tolist()
+    listed = [list(box) for box in boxes if box[0] < box[2] and box[1] < box[3]]
     if not listed:
         return NO_BOXES
     if max(_area(box) for box in listed) > WHOLE_FRAME_SHARE * width * height:
@@ -272,13 +290,15 @@ class DamageTracker:
             return whole
         if held is not None and held.reads != epochs:
             held = None  # a frame it showed was handed out writable since: pixels unknown
-        raw = records.tobytes() + transforms.tobytes()
+        raw_records = records.tobytes()
+        raw_transforms = transforms.tobytes()
+        raw = raw_records + raw_transforms
         if held is not None and held.raw == raw and (held.rgba or not write_frame):
             # the same records: nothing changed (a still scene costs this comparison only),
             # and nothing is written, so the RGBA area stays as current as it was
             return DamagePlan(NO_BOXES, 0, held)
         picture = SlotPicture(
-            layer_keys(records, transforms),
+            layer_keys(raw_records, raw_transforms),
             layer_boxes(records, sizes, self._width, self._height),
             write_frame,
             raw,
@@ -287,7 +307,7 @@ class DamageTracker:
         if held is None or (write_frame and not held.rgba):
             return DamagePlan(whole.boxes, whole.pixels, picture)
         boxes = disjoint_boxes(changed_boxes(held, picture), self._width, self._height, self._even)
-        pixels = int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
+        pixels = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes.tolist())
         return DamagePlan(boxes, pixels, picture)
 
     def finished(self, slot: int, plan: DamagePlan, *, ok: bool, attempts: int) -> None:
