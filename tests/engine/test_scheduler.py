@@ -189,3 +189,20 @@ def test_credit_rounding_never_stalls_the_round_robin() -> None:
     flow.deficit_ns = -58799999.99999999
     scheduler.add(task(flow))
     assert dispatch_one(scheduler).flow is flow
+
+
+def test_pressure_names_a_paced_frame_that_cannot_make_its_tick_and_work_that_waited() -> None:
+    """What makes an elastic pool grow."""
+    scheduler = FairScheduler(max_attempts=2)
+    assert scheduler.pressure(now=100.0, wait_limit=0.1) is None
+    live = Flow("live", 1.0)
+    scheduler.add(task(live, tick=100.0005))  # due in 0.5 ms; a task is guessed at 2 ms
+    reason = scheduler.pressure(now=100.0, wait_limit=0.1)
+    assert reason is not None and "paced frame of stream 'live'" in reason
+    scheduler.pop_next()
+    waiting = task(Flow("batch", 1.0))
+    scheduler.add(waiting)
+    submitted = waiting.submitted_ns / 1e9
+    assert scheduler.pressure(now=submitted + 0.05, wait_limit=0.1) is None
+    reason = scheduler.pressure(now=submitted + 0.2, wait_limit=0.1)
+    assert reason is not None and "waited 200 ms" in reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 import time
@@ -223,3 +224,17 @@ def test_a_greedy_stream_never_starves_paced_streams(
         assert figures[stream.name].dropped == 0
         if policy == "block":
             assert figures[stream.name].late == 0
+
+
+def test_a_stream_runs_under_asyncio_too(eng: Engine, layers: list[Layer]) -> None:
+    async def live() -> list[int]:
+        with eng.open_stream("async-show", slots=3) as stream:
+            slot = await stream.acquire_async(timeout=5)
+            slot.submit(layers)
+            await slot.wait_async(5)
+            slot.release()
+            frames = stream.astream(lambda t, i: layers, fps=60, frames=12, policy="block")
+            return [f.index async for f in frames]
+
+    assert asyncio.run(live()) == list(range(12))
+    assert eng.metrics().streams.get("async-show") is None  # closed with its block
