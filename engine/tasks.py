@@ -92,10 +92,13 @@ class RenderTask(Task):
     clear: bool = True
     write_frame: bool = True
 
+    def __post_init__(self) -> None:
+        # counted once: the scheduler asks at dispatch, at completion and for pressure
+        self._pixels = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in self.boxes.tolist())
+
     @property
     def pixels(self) -> int:
-        boxes = self.boxes
-        return int(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum())
+        return self._pixels
 
     @property
     def retryable(self) -> bool:
