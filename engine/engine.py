@@ -319,10 +319,7 @@ class Engine:
 
     def render(self, layers: Sequence[Layer], timeout: float | None = 10.0) -> np.ndarray:
         """Composite one frame and return a copy of it (for one-off use and tests)."""
-        timeout = check_timeout(timeout)
-        with self.acquire(timeout) as slot:
-            slot.submit(layers)
-            return slot.wait(timeout).copy()
+        return self._default.render(layers, timeout)
 
     def stream(
         self,

@@ -429,11 +429,8 @@ class WorkerPool:
             with self._lock:  # registered before the lock drops: no upload can miss it
                 if self._closing:  # stop() took its list of workers: it would miss this one
                     return
-                replacement = self._spawn(worker.index)
-                self._workers[self._workers.index(worker)] = replacement
-                self._generation += 1
+                replacement, attaches = self._add_worker(worker.index, in_place_of=worker)
                 self._counters.restarts += 1
-                attaches = list(self._attach_messages.values())
             for attach in attaches:
                 self._send(replacement, attach)
 
@@ -451,6 +448,7 @@ class WorkerPool:
             self._recycle_oversized()
         limits = self._limits
         started: WorkerHandle | None = None
+        attaches: list[bytes] = []
         stops: list[WorkerHandle] = []
         reason = None
         with self._lock:
@@ -462,7 +460,8 @@ class WorkerPool:
             if elastic.may_grow(limits, serving, starting):
                 reason = self._scheduler.pressure(time.perf_counter(), elastic.GROW_WAIT_S)
                 if reason is not None:
-                    started = self._grow()
+                    started, attaches = self._add_worker(self._next_index)
+                    self._next_index += 1
                     self._last_grow = now
                     self._counters.scale_ups += 1
             if started is None:
@@ -479,7 +478,6 @@ class WorkerPool:
                 if drained and not worker.stop_sent:
                     worker.stop_sent = True
                     stops.append(worker)
-            attaches = list(self._attach_messages.values()) if started else []
         for worker in stops:
             self._send(worker, protocol.encode_stop())
         if started is not None:
@@ -501,14 +499,19 @@ class WorkerPool:
                     serving,
                 )
 
-    def _grow(self) -> WorkerHandle:
-        """Lock held. Start one more worker (registered before the lock drops: no upload can
-        miss it; the caller sends it every ATTACH)."""
-        worker = self._spawn(self._next_index)
-        self._next_index += 1
-        self._workers.append(worker)
+    def _add_worker(
+        self, index: int, in_place_of: WorkerHandle | None = None
+    ) -> tuple[WorkerHandle, list[bytes]]:
+        """Lock held. Start a worker, as one more or in the place of a dead one, registered
+        before the lock drops so that no upload can miss it; returns it and the ATTACH
+        messages the caller sends it (outside the lock), every source it must map."""
+        worker = self._spawn(index)
+        if in_place_of is None:
+            self._workers.append(worker)
+        else:
+            self._workers[self._workers.index(in_place_of)] = worker
         self._generation += 1
-        return worker
+        return worker, list(self._attach_messages.values())
 
     def _retire(self, worker: WorkerHandle, reason: str) -> None:
         """Lock held. The worker takes no new task; ``_adapt`` stops it once it holds none."""
@@ -533,8 +536,8 @@ class WorkerPool:
                     f"{self._limits.max_worker_rss / 2**20:.0f} MiB",  # type: ignore[operator]
                 )
                 self._counters.recycled += 1
-                replacement = self._grow()
-                attaches = list(self._attach_messages.values())
+                replacement, attaches = self._add_worker(self._next_index)
+                self._next_index += 1
             for attach in attaches:
                 self._send(replacement, attach)
             log.info(
