@@ -15,6 +15,7 @@ from framering.clock import StreamFrame
 from framering.engine import Engine
 from framering.errors import (
     AcquireTimeoutError,
+    ClusterError,
     EngineBrokenError,
     EngineClosedError,
     ForeignObjectError,
@@ -44,6 +45,7 @@ from framering.workers import physical_cores
 
 __all__ = [
     "AcquireTimeoutError",
+    "ClusterError",
     "Engine",
     "EngineBrokenError",
     "EngineClosedError",

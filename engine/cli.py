@@ -54,6 +54,7 @@ def _bench(args: argparse.Namespace) -> int:
     # (Pillow, matplotlib), and `framering demo` must work without it.
     try:
         from framering.benchmarks import (
+            cluster_bench,
             damage_bench,
             engine_bench,
             formats_bench,
@@ -78,6 +79,8 @@ def _bench(args: argparse.Namespace) -> int:
         return damage_bench.main(argv)
     if args.streams:
         return streams_bench.main(argv)
+    if args.cluster:  # each simulated node runs one worker: --workers does not apply
+        return cluster_bench.main(argv[argv.index("--out") :])
     return engine_bench.main(argv)
 
 
@@ -140,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--streams",
         action="store_true",
         help="paced 30 fps streams beside a greedy one, and bands against whole 4K frames",
+    )
+    bench.add_argument(
+        "--cluster",
+        action="store_true",
+        help="streams on a simulated Ray cluster: the driver's cost, failover (needs [cluster])",
     )
     bench.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # for tests
     bench.set_defaults(run=_bench)

@@ -44,6 +44,7 @@ from framering.errors import InvalidValueError
 from framering.layer import Layer
 from framering.metrics import Recorder
 from framering.slots import FrameSlot
+from framering.validation import check_fps
 
 Policy = Literal["drop", "repeat", "block"]
 POLICIES: Final = ("drop", "repeat", "block")
@@ -112,8 +113,7 @@ class StreamClock:
         frames: int | None,
         name: str = "default",
     ) -> None:
-        if not isinstance(fps, int | float) or not 0 < fps <= 1000:
-            raise InvalidValueError(f"fps must be a number in (0, 1000], not {fps!r}")
+        fps = check_fps(fps)
         if policy not in POLICIES:
             raise InvalidValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
         if not callable(scene):

@@ -24,7 +24,7 @@ from framering.bands import Split, check_split
 from framering.clock import Policy, Scene, StreamFrame
 from framering.damage import DamageTracker
 from framering.elastic import DEFAULT_IDLE_TIMEOUT_S, PoolLimits
-from framering.errors import InvalidTypeError, InvalidValueError
+from framering.errors import InvalidTypeError
 from framering.frames import FrameTable
 from framering.jobs import DEFAULT_DEADLINE_S, Jobs, StreamShare
 from framering.kernels import FrameFormat, warmup
@@ -42,17 +42,19 @@ from framering.shm import new_engine_token, reclaim_orphans, segment_name
 from framering.slots import FrameSlot
 from framering.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source
 from framering.streams import Stream
-from framering.validation import check_timeout, pixel_format, positive_int, positive_seconds
+from framering.validation import (
+    check_timeout,
+    check_weight,
+    pixel_format,
+    positive_int,
+    positive_seconds,
+)
 from framering.workers import physical_cores
 
 # ``FRAMERING_DAMAGE=full`` turns damage tracking off in every engine of the process.
 DAMAGE_ENV: Final = "FRAMERING_DAMAGE"
 # Slots a stream reserves unless it says: one frame shown while the next one renders.
 DEFAULT_STREAM_SLOTS: Final = 2
-# Weights a stream may have: a million to one between two streams is plenty, and keeps the
-# round robin's arithmetic exact enough.
-MIN_WEIGHT: Final = 1e-3
-MAX_WEIGHT: Final = 1e3
 
 log = logging.getLogger("framering")
 
@@ -368,14 +370,7 @@ class Engine:
         self._lifetime.check_open()
         if not isinstance(name, str) or not name:
             raise InvalidTypeError("name must be a non-empty str")
-        if (
-            not isinstance(weight, int | float)
-            or isinstance(weight, bool)
-            or not MIN_WEIGHT <= weight <= MAX_WEIGHT
-        ):
-            raise InvalidValueError(
-                f"weight must be a number from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}, not {weight!r}"
-            )
+        weight = check_weight(weight)
         reserved = (
             DEFAULT_STREAM_SLOTS if slots is None else positive_int(slots, "slots", MAX_SLOTS)
         )

@@ -21,7 +21,9 @@ The tree::
     ├── SharedMemoryError               /dev/shm is too small for what was asked; also OSError
     ├── ForeignProcessError             an engine used from another process (a fork child,
     │                                   or an object that was pickled); also a RuntimeError
-    └── ProtocolError                   a message on a pipe that does not parse
+    ├── ProtocolError                   a message on a pipe that does not parse
+    └── ClusterError                    a cluster cannot place a stream (no live node has
+                                        room), or was asked for a node it has no host on
 
 "You closed it" and "it broke" are kept apart, as trio does: code that closes an engine on
 purpose can ignore ``EngineClosedError`` without hiding a crash.
@@ -109,3 +111,8 @@ class ForeignProcessError(FrameringError, RuntimeError):
 
 class ProtocolError(FrameringError):
     """A message on a pipe that does not parse."""
+
+
+class ClusterError(FrameringError):
+    """A cluster (``framering.cluster``) cannot do what was asked: no live node can take a
+    stream, or a node it was asked for has no framering host."""

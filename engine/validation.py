@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from framering.errors import InvalidTypeError, InvalidValueError
 from framering.kernels import MATRIX_NAMES, RANGE_NAMES, FrameFormat
@@ -65,3 +65,31 @@ def pixel_format(
     if fmt.yuv420 and (width % 2 or height % 2):
         raise InvalidValueError(f"{fmt.value} needs an even width and height, not {width}x{height}")
     return fmt
+
+
+# Weights a stream may have: a million to one between two streams is plenty, and keeps the
+# round robin's arithmetic exact enough.
+MIN_WEIGHT: Final = 1e-3
+MAX_WEIGHT: Final = 1e3
+# Fastest frame rate a live loop accepts.
+MAX_FPS: Final = 1000.0
+
+
+def check_weight(value: object) -> float:
+    """A stream's weight: a number from ``MIN_WEIGHT`` to ``MAX_WEIGHT``."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not MIN_WEIGHT <= value <= MAX_WEIGHT
+    ):
+        raise InvalidValueError(
+            f"weight must be a number from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}, not {value!r}"
+        )
+    return float(value)
+
+
+def check_fps(value: object) -> float:
+    """A live loop's frame rate: a number in (0, ``MAX_FPS``]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_FPS:
+        raise InvalidValueError(f"fps must be a number in (0, {MAX_FPS:g}], not {value!r}")
+    return float(value)

@@ -356,7 +356,12 @@ def worker_main(
         global _crash_report
         _crash_report = crash_report  # kept open for the life of the process
         faulthandler.enable(file=crash_report.fileno(), all_threads=True)
-    # Ctrl+C in a terminal reaches the whole process group; the parent decides what stops.
+    # Its own process group: what a terminal or a supervisor (Ray) signals to the parent's
+    # group does not reach it, and whoever owns the engine can kill the worker with anything it
+    # started by ``killpg``. It dies with its parent anyway (the watchdog below). Ctrl+C is
+    # ignored all the same: the parent decides what stops.
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One compositing thread per worker process: N workers must not oversubscribe N cores.
     # (The kernels themselves are single-threaded; OpenCV would otherwise start one thread

@@ -109,6 +109,12 @@ def composite_stack(
         raise ValueError("give rows or rects, not both")
     else:
         boxes = check_rects(rects, width, height)
+    if boxes.flags.writeable:
+        # One type for the kernel whoever calls: workers pass boxes read from their message
+        # (read-only), and a second specialisation would cost each worker its first frame
+        # (~20 ms to load from the cache) instead of being loaded by warmup().
+        boxes = boxes.view()
+        boxes.flags.writeable = False
     if stack.reads_memory_of(frame):
         raise ValueError(
             "the frame shares memory with one of its layers; the kernel would read pixels "

@@ -86,3 +86,20 @@ def test_framering_bench_streams_reports_paced_streams_and_bands(
     assert {row["split"] for row in record["bands"]} == {"frame", "bands"}
     [bands] = [row for row in record["bands"] if row["split"] == "bands"]
     assert bands["banded_frames"] > 0
+
+
+def test_framering_bench_cluster_reports_driver_cost_and_failover(
+    tmp_path: Path, capsys: object
+) -> None:
+    assert main(["bench", "--cluster", "--smoke", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "machine: " in printed and "Ray calls" in printed and "failover: " in printed
+    (result,) = tmp_path.glob("cluster-*.json")
+    record = json.loads(result.read_text())
+    (steady,) = record["steady"]
+    assert steady["nodes"] == 2 and steady["streams"] == 2
+    assert all(fps > 0 for fps in steady["fps_per_node"].values())
+    assert steady["ray_calls_per_s"] > 0 and steady["driver_cpu_s_per_s"] > 0
+    failover = record["failover"]
+    assert failover["resumed"] == failover["streams_lost"] > 0
+    assert record["costs"]["ray_call_s"] > 0

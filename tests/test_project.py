@@ -10,7 +10,7 @@ import sys
 import zipfile
 
 import framering
-from framering import kernels
+from framering import cluster, kernels
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -34,13 +34,36 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_public_names_are_exported_explicitly() -> None:
-    for package in (framering, kernels):
+    for package in (framering, kernels, cluster):
         assert isinstance(package.__all__, list)
         for name in package.__all__:
             assert hasattr(package, name), f"{package.__name__}.{name} is in __all__ but missing"
     assert {"composite_stack", "LayerStack", "PixelLayer", "BlendMode", "fill", "clear"} <= set(
         kernels.__all__
     )
+
+
+# The modules that import Ray: the cluster, and the show its benchmark runs on the nodes.
+RAY_MODULES = ("framering.cluster", "framering.benchmarks.cluster_show")
+
+
+def test_framering_never_imports_ray_outside_framering_cluster() -> None:
+    # every module of the package but framering.cluster (walk_packages would import it to
+    # look inside), in a fresh interpreter
+    probe = (
+        "import pkgutil, importlib, sys, framering\n"
+        f"SKIPPED = {(*RAY_MODULES, 'framering.__main__')!r}\n"
+        "for package in ('framering', 'framering.kernels', 'framering.benchmarks'):\n"
+        "    path = importlib.import_module(package).__path__\n"
+        "    for m in pkgutil.iter_modules(path, package + '.'):\n"
+        "        if m.name not in SKIPPED:\n"
+        "            importlib.import_module(m.name)\n"
+        "print(sorted(n for n in sys.modules if n == 'ray' or n.startswith('ray.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "[]"
 
 
 def test_packages_are_typed() -> None:
@@ -68,6 +91,7 @@ def test_the_wheel_installs_framering_and_nothing_else_at_the_top(tmp_path: path
         "framering/__init__.py",
         "framering/kernels/__init__.py",
         "framering/benchmarks/__init__.py",
+        "framering/cluster/__init__.py",
         "framering/py.typed",
         "framering/kernels/py.typed",
         "framering/kernels/workloads/studio-1080p.json",

@@ -4,7 +4,9 @@ without losing, failing or changing a frame."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import deque
 from pathlib import Path
 
@@ -19,11 +21,24 @@ from tests.waiting import wait_until
 W, H = 1280, 720
 
 
+# A frame of the load takes at least this long on one worker, whatever the CPU: 20 of them
+# queued then wait well past the pool's growth threshold (elastic.GROW_WAIT_S, 0.1 s).
+HEAVY_FRAME_S = 0.008
+
+
 def heavy_layers(eng: Engine) -> list[Layer]:
-    """A frame of several milliseconds: a queue of them makes work wait."""
+    """A frame of several milliseconds: a queue of them makes work wait. Translucent layers
+    are added until a frame takes ``HEAVY_FRAME_S`` here (a fast CPU makes 3 layers in 2 ms)."""
     rng = np.random.default_rng(5)
     picture = eng.upload(rng.integers(0, 256, (H, W, 4), dtype=np.uint8))
-    return [Layer(picture), Layer(picture, opacity=0.5), Layer(picture, x=5, opacity=0.5)]
+    base = [Layer(picture), Layer(picture, opacity=0.5), Layer(picture, x=5, opacity=0.5)]
+    started = time.perf_counter()
+    eng.render(base)
+    eng.render(base)
+    per_frame = (time.perf_counter() - started) / 2
+    # each layer costs about a third of those three
+    extra = max(0, min(40, math.ceil(len(base) * HEAVY_FRAME_S / per_frame) - len(base)))
+    return base + [Layer(picture, x=i % 7, opacity=0.4) for i in range(extra)]
 
 
 class Load:

@@ -169,3 +169,34 @@ def test_warmup_compiles_every_entry_point() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert not done.stdout.split(), f"warmup() does not compile {done.stdout.split()}"
+
+
+SAME_SPECIALISATION_CHECK = """
+import numpy as np
+from framering import kernels
+from framering.kernels.stack import composite_stack_kernel
+kernels.warmup()
+before = len(composite_stack_kernel.signatures)
+frame = np.zeros((8, 8, 4), np.uint8)
+layer = kernels.PixelLayer(np.full((8, 8, 4), 200, np.uint8))
+boxes = np.array([[0, 0, 4, 4]], np.int64)
+kernels.composite_stack(frame, [layer], rects=boxes)  # writable, as a caller's own array
+boxes.flags.writeable = False
+kernels.composite_stack(frame, [layer], rects=boxes)  # read-only, as a worker's message
+print(len(composite_stack_kernel.signatures) - before)
+"""
+
+
+def test_the_stack_kernel_is_specialised_once_whatever_the_boxes_writability() -> None:
+    # a worker passes boxes read from its message: a specialisation that warmup() did not
+    # make would be loaded at its first frame, which then misses a 60 fps tick (~20 ms)
+    done = subprocess.run(
+        [sys.executable, "-c", SAME_SPECIALISATION_CHECK],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0"]

@@ -1,0 +1,178 @@
+"""The host: one per node, a Ray actor that owns that node's engines and runs its streams.
+
+::
+
+    driver (Cluster)                     node                    (one per Ray node)
+    ----------------                     -------------------------------------------
+    open_stream / move / stop  --ray-->  NodeHost actor   (num_cpus = its workers)
+    a report each period       <--ray--    Engine per frame size and format
+                                             worker processes (spawn; own process groups)
+                                             shared-memory ring and sources
+                                           HostedStream thread per stream:
+                                             spec.scene -> ring -> spec.deliver
+
+Everything per frame happens inside the node. The actor's methods are control messages: a few
+a second per node, whatever the number of streams. It is a plain class here; the cluster makes
+it a Ray actor (``ray.remote``), so it is tested and read without Ray in mind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import threading
+import time
+from typing import Final
+
+from framering.clock import Policy
+from framering.cluster.figures import HostReport, StreamReport
+from framering.cluster.hosted import HostedStream
+from framering.engine import Engine
+from framering.errors import InvalidValueError, SlotReservationError
+from framering.shm import reclaim_orphans
+
+log = logging.getLogger("framering.cluster")
+
+# Slots of each engine's ring: a stream reserves ``slots`` of them (3 by default: one shown,
+# one rendering, one ahead), so a ring of 24 carries 8 streams of its size on one node.
+# A 1080p ring of 24 RGBA slots is 199 MB of /dev/shm.
+DEFAULT_RING_SLOTS: Final = 24
+
+
+class NodeHost:
+    """The engines and streams of one node (the Ray actor's body)."""
+
+    def __init__(self, node_id: str, cpus: int, ring_slots: int = DEFAULT_RING_SLOTS) -> None:
+        self.node_id = node_id
+        self.cpus = cpus
+        self.ring_slots = ring_slots
+        self._engines: dict[tuple[int, int, str], Engine] = {}
+        self._streams: dict[str, HostedStream] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        # segments of hosts that died here before us (the orphan sweep); engines sweep too
+        reclaim_orphans()
+
+    def ping(self) -> tuple[str, int]:
+        """(node id, pid): the host is up."""
+        return self.node_id, os.getpid()
+
+    def _engine(self, width: int, height: int, output: str) -> Engine:
+        key = (width, height, output)
+        engine = self._engines.get(key)
+        if engine is None or engine.closed:
+            # elastic: the node's CPUs are shared by its engines (one per frame size), each
+            # growing to all of them while its streams need it
+            engine = Engine(
+                width,
+                height,
+                slots=self.ring_slots,
+                min_workers=1,
+                max_workers=self.cpus,
+                output=output,
+            )
+            self._engines[key] = engine
+        return engine
+
+    def start(
+        self,
+        name: str,
+        spec: bytes,
+        *,
+        width: int,
+        height: int,
+        output: str,
+        fps: float,
+        weight: float,
+        slots: int,
+        policy: Policy,
+        epoch: float | None,
+        last_index: int,
+    ) -> StreamReport:
+        """Set the stream up here and start it with the frame due now by ``epoch`` (None: a
+        new stream, whose frame 0 is now), after ``last_index``."""
+        with self._lock:
+            if self._closed:
+                raise InvalidValueError(f"the host on node {self.node_id} is closing")
+            if name in self._streams:
+                raise InvalidValueError(f"stream {name!r} already runs on node {self.node_id}")
+            engine = self._engine(width, height, output)
+            try:
+                hosted = HostedStream(
+                    name,
+                    pickle.loads(spec),
+                    engine,
+                    fps=fps,
+                    weight=weight,
+                    slots=slots,
+                    policy=policy,
+                    epoch=epoch,
+                    last_index=last_index,
+                )
+            except SlotReservationError as error:
+                raise SlotReservationError(
+                    f"node {self.node_id} has no room for stream {name!r}: {error}"
+                ) from error
+            self._streams[name] = hosted
+        report = hosted.report()
+        log.info("stream %r started on node %s at frame %d", name, self.node_id, report.first_index)
+        return report
+
+    def stop(self, name: str) -> StreamReport | None:
+        """Stop a stream and forget it; its final figures (None if it is not here)."""
+        with self._lock:
+            hosted = self._streams.pop(name, None)
+        return None if hosted is None else hosted.stop()
+
+    def report(self) -> HostReport:
+        with self._lock:
+            streams = list(self._streams.values())
+            engines = list(self._engines.values())
+        reports = tuple(hosted.report() for hosted in streams)
+        pixels = sum(r.delivered * h.frame_pixels for r, h in zip(reports, streams, strict=True))
+        return HostReport(
+            node_id=self.node_id,
+            pid=os.getpid(),
+            cpus=self.cpus,
+            workers=sum(engine.workers for engine in engines if not engine.closed),
+            worker_pids=tuple(self._worker_pids(engines)),
+            frame_pixels=pixels,
+            worker_seconds=sum(r.worker_seconds for r in reports),
+            streams=reports,
+            wall=time.time(),
+        )
+
+    @staticmethod
+    def _worker_pids(engines: list[Engine]) -> list[int]:
+        pids: list[int] = []
+        for engine in engines:
+            if not engine.closed:
+                with contextlib.suppress(Exception):
+                    pids.extend(engine.worker_pids())
+        return pids
+
+    def reclaim(self) -> list[str]:
+        """Unlink the segments of framering processes that died on this machine (a host lost
+        with its node, whose engine could not close)."""
+        return reclaim_orphans()
+
+    def close(self) -> list[int]:
+        """Stop every stream, close the engines; the pids their workers had. Idempotent."""
+        with self._lock:
+            self._closed = True
+            streams = list(self._streams.values())
+            self._streams.clear()
+            engines = list(self._engines.values())
+            self._engines.clear()
+        for hosted in streams:
+            hosted.stop()
+        pids = self._worker_pids(engines)
+        for engine in engines:
+            engine.close()
+        for pid in pids:  # each worker leads its own process group: anything it left dies too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        return pids
