@@ -178,6 +178,7 @@ def report_cost(streams: int, rounds: int) -> tuple[float, float]:
     figures = [
         StreamReport(
             f"show-{i}",
+            0,
             StreamState.RUNNING,
             900,
             0,

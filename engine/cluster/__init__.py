@@ -24,13 +24,14 @@ try:
 except ImportError as error:  # pragma: no cover - depends on what is installed
     raise ImportError("framering.cluster needs Ray: pip install 'framering[cluster]'") from error
 
-from framering.cluster.cluster import Cluster, ClusterStream
+from framering.cluster.cluster import Cluster
 from framering.cluster.figures import (
     ClusterMetrics,
     ClusterStreamMetrics,
     NodeMetrics,
     StreamState,
 )
+from framering.cluster.handle import ClusterStream
 from framering.cluster.spec import StreamSpec
 from framering.errors import ClusterError
 

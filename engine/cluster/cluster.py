@@ -8,7 +8,7 @@
     watch thread, every period:                           engines, workers, streams
       report() to every host   --- one per node --->    NodeHost actor on node B
       a dead host (Ray says so): re-place its streams     ...
-      new nodes: start a host on each
+      new nodes, crashed hosts: start a host on each
 
 The driver never sees a frame: its cost per stream is a share of one report per node per
 period, plus a call when a stream opens, moves or stops. Ray places nothing on its own here:
@@ -16,10 +16,15 @@ each host is pinned to its node (``NodeAffinitySchedulingStrategy``, not soft, n
 and streams go where ``framering.cluster.placement`` says. A lost node is the one Ray declares
 dead (its health checks: about 20 s by default, ``RAY_health_check_*`` lower it); a host that is
 only slow to answer keeps its streams, so a stream never runs on two nodes at once.
+
+Control calls (opening, moving, stopping, re-placing) are made one at a time under the
+cluster's lock; ``metrics()`` reads a snapshot published after each of them and after each
+round of reports, so it never waits for one.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -27,8 +32,7 @@ from typing import Any, Final
 
 import ray
 import ray.cloudpickle
-from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
 
 from framering.clock import POLICIES, Policy
 from framering.cluster.figures import (
@@ -39,9 +43,11 @@ from framering.cluster.figures import (
     StreamReport,
     StreamState,
 )
-from framering.cluster.host import DEFAULT_RING_SLOTS, NodeHost
+from framering.cluster.handle import ClusterStream
+from framering.cluster.host import DEFAULT_RING_SLOTS
 from framering.cluster.ledger import StreamConfig, StreamRecord
 from framering.cluster.placement import NodeLoad, choose_node
+from framering.cluster.remote import CallCounter, RemoteHost
 from framering.cluster.spec import StreamSpec
 from framering.errors import (
     ClusterError,
@@ -54,17 +60,16 @@ from framering.errors import (
 from framering.kernels.validate import MAX_SIDE
 from framering.lifetime import close_at_exit, forget_at_exit
 from framering.shm import reclaim_orphans
+from framering.streams import LIVE_LOOP_SLOTS
 from framering.validation import check_fps, check_weight, positive_int, positive_seconds
 
 log = logging.getLogger("framering.cluster")
 
-# Threads of a host actor: a stream's setup may take a while (uploads, a decoder starting),
-# and reports must still be answered meanwhile.
-HOST_THREADS: Final = 8
 # How often the driver asks each host for its report, and so how old metrics() may be. Each
 # host's report is one Ray call whatever its number of streams.
 DEFAULT_REPORT_PERIOD_S: Final = 1.0
-# How often the driver looks for nodes that joined (one call to Ray's control store).
+# How often the driver looks for nodes that joined, and hosts that died on live nodes (one
+# call to Ray's control store).
 NODE_SCAN_S: Final = 5.0
 # Longest the driver waits for a host to start (its engine's Numba cache load included), a
 # stream's setup, or the hosts to close.
@@ -72,59 +77,6 @@ DEFAULT_START_TIMEOUT_S: Final = 60.0
 CONTROL_TIMEOUT_S: Final = 60.0
 # Slots each stream reserves of its node's ring: the frame shown, the one rendering, one ahead.
 DEFAULT_STREAM_SLOTS: Final = 3
-
-_RemoteHost = ray.remote(NodeHost)
-
-
-class _Host:
-    """The driver's handle on one node's host."""
-
-    def __init__(self, node_id: str, cpus: int, actor: Any) -> None:
-        self.node_id = node_id
-        self.cpus = cpus
-        self.actor = actor
-        self.ready = False
-        self.alive = True
-        self.report: HostReport | None = None
-        self.pending: Any = None  # the ObjectRef of a report (or the first ping) asked for
-        self.ns_per_pixel: float | None = None
-        """Worker time per output pixel its streams took, as last measured: kept while it
-        has no stream, so that the next one is predicted from what this node did."""
-
-    def take(self, report: HostReport) -> None:
-        self.report = report
-        if report.frame_pixels:
-            self.ns_per_pixel = report.worker_seconds / report.frame_pixels * 1e9
-
-
-class ClusterStream:
-    """A stream of a :class:`Cluster` (``Cluster.open_stream``), wherever it runs now."""
-
-    def __init__(self, cluster: Cluster, name: str) -> None:
-        self._cluster = cluster
-        self.name = name
-        self._final: ClusterStreamMetrics | None = None
-
-    def __repr__(self) -> str:
-        return f"ClusterStream({self.name!r}, node={self.node_id})"
-
-    @property
-    def node_id(self) -> str | None:
-        """The node it runs on (None while it waits for one, or once stopped)."""
-        return self.metrics().node_id
-
-    def metrics(self) -> ClusterStreamMetrics:
-        """Its figures now (``Cluster.metrics().streams[name]``), or its final ones."""
-        if self._final is not None:
-            return self._final
-        return self._cluster.stream_metrics(self.name)
-
-    def stop(self) -> ClusterStreamMetrics:
-        """Stop it on its node (``teardown`` runs there); its final figures, which
-        :meth:`metrics` gives from then on. The name is free again. Idempotent."""
-        if self._final is None:
-            self._final = self._cluster.stop_stream(self.name)
-        return self._final
 
 
 class Cluster:
@@ -162,25 +114,32 @@ class Cluster:
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             ray.init(address=address, include_dashboard=False, configure_logging=False)
+        elif address is not None:
+            log.warning("Ray is running in this process already: address %r is not used", address)
         self._lock = threading.RLock()
-        self._hosts: dict[str, _Host] = {}
+        self._hosts: dict[str, RemoteHost] = {}
         self._streams: dict[str, StreamRecord] = {}
-        self._calls = 0
+        self._counter = CallCounter()
+        self._placements = itertools.count()
         self._failovers = 0
         self._closed = False
         self._stopping = threading.Event()
+        self._snapshot = ClusterMetrics({}, {}, 0, 0)
         try:
-            self._scan_nodes()
-            self._await_hosts(self._start_timeout)
+            with self._lock:
+                self._scan_nodes()
+                self._await_hosts(self._start_timeout)
+            if not any(host.usable for host in self._hosts.values()):
+                raise ClusterError(
+                    "no Ray node could host streams: none has "
+                    f"{cpus_per_node or 1} CPU(s) free for framering's workers"
+                )
         except BaseException:
+            for host in self._hosts.values():
+                host.kill()
             self._shutdown_ray()
             raise
-        if not any(host.ready for host in self._hosts.values()):
-            self._shutdown_ray()
-            raise ClusterError(
-                "no Ray node could host streams: none has "
-                f"{cpus_per_node or 1} CPU(s) free for framering's workers"
-            )
+        self._publish()
         self._watcher = threading.Thread(
             target=self._watch, name="framering-cluster-watch", daemon=True
         )
@@ -194,22 +153,20 @@ class Cluster:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Cluster({len(self.node_ids)} nodes, {len(self._streams)} streams)"
+        snapshot = self._snapshot
+        live = sum(1 for node in snapshot.nodes.values() if node.alive)
+        return f"Cluster({live} nodes, {len(snapshot.streams)} streams)"
 
     @property
     def node_ids(self) -> list[str]:
         """Nodes whose host is up and takes streams."""
         with self._lock:
-            return [h.node_id for h in self._hosts.values() if h.ready and h.alive]
+            return [h.node_id for h in self._hosts.values() if h.usable]
 
-    # ------------------------------------------------------------------ Ray calls
-    def _call(self, host: _Host, method: str, *args: Any, **kwargs: Any) -> Any:
-        """One remote call to a host (counted: the driver's cost is these)."""
-        self._calls += 1
-        return getattr(host.actor, method).remote(*args, **kwargs)
-
+    # ------------------------------------------------------------------ hosts
     def _scan_nodes(self) -> None:
-        """Start a host on each live node that has none; a node Ray says is dead is lost."""
+        """Start a host on each live node that has none (or whose host died while the node
+        lives on); a node Ray says is dead is lost. The lock held."""
         for node in ray.nodes():
             node_id = node["NodeID"]
             host = self._hosts.get(node_id)
@@ -217,21 +174,16 @@ class Cluster:
                 if host is not None and host.alive:
                     self._lose(host, "Ray reports the node dead")
                 continue
-            if host is not None:
+            if host is not None and host.alive:
                 continue
             total = int(node.get("Resources", {}).get("CPU", 0))
             cpus = total if self._cpus_per_node is None else self._cpus_per_node
             if cpus < 1 or total < cpus:
                 continue
-            actor = _RemoteHost.options(
-                num_cpus=cpus,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-                max_restarts=0,
-                max_concurrency=HOST_THREADS,
-            ).remote(node_id, cpus, self._ring_slots)
-            host = _Host(node_id, cpus, actor)
-            host.pending = self._call(host, "ping")
-            self._hosts[node_id] = host
+            if host is not None:
+                host.kill()  # dead already; a new host takes the node
+                log.info("starting a new framering host on node %s", node_id)
+            self._hosts[node_id] = RemoteHost(node_id, cpus, self._ring_slots, self._counter)
 
     def _await_hosts(self, timeout: float) -> None:
         pending = {h.pending: h for h in self._hosts.values() if not h.ready and h.pending}
@@ -244,8 +196,9 @@ class Cluster:
             if ref not in ready:
                 log.warning("the host on node %s did not start within %g s", host.node_id, timeout)
 
-    def _answered(self, host: _Host, ref: Any) -> None:
-        """A host answered a ping or a report (or Ray says it never will)."""
+    def _answered(self, host: RemoteHost, ref: Any) -> None:
+        """A host answered a ping or a report (or Ray says it never will). The lock held."""
+        asked_at = host.asked_at
         host.pending = None
         try:
             answer = ray.get(ref)
@@ -255,16 +208,26 @@ class Cluster:
             self._lose(host, f"its host died ({type(error).__name__})")
             return
         if isinstance(answer, HostReport):
-            self._take_report(host, answer)
+            self._take_report(host, answer, asked_at)
         elif not host.ready:
             host.ready = True
             log.info("framering host up on node %s (%d workers)", host.node_id, host.cpus)
 
-    def _take_report(self, host: _Host, report: HostReport) -> None:
+    def _take_report(self, host: RemoteHost, report: HostReport, asked_at: float) -> None:
         host.take(report)
-        for stream in report.streams:
-            record = self._streams.get(stream.name)
-            if record is None or record.node_id != host.node_id:
+        found = {(s.name, s.placement): s for s in report.streams}
+        for record in self._streams.values():
+            if record.node_id != host.node_id:
+                continue
+            stream = found.get((record.config.name, record.placement))
+            if stream is None:
+                if record.placed_at < asked_at:  # it should have been in this report
+                    log.warning(
+                        "stream %r no longer runs on node %s: placing it again",
+                        record.config.name,
+                        host.node_id,
+                    )
+                    record.unplace(None, StreamState.WAITING)
                 continue
             resumed = stream.first_delivery_wall
             if record.lost_wall is not None and resumed is not None:
@@ -291,7 +254,9 @@ class Cluster:
                 if started >= next_scan:
                     next_scan = started + NODE_SCAN_S
                     with self._lock:
-                        self._scan_nodes()
+                        if not self._closed:
+                            self._scan_nodes()
+                            self._publish()
             except Exception:
                 if self._stopping.is_set():
                     return
@@ -301,37 +266,48 @@ class Cluster:
     def _round(self) -> None:
         """Ask every host for its report, take the answers that come within the period."""
         with self._lock:
+            now = time.monotonic()
             for host in self._hosts.values():
-                if host.alive and host.pending is None and host.ready:
-                    host.pending = self._call(host, "report")
+                if host.usable and host.pending is None:
+                    host.ask_report(now)
             pending = {h.pending: h for h in self._hosts.values() if h.alive and h.pending}
-        if not pending:
-            return
-        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=self._period)
+        if pending:
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=self._period)
+        else:
+            ready = []
         with self._lock:
+            if self._closed:
+                return
             for ref in ready:
                 host = pending[ref]
-                if host.alive:
+                if host.alive and host.pending is ref:
                     self._answered(host, ref)
             self._place_waiting()
+            self._publish()
 
-    def _lose(self, host: _Host, why: str) -> None:
-        """The node is gone: its streams are set up again on the survivors."""
+    def _lose(self, host: RemoteHost, why: str) -> None:
+        """The host is gone (its node, or its process): its streams are set up again on the
+        survivors. The lock held."""
         if not host.alive:
             return
-        host.alive = False
-        host.pending = None
+        host.kill()
         now = time.time()
         lost = [r for r in self._streams.values() if r.node_id == host.node_id]
-        log.warning("node %s lost (%s): %d stream(s) to re-place", host.node_id, why, len(lost))
+        running = sum(1 for r in lost if r.state is StreamState.RUNNING)
+        log.warning("node %s lost (%s): %d stream(s) to re-place", host.node_id, why, running)
         for record in lost:
+            if record.state is not StreamState.RUNNING:
+                # failed (a bug of its spec: not run again), or being moved or stopped by a
+                # call that goes on from here
+                record.unplace(None, record.state)
+                continue
             record.unplace(None, StreamState.WAITING)
             record.restarts += 1
             record.lost_wall = now
         # its segments outlive it where the machine does: the survivors' sweep unlinks them
         for survivor in self._hosts.values():
-            if survivor.alive and survivor.ready:
-                self._call(survivor, "reclaim")
+            if survivor.usable:
+                survivor.call("reclaim")
         reclaim_orphans()
         self._place_waiting()
 
@@ -339,24 +315,26 @@ class Cluster:
         for record in list(self._streams.values()):
             if record.state is not StreamState.WAITING:
                 continue
+            restart = record.restarts > 0 and record.lost_wall is not None
             record.state = StreamState.STARTING  # not picked again while it is being placed
             try:
                 self._place(record)
             except ClusterError as error:
                 record.state = StreamState.WAITING
                 log.error("stream %r waits for a node: %s", record.config.name, error)
-                return
+                continue
             except Exception as error:  # its setup raised on the new node
                 record.state = StreamState.FAILED
                 record.error = f"{type(error).__name__}: {error}"
                 log.error("stream %r could not be set up again: %s", record.config.name, error)
                 continue
-            self._failovers += 1
+            if restart:
+                self._failovers += 1
             log.warning(
                 "stream %r re-placed on node %s at frame %d (restart %d, %d frames lost so far)",
                 record.config.name,
                 record.node_id,
-                record.last_index + 1 if record.report is None else record.report.first_index,
+                record.report.first_index if record.report else record.last_index + 1,
                 record.restarts,
                 record.dropped,
             )
@@ -369,7 +347,7 @@ class Cluster:
         for record in self._streams.values():
             if record.node_id is not None:
                 by_node.setdefault(record.node_id, []).append(record)
-        live = [h for h in self._hosts.values() if h.alive and h.ready]
+        live = [h for h in self._hosts.values() if h.usable]
         # a node that measured nothing yet is predicted from what the others measured
         measured = sorted(h.ns_per_pixel for h in live if h.ns_per_pixel is not None)
         typical = measured[len(measured) // 2] if measured else None
@@ -389,26 +367,25 @@ class Cluster:
 
     def _place(self, record: StreamRecord, node_id: str | None = None) -> None:
         """Start the stream on ``node_id``, or on the node with the most unreserved capacity
-        that has room (the lock held)."""
+        that has room. The lock held."""
         tried: list[str] = []
+        config = record.config
         while True:
-            now = time.time()
             if node_id is not None:
-                target = self._hosts[node_id]
+                target = self._usable_host(node_id)
             else:
-                load = choose_node(self._loads(now), exclude=tried)
+                load = choose_node(self._loads(time.time()), exclude=tried)
                 if load is None:
                     raise ClusterError(
-                        f"no node can take stream {record.config.name!r}"
+                        f"no node can take stream {config.name!r}"
                         + (f" (full: {', '.join(tried)})" if tried else " (no live node)")
                     )
                 target = self._hosts[load.node_id]
-            config = record.config
-            ref = self._call(
-                target,
+            ref = target.call(
                 "start",
                 config.name,
                 config.spec,
+                placement=next(self._placements),
                 width=config.width,
                 height=config.height,
                 output=config.output,
@@ -426,20 +403,35 @@ class Cluster:
                     raise
                 tried.append(target.node_id)
                 continue
+            except (GetTimeoutError, ActorUnavailableError) as error:
+                # it may still come up there: it must not run unknown to the driver
+                target.call("stop", config.name)
+                raise ClusterError(
+                    f"stream {config.name!r} was not set up on node {target.node_id} within "
+                    f"{self._start_timeout:g} s ({type(error).__name__})"
+                ) from error
             except RayActorError as error:
                 self._lose(target, f"its host died ({type(error).__name__})")
                 if node_id is not None:
                     raise ClusterError(f"node {node_id} was lost") from error
                 continue
-            except GetTimeoutError as error:
-                # it may still come up there: it must not run unknown to the driver
-                self._call(target, "stop", config.name)
-                raise ClusterError(
-                    f"stream {config.name!r} was not set up on node {target.node_id} within "
-                    f"{self._start_timeout:g} s"
-                ) from error
             record.placed(target.node_id, report, time.time())
             return
+
+    def _stop_on_node(self, record: StreamRecord) -> StreamReport | None:
+        """Stop the stream where it runs; its final figures there (None if its host is gone:
+        then the host is lost). The lock held."""
+        if record.node_id is None:
+            return None
+        host = self._hosts[record.node_id]
+        if not host.alive:
+            return None
+        try:
+            return ray.get(host.call("stop", record.config.name), timeout=CONTROL_TIMEOUT_S)
+        except RayActorError as error:
+            if not isinstance(error, ActorUnavailableError):
+                self._lose(host, f"its host died ({type(error).__name__})")
+            return None
 
     # ------------------------------------------------------------------ streams
     def open_stream(
@@ -458,7 +450,12 @@ class Cluster:
     ) -> ClusterStream:
         """Place a stream on the node with the most unreserved capacity (or on ``node_id``),
         run ``spec.setup`` there and start its live loop at ``fps``. Returns once it runs;
-        the spec's own exceptions from ``setup`` come back here."""
+        the spec's own exceptions from ``setup`` come back here.
+
+        Raises:
+            ClusterError: no live node has room for it (or ``node_id`` has no live host).
+            InvalidArgumentError: a bad argument, or a spec that does not pickle.
+        """
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError("a stream's name must be a non-empty string")
         if not isinstance(spec, StreamSpec):
@@ -467,6 +464,12 @@ class Cluster:
             )
         if policy not in POLICIES:
             raise InvalidValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        slots = positive_int(slots, "slots", self._ring_slots)
+        if slots < LIVE_LOOP_SLOTS:
+            raise InvalidValueError(
+                f"a stream needs slots >= {LIVE_LOOP_SLOTS} (one frame shown while the next "
+                f"renders), not {slots}"
+            )
         try:
             pickled = ray.cloudpickle.dumps(spec)
         except Exception as error:
@@ -481,62 +484,62 @@ class Cluster:
             str(output),
             check_fps(fps),
             check_weight(weight),
-            positive_int(slots, "slots", self._ring_slots),
+            slots,
             policy,
         )
         with self._lock:
             self._check_open()
             if name in self._streams:
                 raise InvalidValueError(f"a stream named {name!r} is open already")
-            if node_id is not None:
-                self._live_host(node_id)
             record = StreamRecord(config)
-            self._place(record, node_id)
+            try:
+                self._place(record, node_id)
+            finally:
+                self._publish()
             self._streams[name] = record
+            self._publish()
         log.info("stream %r opened on node %s", name, record.node_id)
         return ClusterStream(self, name)
 
     def move(self, stream: ClusterStream | str, node_id: str) -> None:
         """Re-place a stream on ``node_id`` by hand: it stops on its node (``teardown``
-        there), then ``setup`` runs on the new one, and it carries on at the frame due then."""
+        there), then ``setup`` runs on the new one, and it carries on at the frame due then.
+        If the new node cannot take it, it is placed wherever there is room, and the error is
+        raised."""
         name = stream.name if isinstance(stream, ClusterStream) else stream
         with self._lock:
             self._check_open()
             record = self._record(name)
-            target = self._live_host(node_id)
+            self._usable_host(node_id)
             if record.node_id == node_id:
                 return
             if record.state is StreamState.FAILED:
                 raise InvalidValueError(f"stream {name!r} failed: stop it, and open it anew")
-            if record.node_id is not None:
-                final = ray.get(
-                    self._call(self._hosts[record.node_id], "stop", name),
-                    timeout=CONTROL_TIMEOUT_S,
-                )
-                record.unplace(final, StreamState.WAITING)
+            record.state = StreamState.MOVING  # a loss of its node meanwhile leaves it to us
+            final = self._stop_on_node(record)
+            record.unplace(final, StreamState.STARTING)
             record.moves += 1
-            record.state = StreamState.STARTING
             try:
-                self._place(record, target.node_id)
+                self._place(record, node_id)
             except Exception:
                 log.exception("stream %r could not move to node %s", name, node_id)
                 record.state = StreamState.WAITING
                 self._place_waiting()  # somewhere, rather than nowhere
                 raise
+            finally:
+                self._publish()
         log.info("stream %r moved to node %s", name, node_id)
 
     def stop_stream(self, name: str) -> ClusterStreamMetrics:
         """Stop a stream and forget it (``ClusterStream.stop``); its final figures."""
         with self._lock:
             record = self._record(name)
-            if record.node_id is not None:
-                host = self._hosts[record.node_id]
-                final = None
-                if host.alive:
-                    final = ray.get(self._call(host, "stop", name), timeout=CONTROL_TIMEOUT_S)
-                record.unplace(final, StreamState.STOPPED)
-            record.state = StreamState.STOPPED if record.error is None else StreamState.FAILED
+            failed = record.state is StreamState.FAILED
+            record.state = StreamState.FAILED if failed else StreamState.STOPPED
+            final = self._stop_on_node(record)
+            record.unplace(final, record.state)
             del self._streams[name]
+            self._publish()
         log.info("stream %r stopped", name)
         return record.figures(None, time.time())
 
@@ -546,9 +549,9 @@ class Cluster:
             raise InvalidValueError(f"the cluster has no stream named {name!r}")
         return record
 
-    def _live_host(self, node_id: str) -> _Host:
+    def _usable_host(self, node_id: str) -> RemoteHost:
         host = self._hosts.get(node_id)
-        if host is None or not (host.alive and host.ready):
+        if host is None or not host.usable:
             raise ClusterError(f"node {node_id} has no live framering host")
         return host
 
@@ -557,44 +560,33 @@ class Cluster:
             raise EngineClosedError("the cluster is closed")
 
     # ------------------------------------------------------------------ figures
-    def stream_metrics(self, name: str) -> ClusterStreamMetrics:
-        with self._lock:
-            record = self._record(name)
+    def _publish(self) -> None:
+        """Make the snapshot ``metrics()`` gives (the lock held)."""
+        now = time.time()
+        streams: dict[str, ClusterStreamMetrics] = {}
+        by_node: dict[str, list[ClusterStreamMetrics]] = {}
+        for name, record in self._streams.items():
             host = self._hosts.get(record.node_id) if record.node_id else None
-            return record.figures(host.ns_per_pixel if host else None, time.time())
+            figures = record.figures(host.ns_per_pixel if host else None, now)
+            streams[name] = figures
+            if figures.node_id is not None:
+                by_node.setdefault(figures.node_id, []).append(figures)
+        nodes = {
+            host.node_id: _node_figures(host, by_node.get(host.node_id, []))
+            for host in self._hosts.values()
+        }
+        self._snapshot = ClusterMetrics(nodes, streams, self._counter.calls, self._failovers)
 
     def metrics(self) -> ClusterMetrics:
-        """Per node and per stream, as of the hosts' last reports (no Ray call)."""
-        with self._lock:
-            now = time.time()
-            streams: dict[str, ClusterStreamMetrics] = {}
-            for name, record in self._streams.items():
-                host = self._hosts.get(record.node_id) if record.node_id else None
-                streams[name] = record.figures(host.ns_per_pixel if host else None, now)
-            by_node: dict[str, list[ClusterStreamMetrics]] = {}
-            for figures in streams.values():
-                if figures.node_id is not None:
-                    by_node.setdefault(figures.node_id, []).append(figures)
-            nodes = {
-                host.node_id: self._node_figures(host, by_node.get(host.node_id, []))
-                for host in self._hosts.values()
-            }
-            return ClusterMetrics(nodes, streams, self._calls, self._failovers)
+        """Per node and per stream, as of the hosts' last reports (no Ray call, no wait)."""
+        return self._snapshot
 
-    @staticmethod
-    def _node_figures(host: _Host, mine: list[ClusterStreamMetrics]) -> NodeMetrics:
-        report = host.report
-        return NodeMetrics(
-            node_id=host.node_id,
-            alive=host.alive,
-            capacity=float(host.cpus),
-            reserved=sum(s.demand for s in mine),
-            workers=0 if report is None or not host.alive else report.workers,
-            fps=sum(s.fps for s in mine),
-            streams=tuple(s.name for s in mine),
-            host_pid=None if report is None else report.pid,
-            worker_pids=() if report is None or not host.alive else report.worker_pids,
-        )
+    def stream_metrics(self, name: str) -> ClusterStreamMetrics:
+        """One stream's figures (``metrics().streams[name]``)."""
+        figures = self._snapshot.streams.get(name)
+        if figures is None:
+            raise InvalidValueError(f"the cluster has no stream named {name!r}")
+        return figures
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
@@ -607,29 +599,50 @@ class Cluster:
         self._stopping.set()
         self._watcher.join(self._period + CONTROL_TIMEOUT_S)
         forget_at_exit(self)
-        with self._lock:
-            hosts = [h for h in self._hosts.values() if h.alive]
-            closing = {self._call(h, "close"): h for h in hosts}
-            if closing:
-                done, _ = ray.wait(
-                    list(closing), num_returns=len(closing), timeout=CONTROL_TIMEOUT_S
-                )
-                for ref in done:
-                    try:
-                        ray.get(ref)
-                    except RayActorError:
-                        pass
-                for ref, host in closing.items():
-                    if ref not in done:
-                        log.warning("the host on node %s did not close in time", host.node_id)
-            for host in hosts:
-                ray.kill(host.actor)
-            for record in self._streams.values():
-                if record.node_id is not None:
+        try:
+            with self._lock:
+                self._close_hosts()
+                for record in self._streams.values():
                     record.unplace(None, StreamState.STOPPED)
-        self._shutdown_ray()
-        reclaim_orphans()
+                self._publish()
+        finally:
+            self._shutdown_ray()
+            reclaim_orphans()
+
+    def _close_hosts(self) -> None:
+        hosts = [h for h in self._hosts.values() if h.alive]
+        try:
+            closing = {h.call("close"): h for h in hosts}
+            done, _ = ray.wait(list(closing), num_returns=len(closing), timeout=CONTROL_TIMEOUT_S)
+            for ref in done:
+                try:
+                    ray.get(ref)
+                except RayError as error:
+                    log.warning(
+                        "the host on node %s failed to close: %s", closing[ref].node_id, error
+                    )
+            for ref, host in closing.items():
+                if ref not in done:
+                    log.warning("the host on node %s did not close in time", host.node_id)
+        finally:
+            for host in hosts:
+                host.kill()
 
     def _shutdown_ray(self) -> None:
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
+
+
+def _node_figures(host: RemoteHost, mine: list[ClusterStreamMetrics]) -> NodeMetrics:
+    report = host.report
+    return NodeMetrics(
+        node_id=host.node_id,
+        alive=host.alive,
+        capacity=float(host.cpus),
+        reserved=sum(s.demand for s in mine),
+        workers=0 if report is None or not host.alive else report.workers,
+        fps=sum(s.fps for s in mine),
+        streams=tuple(s.name for s in mine),
+        host_pid=None if report is None else report.pid,
+        worker_pids=() if report is None or not host.alive else report.worker_pids,
+    )

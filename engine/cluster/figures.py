@@ -15,6 +15,8 @@ class StreamState(StrEnum):
     STARTING = "starting"
     """Being set up on its node."""
     RUNNING = "running"
+    MOVING = "moving"
+    """Being stopped on its node to start on another (``Cluster.move``)."""
     WAITING = "waiting"
     """Its node was lost and no other node could take it yet."""
     STOPPED = "stopped"
@@ -27,6 +29,9 @@ class StreamReport:
     """One stream as its host sees it, since it was placed there."""
 
     name: str
+    placement: int
+    """Which placement of the stream this is (the driver numbers them): a report of an
+    earlier one, of the same name on the same node, is told apart."""
     state: StreamState
     delivered: int
     """Frames handed to ``deliver`` on this node."""

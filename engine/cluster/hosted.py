@@ -28,6 +28,11 @@ from framering.streams import Stream
 
 log = logging.getLogger("framering.cluster")
 
+
+class _Stopping(Exception):
+    """Raised in the stream's own scene call once it is asked to stop."""
+
+
 # How long stop() waits for the stream's thread to finish its frame and the spec's teardown.
 STOP_TIMEOUT_S: Final = 10.0
 
@@ -41,6 +46,7 @@ class HostedStream:
         spec: StreamSpec,
         engine: Engine,
         *,
+        placement: int,
         fps: float,
         weight: float,
         slots: int,
@@ -50,6 +56,7 @@ class HostedStream:
     ) -> None:
         self.name = name
         self.engine = engine
+        self.placement = placement
         self._spec = spec
         self._fps = fps
         self._policy = policy
@@ -79,12 +86,15 @@ class HostedStream:
         return width * height
 
     def _scene(self, t: float, index: int) -> Sequence[Layer]:
+        if self._stop.is_set():  # asked to stop: end the loop even if no frame comes out
+            raise _Stopping
         return self._spec.scene(t + self._first_index / self._fps, index + self._first_index)
 
     def _run(self) -> None:
         offset_t = self._first_index / self._fps
-        frames = self._stream.stream(self._scene, self._fps, policy=self._policy)
+        frames = None
         try:
+            frames = self._stream.stream(self._scene, self._fps, policy=self._policy)
             for frame in frames:
                 if self._stop.is_set():
                     break
@@ -96,12 +106,15 @@ class HostedStream:
                 self._last_index = index
                 if self._first_delivery_wall is None:
                     self._first_delivery_wall = time.time()
+        except _Stopping:
+            pass
         except BaseException:
             self._error = traceback.format_exc()
             self._state = StreamState.FAILED
             log.error("stream %r failed on this node:\n%s", self.name, self._error)
         finally:
-            frames.close()  # gives its slots back now, not when it is collected
+            if frames is not None:
+                frames.close()  # gives its slots back now, not when it is collected
             self._stream.close()
             try:
                 self._spec.teardown()
@@ -111,17 +124,30 @@ class HostedStream:
                 self._state = StreamState.STOPPED
 
     def stop(self) -> StreamReport:
-        """Stop after the frame being delivered, tear the spec down; the final figures."""
+        """Stop at the next frame (delivered or due to be submitted), tear the spec down;
+        the final figures. A ``deliver`` or ``scene`` stuck in the user's code holds it up
+        to ``STOP_TIMEOUT_S``, after which it is left to finish in the background."""
         self._stop.set()
         self._thread.join(STOP_TIMEOUT_S)
         if self._thread.is_alive():
-            log.warning("stream %r did not stop within %g s", self.name, STOP_TIMEOUT_S)
+            log.warning(
+                "stream %r did not stop within %g s (its scene or deliver is stuck); it stops "
+                "at its next frame",
+                self.name,
+                STOP_TIMEOUT_S,
+            )
         return self.report()
+
+    @property
+    def running(self) -> bool:
+        """Its thread has not finished (its engine stream still holds its name)."""
+        return self._thread.is_alive()
 
     def report(self) -> StreamReport:
         figures = self._stream.metrics()
         return StreamReport(
             name=self.name,
+            placement=self.placement,
             state=self._state,
             delivered=self._delivered,
             first_index=self._first_index,

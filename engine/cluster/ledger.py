@@ -8,6 +8,7 @@ order. Plain bookkeeping, tested without Ray.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from framering.clock import Policy
@@ -48,6 +49,11 @@ class StreamRecord:
     report: StreamReport | None = None
     """The latest report of its current placement."""
     placed_wall: float = 0.0
+    placement: int = -1
+    """Number of its current placement: reports of an earlier one are not its."""
+    placed_at: float = 0.0
+    """``time.monotonic()`` when its current placement started (a report asked for before
+    then may not know it)."""
     last_index: int = -1
     delivered: int = 0
     late: int = 0
@@ -66,7 +72,9 @@ class StreamRecord:
         self.epoch = report.epoch
         self.node_id = node_id
         self.report = report
+        self.placement = report.placement
         self.placed_wall = now
+        self.placed_at = time.monotonic()
         self.state = report.state
         self.error = report.error
 

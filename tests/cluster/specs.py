@@ -42,6 +42,25 @@ class Recording(StreamSpec):
         self.engine.free(self.picture)
 
 
+class NeverDone(Recording):
+    """Each frame takes far longer than its ticks allow (a big translucent stack that moves
+    every frame, so that damage tracking cannot skip it, run at 1000 fps): under drop, not
+    one is ever delivered."""
+
+    def scene(self, t: float, index: int) -> Sequence[Layer]:
+        return [Layer(self.picture, x=(index + i) % 5, opacity=0.5) for i in range(300)]
+
+
+class SlowSetup(Recording):
+    def __init__(self, path: str, seconds: float) -> None:
+        super().__init__(path)
+        self.seconds = seconds
+
+    def setup(self, engine: Engine) -> None:
+        super().setup(engine)
+        time.sleep(self.seconds)
+
+
 class FailsOnSetup(StreamSpec):
     def setup(self, engine: Engine) -> None:
         raise RuntimeError("the camera is unplugged")

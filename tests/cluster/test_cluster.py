@@ -184,6 +184,8 @@ def test_bad_streams_are_refused_at_open_with_the_cause(
         open_with(specs.FailsOnSetup())
     with pytest.raises(InvalidValueError, match="fps"):
         open_with(specs.Recording("/dev/null"), fps=0)
+    with pytest.raises(InvalidValueError, match="slots >= 2"):
+        open_with(specs.Recording("/dev/null"), slots=1)
     with pytest.raises(ClusterError, match="no live framering host"):
         open_with(specs.Recording("/dev/null"), node_id="f" * 56)
     stream = _open(cluster, "taken", tmp_path / "taken")
@@ -216,9 +218,17 @@ def test_streams_of_a_lost_node_resume_on_the_survivors(
 ) -> None:
     victim = cluster.node_ids[0]
     streams = [_open(cluster, f"survive-{i}", tmp_path / f"v{i}", node_id=victim) for i in range(2)]
+    broken = cluster.open_stream(
+        "broken",
+        specs.FailsAtFrame(str(tmp_path / "broken"), bad=5),
+        width=SIZE[0],
+        height=SIZE[1],
+        node_id=victim,
+    )
     others = [_open(cluster, f"bystander-{i}", tmp_path / f"b{i}") for i in range(2)]
     assert victim not in {s.node_id for s in others}  # the victim was the busiest node
     assert wait_for(lambda: len(delivered(str(tmp_path / "v1"))) >= 30, 10)
+    assert wait_for(lambda: broken.metrics().state is StreamState.FAILED, 10)
     host_pid_alive = {
         pid: psutil.pid_exists(pid) for pid in cluster.metrics().nodes[victim].worker_pids
     }
@@ -244,6 +254,10 @@ def test_streams_of_a_lost_node_resume_on_the_survivors(
         figures = stream.metrics()
         assert figures.restarts == 1 and figures.dropped > 0
         assert figures.node_id != victim
+    # a stream that failed is a bug of its spec: it is not set up again elsewhere
+    assert broken.metrics().state is StreamState.FAILED and broken.metrics().restarts == 0
+    assert broken.metrics().node_id is None
+    broken.stop()
     assert cluster.metrics().nodes[victim].alive is False
     assert victim not in cluster.node_ids
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("framering")]

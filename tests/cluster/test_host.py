@@ -10,8 +10,10 @@ import psutil
 import pytest
 
 from framering import SlotReservationError
+from framering.cluster import host as host_module
 from framering.cluster.figures import StreamState
 from framering.cluster.host import NodeHost
+from tests.cluster import specs
 from tests.cluster.specs import (
     SIZE,
     FailsAtFrame,
@@ -25,6 +27,7 @@ from tests.cluster.specs import (
 
 def _start(host: NodeHost, name: str, spec: object, **options: object):  # type: ignore[no-untyped-def]
     arguments = dict(
+        placement=0,
         width=SIZE[0],
         height=SIZE[1],
         output="rgba",
@@ -125,3 +128,55 @@ def test_close_stops_every_stream_and_leaves_no_worker(tmp_path: pathlib.Path) -
     assert "teardown" in lines(str(tmp_path / "s")) and "teardown" in lines(str(tmp_path / "t"))
     with pytest.raises(ValueError, match="closing"):
         _start(node, "u", Recording("/dev/null"))
+
+
+def test_an_engine_no_stream_uses_is_closed_after_a_while(
+    host: NodeHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(host_module, "ENGINE_IDLE_S", 0.0)
+    _start(host, "s", Recording("/dev/null"))
+    pids = host.report().worker_pids
+    assert pids and host.report().workers == 1  # in use: kept
+    host.stop("s")
+    report = host.report()  # the report closes what nobody uses
+    assert report.workers == 0 and not report.worker_pids
+    assert wait_for(lambda: not any(psutil.pid_exists(pid) for pid in pids), 5)
+    _start(host, "t", Recording("/dev/null"))  # a stream of that size makes a new one
+    assert host.report().workers == 1
+
+
+def test_a_stream_stops_even_when_no_frame_comes_out(
+    host: NodeHost, tmp_path: pathlib.Path
+) -> None:
+    path = str(tmp_path / "s")
+    _start(host, "s", specs.NeverDone(path), fps=1000.0)
+    time.sleep(0.5)  # nearly every frame is late: few come out, scene is still called
+    started = time.monotonic()
+    final = host.stop("s")
+    assert time.monotonic() - started < 2.0
+    assert final is not None and final.dropped > 10 * final.delivered
+    assert "teardown" in lines(path)
+
+
+def test_a_stream_stopped_while_it_sets_up_never_runs(
+    host: NodeHost, tmp_path: pathlib.Path
+) -> None:
+    import threading
+
+    path = str(tmp_path / "slow")
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            _start(host, "slow", specs.SlowSetup(path, seconds=1.0))
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    time.sleep(0.3)
+    assert host.stop("slow") is None  # still setting up: it is cancelled
+    thread.join(10)
+    assert errors and "stopped while it was being set up" in str(errors[0])
+    assert not host.report().streams
+    assert "teardown" in lines(path)

@@ -55,6 +55,7 @@ def _config(fps: float = 30.0) -> StreamConfig:
 def _report(first: int, delivered: int, **figures: object) -> StreamReport:
     values = dict(
         name="s",
+        placement=0,
         state=StreamState.RUNNING,
         delivered=delivered,
         first_index=first,
