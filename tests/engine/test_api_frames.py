@@ -314,13 +314,15 @@ def test_threads_sharing_few_slots_are_served_in_turn(eng: Engine) -> None:
     threads = [threading.Thread(target=client, args=(i,)) for i in range(len(served))]
     for thread in threads:
         thread.start()
-    wait_until(lambda: sum(served) >= 800, "800 frames served", timeout=120)
-    stop.set()
-    for thread in threads:
-        thread.join(60)
+    try:
+        wait_until(lambda: sum(served) >= 800, "800 frames served", timeout=120)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        eng.free(source)  # also when it fails: one failure, not a leaked segment besides
     # first come, first served: nobody starves (unfair hand-offs gave 5 of 8 threads ~nothing)
     assert min(served) >= sum(served) / len(served) / 4, served
-    eng.free(source)
 
 
 def test_a_second_writer_of_a_live_source_waits_for_its_turn(eng: Engine) -> None:
