@@ -158,9 +158,10 @@ def test_entry_points_are_found_and_helpers_are_not() -> None:
     assert not names & {"deliver_rows", "blend_channel", "general_span", "copy_span"}
 
 
-def test_warmup_compiles_every_entry_point() -> None:
+def _fresh_interpreter(script: str) -> list[str]:
+    """What ``script`` prints, run in a new interpreter (nothing compiled yet)."""
     done = subprocess.run(
-        [sys.executable, "-c", WARMUP_CHECK],
+        [sys.executable, "-c", script],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -168,7 +169,12 @@ def test_warmup_compiles_every_entry_point() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert not done.stdout.split(), f"warmup() does not compile {done.stdout.split()}"
+    return done.stdout.split()
+
+
+def test_warmup_compiles_every_entry_point() -> None:
+    missing = _fresh_interpreter(WARMUP_CHECK)
+    assert not missing, f"warmup() does not compile {missing}"
 
 
 SAME_SPECIALISATION_CHECK = """
@@ -190,13 +196,4 @@ print(len(composite_stack_kernel.signatures) - before)
 def test_the_stack_kernel_is_specialised_once_whatever_the_boxes_writability() -> None:
     # a worker passes boxes read from its message: a specialisation that warmup() did not
     # make would be loaded at its first frame, which then misses a 60 fps tick (~20 ms)
-    done = subprocess.run(
-        [sys.executable, "-c", SAME_SPECIALISATION_CHECK],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0"]
+    assert _fresh_interpreter(SAME_SPECIALISATION_CHECK) == ["0"]
