@@ -48,7 +48,7 @@ class NeverDone(Recording):
     one is ever delivered."""
 
     def scene(self, t: float, index: int) -> Sequence[Layer]:
-        return [Layer(self.picture, x=(index + i) % 5, opacity=0.5) for i in range(300)]
+        return [Layer(self.picture, x=(index + i) % 5, opacity=0.5) for i in range(1200)]
 
 
 class SlowSetup(Recording):

@@ -154,7 +154,7 @@ def test_a_stream_stops_even_when_no_frame_comes_out(
     started = time.monotonic()
     final = host.stop("s")
     assert time.monotonic() - started < 2.0
-    assert final is not None and final.dropped > 10 * final.delivered
+    assert final is not None and final.dropped > 3 * final.delivered
     assert "teardown" in lines(path)
 
 
