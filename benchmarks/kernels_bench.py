@@ -25,7 +25,13 @@ import numpy as np
 
 from framering import kernels
 from framering.kernels import LayerStack, composite_stack
-from framering.kernels.reference import composite_stack_reference, premultiplied_difference
+from framering.kernels.reference import (
+    composite_stack_exact,
+    premultiplied_difference,
+    stack_errors,
+    stack_within_tolerance,
+    to_rgba8,
+)
 from framering.kernels.workloads import WORKLOAD_NAMES, build
 
 from .baselines import pillow
@@ -38,7 +44,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def bench_workload(name: str, quick: bool) -> dict[str, object]:
     print(f"{name}: building layers and the float64 reference ...", file=sys.stderr, flush=True)
     workload = build(name)
-    reference = composite_stack_reference(workload.width, workload.height, workload.layers)
+    exact = composite_stack_exact(workload.width, workload.height, workload.layers)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straight = np.where(exact[..., 3:4] > 0, exact[..., :3] / exact[..., 3:4], 0.0)
+    reference = np.concatenate([to_rgba8(straight), to_rgba8(exact[..., 3:4] / 255.0)], axis=2)
     stack = LayerStack.prepare(workload.width, workload.height, workload.layers)
     frame = np.empty((workload.height, workload.width, 4), np.uint8)
     copied_bytes = workload.layer_bytes + workload.frame_bytes
@@ -68,6 +77,8 @@ def bench_workload(name: str, quick: bool) -> dict[str, object]:
     samples.update(pillow_samples)
 
     kernel_error = float(premultiplied_difference(frame, reference).max())
+    if not stack_within_tolerance(frame, exact):
+        raise AssertionError(f"{name}: the kernel's picture is wrong: {stack_errors(frame, exact)}")
     pillow_error = float(premultiplied_difference(pillow_frame(), reference).max())
     record: dict[str, object] = {"workload": name, "bytes_copied_by_memcpy": copied_bytes}
     for tool, values in samples.items():
@@ -82,6 +93,7 @@ def bench_workload(name: str, quick: bool) -> dict[str, object]:
         100.0 * statistics.median(samples["memcpy"]) / statistics.median(samples["kernel"])
     )
     record["kernel_max_error"] = kernel_error
+    record["kernel_stack_errors"] = stack_errors(frame, exact)
     record["pillow_max_error"] = pillow_error
     for name, compositor in found.items():
         # 8-bit premultiplied layers and frames: a few levels off the exact reference

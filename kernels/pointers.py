@@ -77,3 +77,15 @@ def prefetch_pixels(address, count):  # type: ignore[no-untyped-def]
     """
     for offset in range(0, count * 4, 64):
         _prefetch(address + offset)
+
+
+@KERNEL_INLINE
+def unowned(array):  # type: ignore[no-untyped-def]
+    """The same array without its reference count: a view that owns nothing.
+
+    Every array an inlined helper receives is reference-counted on entry and exit, with an
+    atomic instruction each; a kernel that hands a dozen tables to a helper per span paid
+    more for those than for the pixels (sprites-1080p: a quarter of the frame in
+    ``NRT_incref``). The caller must keep ``array`` itself alive while the view is used.
+    """
+    return numba.carray(_address_to_voidptr(array.ctypes.data), array.shape, array.dtype)

@@ -2,8 +2,8 @@
 
 Tests compare every kernel against these, and benchmarks check their pictures with them.
 Written straight from the W3C formulas (see ``framering.kernels.blend``) with whole-array numpy, no
-cleverness: no packing, no fast paths, no float32. Like the kernels, the frame is RGBA8 between
-layers: each layer's result is rounded with ``floor(255 * value + 0.5)``.
+cleverness: no packing, no fast paths, no float32. A stack is accumulated as premultiplied
+float64 and rounded once, with ``floor(255 * value + 0.5)``.
 """
 
 from __future__ import annotations
@@ -74,19 +74,32 @@ def to_rgba8(value: np.ndarray) -> np.ndarray:
     return np.floor(np.clip(value, 0.0, 1.0) * 255.0 + 0.5 + TIE_NUDGE).astype(np.uint8)
 
 
-def composite_layer_reference(frame: np.ndarray, layer: PixelLayer) -> np.ndarray:
-    """A new frame: ``layer`` composited over ``frame`` (both straight RGBA8)."""
-    out = frame.copy()
-    height, width = frame.shape[:2]
+def _premultiplied(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(colour premultiplied, alpha) of a straight RGBA8 frame, float64 on [0, 1]."""
+    values = frame.astype(np.float64) / 255.0
+    return values[..., :3] * values[..., 3:4], values[..., 3:4].copy()
+
+
+def _straight_rgba8(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Premultiplied float64 colour and alpha rounded once to straight RGBA8."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straight = np.where(alpha > 0, colour / alpha, 0.0)
+    return np.concatenate([to_rgba8(straight), to_rgba8(alpha)], axis=2)
+
+
+def _blend_into(colour: np.ndarray, alpha: np.ndarray, layer: PixelLayer) -> None:
+    """One layer composited into premultiplied float64 ``colour`` and ``alpha``, in place."""
+    height, width = colour.shape[:2]
     h, w = layer.pixels.shape[:2]
     x0, x1 = max(layer.x, 0), min(layer.x + w, width)
     y0, y1 = max(layer.y, 0), min(layer.y + h, height)
     if x0 >= x1 or y0 >= y1 or layer.opacity == 0.0:
-        return out
+        return
     mode = BlendMode.parse(layer.blend)
     o = float(layer.opacity)
     src = layer.pixels[y0 - layer.y : y1 - layer.y, x0 - layer.x : x1 - layer.x].astype(np.float64)
-    dst = frame[y0:y1, x0:x1].astype(np.float64)
+    pre_b = colour[y0:y1, x0:x1]  # ab * Cb
+    ab = alpha[y0:y1, x0:x1]
 
     sa_pixel = src[..., 3:4] / 255.0
     if layer.premultiplied:
@@ -95,36 +108,97 @@ def composite_layer_reference(frame: np.ndarray, layer: PixelLayer) -> np.ndarra
     else:
         cs = src[..., :3] / 255.0
     sa = sa_pixel * o
-    cb = dst[..., :3] / 255.0
-    ab = dst[..., 3:4] / 255.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cb = np.where(ab > 0, np.minimum(1.0, pre_b / ab), 0.0)
 
     if mode is BlendMode.SOURCE:
-        co = sa * cs + (1 - o) * ab * cb
+        co = sa * cs + (1 - o) * pre_b
         ao = sa + (1 - o) * ab
     elif mode is BlendMode.ADD:
-        co = np.minimum(1.0, sa * cs + ab * cb)
+        co = np.minimum(1.0, sa * cs + pre_b)
         ao = np.minimum(1.0, sa + ab)
     else:
         blended = (1 - ab) * cs + ab * blend_function(mode, cb, cs)
-        co = sa * blended + ab * (1 - sa) * cb
+        co = sa * blended + (1 - sa) * pre_b
         ao = sa + ab * (1 - sa)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        straight = np.where(ao > 0, co / ao, 0.0)
-    result = np.concatenate([to_rgba8(straight), to_rgba8(ao)], axis=2)
     if mode is not BlendMode.SOURCE:  # a fully transparent source pixel changes nothing
-        result = np.where(src[..., 3:4] == 0, frame[y0:y1, x0:x1], result)
-    out[y0:y1, x0:x1] = result
-    return out
+        unchanged = src[..., 3:4] == 0
+        co = np.where(unchanged, pre_b, co)
+        ao = np.where(unchanged, ab, ao)
+    colour[y0:y1, x0:x1] = co
+    alpha[y0:y1, x0:x1] = ao
+
+
+def composite_layer_reference(frame: np.ndarray, layer: PixelLayer) -> np.ndarray:
+    """A new frame: ``layer`` composited over ``frame`` (both straight RGBA8), rounded once.
+    Pixels the layer leaves unchanged keep their bytes."""
+    colour, alpha = _premultiplied(frame)
+    _blend_into(colour, alpha, layer)
+    out = _straight_rgba8(colour, alpha)
+    untouched = (frame[..., 3:4] == 0) & (alpha == 0)  # colour under alpha 0 is kept too
+    return np.where(untouched, frame, out)
+
+
+def composite_stack_exact(
+    width: int, height: int, layers: Sequence[PixelLayer], base: np.ndarray | None = None
+) -> np.ndarray:
+    """Layers (bottom first) over ``base`` (default: transparent black), never rounded:
+    (H, W, 4) float64 with premultiplied colour and alpha on a 0-255 scale. What a stack
+    kernel is judged against (:func:`stack_errors`)."""
+    if base is None:
+        colour, alpha = np.zeros((height, width, 3)), np.zeros((height, width, 1))
+    else:
+        colour, alpha = _premultiplied(base)
+    for layer in layers:
+        _blend_into(colour, alpha, layer)
+    return 255.0 * np.concatenate([colour, alpha], axis=2)
 
 
 def composite_stack_reference(
     width: int, height: int, layers: Sequence[PixelLayer], base: np.ndarray | None = None
 ) -> np.ndarray:
-    """Layers (bottom first) composited over ``base`` (default: transparent black)."""
-    frame = np.zeros((height, width, 4), np.uint8) if base is None else base.copy()
-    for layer in layers:
-        frame = composite_layer_reference(frame, layer)
-    return frame
+    """Layers (bottom first) composited over ``base`` (default: transparent black), as
+    straight RGBA8: the exact stack rounded once."""
+    exact = composite_stack_exact(width, height, layers, base) / 255.0
+    return _straight_rgba8(exact[..., :3], exact[..., 3:4])
+
+
+# The tolerance of a whole stack against its exact value (the project's quality bar): one
+# unit of straight colour where the result's alpha is at least half (below that straight
+# colour is ill-conditioned: at alpha 1 a premultiplied step of 1/255 moves it by 255), 1.5
+# of premultiplied colour everywhere, and one unit of alpha.
+STACK_STRAIGHT_TOLERANCE = 1.0
+STACK_STRAIGHT_MIN_ALPHA = 128
+STACK_PREMULTIPLIED_TOLERANCE = 1.5
+STACK_ALPHA_TOLERANCE = 1.0
+
+
+def stack_errors(got: np.ndarray, exact: np.ndarray) -> dict[str, float]:
+    """The worst errors of a straight RGBA8 frame against :func:`composite_stack_exact`:
+    ``straight`` (where the frame's alpha >= 128), ``premultiplied`` and ``alpha``."""
+    values = got.astype(np.float64)
+    alpha = exact[..., 3:4]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straight = np.where(alpha > 0, exact[..., :3] * 255.0 / alpha, 0.0)
+    solid = got[..., 3] >= STACK_STRAIGHT_MIN_ALPHA
+    straight_error = np.abs(values[..., :3] - straight)[solid]
+    premultiplied = values[..., :3] * values[..., 3:4] / 255.0
+    return {
+        "straight": float(straight_error.max(initial=0.0)),
+        "premultiplied": float(np.abs(premultiplied - exact[..., :3]).max(initial=0.0)),
+        "alpha": float(np.abs(values[..., 3:4] - alpha).max(initial=0.0)),
+    }
+
+
+def stack_within_tolerance(got: np.ndarray, exact: np.ndarray) -> bool:
+    """Whether ``got`` meets the stack tolerance against its exact value."""
+    errors = stack_errors(got, exact)
+    slack = 1e-9
+    return (
+        errors["straight"] <= STACK_STRAIGHT_TOLERANCE + slack
+        and errors["premultiplied"] <= STACK_PREMULTIPLIED_TOLERANCE + slack
+        and errors["alpha"] <= STACK_ALPHA_TOLERANCE + slack
+    )
 
 
 def fill_reference(

@@ -6,14 +6,19 @@ stays in L1 cache and memory traffic is close to "each visible layer byte read o
 output written once". Per row:
 
 1. Find the topmost layer that replaces the whole row (opaque, opacity 1, mode ``normal`` or
-   ``source``, spans the width): nothing below it is read at all (occlusion). The row starts
-   as a copy of it, except where a later copying layer will overwrite it anyway.
-2. Otherwise the row starts as transparent black (``clear=True``, the first layer is written
-   without reading) or as whatever the frame held (``clear=False``).
-3. Blend every later layer's span into the row, picking the cheapest exact loop: a copy for
-   layers that replace, for straight ``normal`` layers the float32 loop over a cleared row,
-   over an opaque destination or over any destination, the scalar float64 ``general_span``
-   for everything else (see ``framering.kernels.spans``).
+   ``source``, spans the width): nothing below it is read at all (occlusion). Otherwise the
+   row starts as transparent black (``clear=True``: the first layer is stored without
+   reading anything) or as whatever the frame held (``clear=False``).
+2. Sort the spans of the layers above the start that blend (everything but opaque copies) by
+   column, and group overlapping ones into clusters. Between clusters only opaque copies
+   remain: integer copies, with no arithmetic.
+3. A cluster is accumulated in premultiplied float32 and rounded once
+   (``framering.kernels.accumulate``). When all its layers are straight ``normal`` layers
+   with no opaque copy under them (the common case), it is swept into runs that the same
+   layers cover entirely, each done in fused passes that keep values in registers: one pass
+   for one or two layers over an opaque start, and otherwise two layers a pass over an
+   L1-sized accumulator, the last fused with the write-back. Any other cluster (blend modes,
+   premultiplied layers, copies in between) goes layer by layer through the accumulator.
 4. With a :class:`~framering.kernels.delivery.Delivery`, convert each finished band of
    :data:`~framering.kernels.delivery.DELIVER_BAND_ROWS` rows into the delivery buffer while
    it is still in L2 cache, instead of a second pass over the whole frame
@@ -30,13 +35,29 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from framering.kernels.accumulate import (
+    CHUNK,
+    blend_general,
+    blend_normal,
+    blend_normal_pair,
+    blend_normal_premultiplied,
+    blend_normal_write,
+    load_frame,
+    load_opaque,
+    over_clear_write,
+    over_opaque_pair_write,
+    over_opaque_write,
+    store_normal,
+    write_back,
+    zero,
+)
 from framering.kernels.blend import BlendMode
 from framering.kernels.codes import NO_DELIVERY
 from framering.kernels.convert_out import deliver_rows
 from framering.kernels.delivery import DELIVER_BAND_ROWS, NOTHING_DELIVERED, Delivery
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
 from framering.kernels.layers import LayerStack, PixelLayer
-from framering.kernels.pointers import pixels_at, prefetch_pixels
+from framering.kernels.pointers import pixels_at, prefetch_pixels, unowned
 from framering.kernels.row_plan import (
     COPIES,
     OPAQUE,
@@ -47,19 +68,10 @@ from framering.kernels.row_plan import (
     layer_kinds,
     rows_to_layers,
 )
-from framering.kernels.spans import (
-    alpha_and_or,
-    copy_opaque_span,
-    copy_span,
-    fill_span,
-    general_span,
-    over_clear_span,
-    over_opaque_span,
-    over_span,
-)
+from framering.kernels.spans import copy_opaque_span, fill_span
 from framering.kernels.validate import check_rects, check_rgba, check_rows
 
-_SOURCE = int(BlendMode.SOURCE)
+_NORMAL = int(BlendMode.NORMAL)
 _ZERO = np.uint32(0)
 
 
@@ -171,40 +183,24 @@ def composite_layer(
 # track when one row reads six layers' rows in turn; asking for the same span a couple of
 # rows ahead gives DRAM the time one or two rows take to composite.
 PREFETCH_ROWS = 2
-# Pixels blended between two groups of prefetch hints: a whole 4K row of hints at once
-# overflows the core's miss queues and most are dropped (stress-4k: 26 ms a frame with one
-# burst per row, 15.5 ms with 128- or 512-pixel chunks, 23 ms with 2048). 512 keeps the
-# opaque-destination loop's 256-pixel alpha tests.
-PREFETCH_CHUNK = 512
 
 # Spans shorter than this are not prefetched: a sprite's few cache lines a row are hot in L1
 # or the hardware prefetcher's to fetch, and the hints cost more than they save.
 PREFETCH_MIN_PIXELS = 256
 
-# The blend loops a span can take (``_blend_run``).
-_OP_COPY = 0
-_OP_OVER_CLEAR = 1
-_OP_OVER_OPAQUE = 2
-_OP_OVER = 3
-_OP_GENERAL = 4
-_OP_COPY_OPAQUE = 5  # a copy of a layer flagged opaque: its alpha is written as 255
+_OPAQUE_COPY = COPIES | OPAQUE
 
-
-@KERNEL_INLINE
-def _blend_run(op, dst, d, src, s, n, k, opacity, mode, premultiplied):  # type: ignore[no-untyped-def]
-    """Blend ``n`` pixels with the loop ``op`` chose (see ``framering.kernels.spans``)."""
-    if op == _OP_COPY:
-        copy_span(dst, d, src, s, n)
-    elif op == _OP_COPY_OPAQUE:
-        copy_opaque_span(dst, d, src, s, n)
-    elif op == _OP_OVER_CLEAR:
-        over_clear_span(dst, d, src, s, n, k)
-    elif op == _OP_OVER_OPAQUE:
-        over_opaque_span(dst, d, src, s, n, k, opacity == 1.0)
-    elif op == _OP_OVER:
-        over_span(dst, d, src, s, n, k)
-    else:
-        general_span(dst, d, src, s, n, opacity, mode, premultiplied)
+# Rows of a box's span table: per row of the frame, each span's first and last column and
+# entry, each opaque copy's layer and entry, and the layers covering one run.
+_SPAN_X0 = 0
+_SPAN_X1 = 1
+_SPAN_E = 2
+_COPY_J = 3
+_COPY_E = 4
+_COVER = 5
+_ACTIVE_E = 6
+_ACTIVE_X1 = 7
+_SPAN_ROWS = 8
 
 
 @KERNEL
@@ -230,8 +226,11 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
     the delivery's buffer address, format code and coefficients (``Delivery``) and the rows
     per converted band (even)."""
     ks = np.empty(geometry.shape[0], np.float32)  # as = Sa * k, k = opacity / 255
+    opacity32 = np.empty(geometry.shape[0], np.float32)
     for j in range(geometry.shape[0]):
         ks[j] = np.float32(opacity[j] / 255.0)
+        opacity32[j] = np.float32(opacity[j])
+    acc = np.empty(4 * CHUNK, np.float32)
     for r in range(rects.shape[0]):
         _composite_box(
             dst_address,
@@ -243,6 +242,8 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
             modes,
             flags,
             ks,
+            opacity32,
+            acc,
             rects[r, 0],
             rects[r, 1],
             rects[r, 2],
@@ -256,6 +257,300 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
         )
 
 
+@KERNEL_INLINE
+def _copy_window(
+    dst, row, w0, w1, top, tsrc, ts, clear, copy_j, copies, geometry, kinds, addresses, y
+):  # type: ignore[no-untyped-def]
+    """Columns ``[w0, w1)`` of a row that only opaque copies cover above its start (the row's
+    ``copies`` of them are ``copy_j``): integer copies, no arithmetic (the bytes the
+    accumulator would give, see ``accumulate``)."""
+    if top >= 0:
+        copy_row_around_copies(dst, row, tsrc, ts, w0, w1, copy_j, 0, copies, geometry, kinds)
+    elif clear:
+        fill_span(dst, row + w0, w1 - w0, _ZERO)
+    for c in range(copies):
+        _copy_clipped(dst, row, w0, w1, copy_j[c], geometry, addresses, y)
+
+
+@KERNEL_INLINE
+def _copy_clipped(dst, row, w0, w1, j, geometry, addresses, y):  # type: ignore[no-untyped-def]
+    """Layer ``j``'s pixels (an opaque copy) in columns ``[w0, w1)`` of the row."""
+    x, ly, w, h = geometry[j, 0], geometry[j, 1], geometry[j, 2], geometry[j, 3]
+    x0 = max(x, w0)
+    x1 = min(x + w, w1)
+    if x0 < x1:
+        src = pixels_at(addresses[j], w * h)
+        copy_opaque_span(dst, row + x0, src, (y - ly) * w + (x0 - x), x1 - x0)
+
+
+@KERNEL_INLINE
+def _accumulate_window(  # type: ignore[no-untyped-def]
+    dst,
+    row,
+    w0,
+    w1,
+    top,
+    tsrc,
+    ts,
+    clear,
+    entries,
+    begin,
+    last,
+    geometry,
+    kinds,
+    addresses,
+    y,
+    y1,
+    acc,
+    ks,
+    opacity32,
+    opacity,
+    modes,
+):
+    """Columns ``[w0, w1)`` (at most ``CHUNK``) of a row, blended in the accumulator from its
+    start (the row-starting layer, transparent black, or the frame) and rounded once."""
+    n = w1 - w0
+    pending_clear = False
+    if top >= 0:
+        load_opaque(acc, 0, tsrc, ts + w0, n)
+    elif clear:
+        pending_clear = True  # the first layer is stored without reading anything
+    else:
+        load_frame(acc, 0, dst, row + w0, n)
+    for e in range(begin, last):
+        j = entries[e]
+        x, ly, w, h = geometry[j, 0], geometry[j, 1], geometry[j, 2], geometry[j, 3]
+        x0 = max(x, w0)
+        x1 = min(x + w, w1)
+        if x0 >= x1:
+            continue
+        m = x1 - x0
+        o = x0 - w0
+        src = pixels_at(addresses[j], w * h)
+        s = (y - ly) * w + (x0 - x)
+        kind = kinds[j]
+        _prefetch_ahead(addresses, j, s, w, ly, h, y, y1, m)
+        if pending_clear:
+            pending_clear = False
+            zero(acc, 0, o)
+            zero(acc, o + m, n - o - m)
+            if kind & _OPAQUE_COPY == _OPAQUE_COPY:
+                load_opaque(acc, o, src, s, m)
+                continue
+            if kind & STRAIGHT_NORMAL:
+                store_normal(acc, o, src, s, m, ks[j])
+                continue
+            zero(acc, o, m)
+        if kind & _OPAQUE_COPY == _OPAQUE_COPY:
+            load_opaque(acc, o, src, s, m)
+        elif kind & STRAIGHT_NORMAL:
+            blend_normal(acc, o, src, s, m, ks[j])
+        elif modes[j] == _NORMAL:
+            blend_normal_premultiplied(acc, o, src, s, m, opacity32[j], ks[j])
+        else:
+            blend_general(acc, o, src, s, m, opacity[j], modes[j], (kind & PREMULTIPLIED) != 0)
+    if pending_clear:
+        zero(acc, 0, n)
+    write_back(dst, row + w0, acc, 0, n, clear)
+
+
+@KERNEL_INLINE
+def _prefetch_ahead(addresses, j, s, w, ly, h, y, y1, m):  # type: ignore[no-untyped-def]
+    """Hints for the same ``m`` pixels of layer ``j`` a few rows down (wide layers only)."""
+    if w >= PREFETCH_MIN_PIXELS and y + PREFETCH_ROWS < min(ly + h, y1):
+        prefetch_pixels(addresses[j] + 4 * (s + PREFETCH_ROWS * w), m)
+
+
+@KERNEL_INLINE
+def _layer_row(addresses, geometry, j, y, column):  # type: ignore[no-untyped-def]
+    """Layer ``j``'s pixels, and the index in them of its pixel at ``(column, y)``."""
+    x, ly, w, h = geometry[j, 0], geometry[j, 1], geometry[j, 2], geometry[j, 3]
+    return pixels_at(addresses[j], w * h), (y - ly) * w + (column - x)
+
+
+@KERNEL_INLINE
+def _prefetch_layer(addresses, geometry, j, s, y, y1, m):  # type: ignore[no-untyped-def]
+    _prefetch_ahead(addresses, j, s, geometry[j, 2], geometry[j, 1], geometry[j, 3], y, y1, m)
+
+
+@KERNEL_INLINE
+def _fused_run(dst, row, u, v, cover, m, top, tsrc, ts, clear, geometry, addresses, y, y1, acc, ks):  # type: ignore[no-untyped-def]
+    """Columns ``[u, v)``, which the ``m`` straight ``normal`` layers ``cover`` (stack order)
+    all cover entirely, over the row start or transparent black: fused passes, two layers
+    to an accumulator pass and the last one with the write-back (``accumulate``)."""
+    if m == 1:
+        j = cover[0]
+        src, s = _layer_row(addresses, geometry, j, y, u)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, v - u)
+        if top >= 0:
+            over_opaque_write(dst, row + u, tsrc, ts + u, src, s, v - u, ks[j])
+        else:
+            over_clear_write(dst, row + u, src, s, v - u, ks[j])
+        return
+    if m == 2 and top >= 0:
+        j = cover[0]
+        j2 = cover[1]
+        src, s = _layer_row(addresses, geometry, j, y, u)
+        src2, s2 = _layer_row(addresses, geometry, j2, y, u)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, v - u)
+        _prefetch_layer(addresses, geometry, j2, s2, y, y1, v - u)
+        over_opaque_pair_write(dst, row + u, tsrc, ts + u, src, s, ks[j], src2, s2, ks[j2], v - u)
+        return
+    for c0 in range(u, v, CHUNK):
+        n = min(CHUNK, v - c0)
+        j = cover[0]
+        src, s = _layer_row(addresses, geometry, j, y, c0)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, n)
+        if top >= 0:
+            load_opaque(acc, 0, tsrc, ts + c0, n)
+            blend_normal(acc, 0, src, s, n, ks[j])
+        else:
+            store_normal(acc, 0, src, s, n, ks[j])
+        c = 1
+        while m - c > 1:
+            j = cover[c]
+            src, s = _layer_row(addresses, geometry, j, y, c0)
+            _prefetch_layer(addresses, geometry, j, s, y, y1, n)
+            if m - c == 2:
+                blend_normal(acc, 0, src, s, n, ks[j])
+                c += 1
+                break
+            j2 = cover[c + 1]
+            src2, s2 = _layer_row(addresses, geometry, j2, y, c0)
+            _prefetch_layer(addresses, geometry, j2, s2, y, y1, n)
+            blend_normal_pair(acc, 0, src, s, ks[j], src2, s2, ks[j2], n)
+            c += 2
+        j = cover[c]
+        src, s = _layer_row(addresses, geometry, j, y, c0)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, n)
+        blend_normal_write(dst, row + c0, acc, 0, src, s, n, ks[j], clear)
+
+
+@KERNEL_INLINE
+def _blend_cluster(  # type: ignore[no-untyped-def]
+    dst,
+    row,
+    a,
+    b,
+    i,
+    k,
+    spans,
+    copies,
+    top,
+    tsrc,
+    ts,
+    clear,
+    entries,
+    begin,
+    last,
+    geometry,
+    kinds,
+    addresses,
+    y,
+    y1,
+    acc,
+    ks,
+    opacity32,
+    opacity,
+    modes,
+):
+    """Columns ``[a, b)`` of a row, which the overlapping spans ``i..k`` cover together.
+
+    The common shape, straight ``normal`` layers over the row start or transparent black
+    with no opaque copy under them, is cut at every span's edges into runs that the same
+    layers cover entirely, each blended in fused passes; any other shape goes layer by layer
+    through the accumulator. ``spans`` holds the row's spans, its opaque copies and room
+    for the layers covering a run (``_SPAN_*`` rows).
+    """
+    span_x0 = spans[_SPAN_X0]
+    span_x1 = spans[_SPAN_X1]
+    span_e = spans[_SPAN_E]
+    copy_j = spans[_COPY_J]
+    copy_e = spans[_COPY_E]
+    cover = spans[_COVER]
+    fused = top >= 0 or clear
+    highest = -1
+    for c in range(i, k):
+        e = span_e[c]
+        highest = max(highest, e)
+        if not kinds[entries[e]] & STRAIGHT_NORMAL:
+            fused = False
+    if fused:
+        for c in range(copies):  # an opaque copy under a blended layer: not fused
+            j = copy_j[c]
+            if copy_e[c] < highest and geometry[j, 0] < b and geometry[j, 0] + geometry[j, 2] > a:
+                fused = False
+    if not fused:
+        for c0 in range(a, b, CHUNK):
+            _accumulate_window(
+                dst,
+                row,
+                c0,
+                min(c0 + CHUNK, b),
+                top,
+                tsrc,
+                ts,
+                clear,
+                entries,
+                begin,
+                last,
+                geometry,
+                kinds,
+                addresses,
+                y,
+                y1,
+                acc,
+                ks,
+                opacity32,
+                opacity,
+                modes,
+            )
+        return
+    # sweep the columns: the layers active over [u, v) are kept in stack order, and v is the
+    # next column where one starts or ends
+    active_e = spans[_ACTIVE_E]
+    active_x1 = spans[_ACTIVE_X1]
+    m = 0
+    entering = i
+    u = a
+    while u < b:
+        while entering < k and span_x0[entering] == u:  # spans starting here join
+            e = span_e[entering]
+            p = m
+            while p > 0 and active_e[p - 1] > e:
+                active_e[p] = active_e[p - 1]
+                active_x1[p] = active_x1[p - 1]
+                p -= 1
+            active_e[p] = e
+            active_x1[p] = span_x1[entering]
+            m += 1
+            entering += 1
+        v = span_x0[entering] if entering < k else b
+        for c in range(m):
+            v = min(v, active_x1[c])
+            cover[c] = entries[active_e[c]]
+        _fused_run(
+            dst, row, u, v, cover, m, top, tsrc, ts, clear, geometry, addresses, y, y1, acc, ks
+        )
+        kept = 0  # spans ending at v leave
+        for c in range(m):
+            if active_x1[c] != v:
+                active_e[kept] = active_e[c]
+                active_x1[kept] = active_x1[c]
+                kept += 1
+        m = kept
+        u = v
+    for c in range(copies):  # opaque copies above the blend, as integers
+        if copy_e[c] > highest:
+            _copy_clipped(dst, row, a, b, copy_j[c], geometry, addresses, y)
+
+
+@KERNEL
+def _keep_alive(*arrays):  # type: ignore[no-untyped-def]
+    """A use that keeps arrays alive up to this point (``unowned`` views of them are)."""
+    return len(arrays)
+
+
 @KERNEL
 def _composite_box(  # type: ignore[no-untyped-def]
     dst_address,
@@ -267,6 +562,8 @@ def _composite_box(  # type: ignore[no-untyped-def]
     modes,
     flags,
     ks,
+    opacity32,
+    acc,
     cx0,
     y0,
     cx1,
@@ -280,9 +577,11 @@ def _composite_box(  # type: ignore[no-untyped-def]
 ):
     """Composite (and deliver) the box ``[cx0, cx1) x [y0, y1)`` of the frame.
 
-    Every decision below is per layer, per row of the box or per pixel, and never reads a
-    pixel outside the box: the loops that blend a pixel give the same bytes whichever of them
-    runs (``framering.kernels.spans``), so a box composited alone matches the whole frame.
+    Each row is cut into windows of at most ``CHUNK`` columns. In a window, the columns that
+    only opaque copies cover are copied as integers; the run between the first and the last
+    column some other layer covers goes through the accumulator. Every decision is per layer,
+    row and window, and every loop's result per pixel is the same whichever window it runs
+    in (``framering.kernels.accumulate``), so a box composited alone matches the whole frame.
     """
     if cx0 >= cx1 or y0 >= y1:
         return
@@ -292,87 +591,147 @@ def _composite_box(  # type: ignore[no-untyped-def]
         # rows go to a band-sized scratch buffer instead of the frame: `dst` is a virtual
         # frame whose rows [band, band + band_rows) are the scratch (only those are touched)
         dst = pixels_at(scratch_address - 4 * band * width, width * height)
-    starts, entries = rows_to_layers(geometry, cx0, y0, cx1, y1)
-    kinds = layer_kinds(cx0, cx1, geometry, opacity, modes, flags)
+    owned_starts, owned_entries = rows_to_layers(geometry, cx0, y0, cx1, y1)
+    owned_kinds = layer_kinds(cx0, cx1, geometry, opacity, modes, flags)
+    owned_spans = np.empty((_SPAN_ROWS, geometry.shape[0]), np.int64)
+    # views without reference counts for everything the inlined helpers take (the owned
+    # arrays stay alive to the end: see the last line)
+    starts = unowned(owned_starts)
+    entries = unowned(owned_entries)
+    kinds = unowned(owned_kinds)
+    spans = unowned(owned_spans)
+    span_x0 = spans[_SPAN_X0]
+    span_x1 = spans[_SPAN_X1]
+    span_e = spans[_SPAN_E]
+    copy_j = spans[_COPY_J]
+    copy_e = spans[_COPY_E]
+    addresses = unowned(addresses)
+    geometry = unowned(geometry)
+    opacity = unowned(opacity)
+    modes = unowned(modes)
+    ks = unowned(ks)
+    opacity32 = unowned(opacity32)
+    acc = unowned(acc)
+    tsrc = dst  # the row-starting layer's pixels, when there is one
     for y in range(y0, y1):
         row = y * width
         first = starts[y - y0]
         last = starts[y - y0 + 1]
-        # 1. occlusion: start at the topmost layer that replaces the whole row of the box
+        # occlusion: start at the topmost layer that replaces the whole row of the box
         begin = first
-        row_opaque = False
-        pending_clear = clear
+        top = -1
+        ts = 0
         for e in range(last - 1, first - 1, -1):
             j = entries[e]
             if kinds[j] & STARTS_ROW:
                 x, ly, w, h = geometry[j, 0], geometry[j, 1], geometry[j, 2], geometry[j, 3]
-                src = pixels_at(addresses[j], w * h)
+                tsrc = pixels_at(addresses[j], w * h)
+                ts = (y - ly) * w - x  # tsrc[ts + column]
+                top = j
                 begin = e + 1
-                copy_row_around_copies(
-                    dst, row, src, (y - ly) * w - x, cx0, cx1, entries, begin, last, geometry, kinds
-                )
-                row_opaque = True
-                pending_clear = False
                 break
-        # 2-3. blend every later layer's visible span into the row
+        # the spans of every layer above the start that is not an opaque copy, by first
+        # column (stable: equal starts stay in stack order)
+        count = 0
+        copies = 0  # and the opaque copies, in stack order
         for e in range(begin, last):
             j = entries[e]
-            x, ly, w, h = geometry[j, 0], geometry[j, 1], geometry[j, 2], geometry[j, 3]
-            x0 = max(x, cx0)
-            x1 = min(x + w, cx1)
-            n = x1 - x0
-            if n <= 0:
+            x0 = max(geometry[j, 0], cx0)
+            x1 = min(geometry[j, 0] + geometry[j, 2], cx1)
+            if x0 >= x1:
                 continue
-            src = pixels_at(addresses[j], w * h)
-            s = (y - ly) * w + (x0 - x)
-            d = row + x0
-            kind = kinds[j]
-            premultiplied = (kind & PREMULTIPLIED) != 0
-            # 1. which loop blends this span
-            if pending_clear:
-                # the row is still conceptually transparent black: zero what this layer
-                # does not cover, and write its own span without reading it
-                fill_span(dst, row + cx0, x0 - cx0, _ZERO)
-                fill_span(dst, row + x1, cx1 - x1, _ZERO)
-                pending_clear = False
-                row_opaque = False
-                if kind & COPIES:
-                    op = _OP_COPY_OPAQUE if kind & OPAQUE else _OP_COPY
-                elif kind & STRAIGHT_NORMAL:
-                    op = _OP_OVER_CLEAR
-                else:
-                    fill_span(dst, d, n, _ZERO)
-                    op = _OP_GENERAL
-            elif kind & COPIES:
-                op = _OP_COPY_OPAQUE if kind & OPAQUE else _OP_COPY
-                if not kind & OPAQUE:
-                    row_opaque = False
-            elif kind & STRAIGHT_NORMAL:
-                if row_opaque or alpha_and_or(dst, d, n)[0] == 255:
-                    op = _OP_OVER_OPAQUE
-                else:
-                    op = _OP_OVER
-            else:
-                op = _OP_GENERAL
-                if modes[j] == _SOURCE:  # fades towards the backdrop: alpha may drop below 255
-                    row_opaque = False
-            # 2. blend it in chunks, each after prefetch hints for the same pixels a few rows
-            # down (a whole 4K row of hints at once overflows the core's miss queues)
-            if n < PREFETCH_MIN_PIXELS or y + PREFETCH_ROWS >= min(ly + h, y1):
-                _blend_run(op, dst, d, src, s, n, ks[j], opacity[j], modes[j], premultiplied)
+            if kinds[j] & _OPAQUE_COPY == _OPAQUE_COPY:
+                copy_j[copies] = j
+                copy_e[copies] = e
+                copies += 1
                 continue
-            ahead = addresses[j] + 4 * (s + PREFETCH_ROWS * w)
-            for c in range(0, n, PREFETCH_CHUNK):
-                m = min(PREFETCH_CHUNK, n - c)
-                prefetch_pixels(ahead + 4 * c, m)
-                _blend_run(
-                    op, dst, d + c, src, s + c, m, ks[j], opacity[j], modes[j], premultiplied
+            p = count
+            while p > 0 and span_x0[p - 1] > x0:
+                span_x0[p] = span_x0[p - 1]
+                span_x1[p] = span_x1[p - 1]
+                span_e[p] = span_e[p - 1]
+                p -= 1
+            span_x0[p] = x0
+            span_x1[p] = x1
+            span_e[p] = e
+            count += 1
+        # clusters of overlapping spans are blended; the columns between them only copied
+        done = cx0
+        i = 0
+        while i < count:
+            a = span_x0[i]
+            b = span_x1[i]
+            k = i + 1
+            while k < count and span_x0[k] < b:
+                b = max(b, span_x1[k])
+                k += 1
+            if done < a:
+                _copy_window(
+                    dst,
+                    row,
+                    done,
+                    a,
+                    top,
+                    tsrc,
+                    ts,
+                    clear,
+                    copy_j,
+                    copies,
+                    geometry,
+                    kinds,
+                    addresses,
+                    y,
                 )
-        if pending_clear:
-            fill_span(dst, row + cx0, cx1 - cx0, _ZERO)
-        # 4. a finished band of rows converted while it is still in cache
+            _blend_cluster(
+                dst,
+                row,
+                a,
+                b,
+                i,
+                k,
+                spans,
+                copies,
+                top,
+                tsrc,
+                ts,
+                clear,
+                entries,
+                begin,
+                last,
+                geometry,
+                kinds,
+                addresses,
+                y,
+                y1,
+                acc,
+                ks,
+                opacity32,
+                opacity,
+                modes,
+            )
+            done = b
+            i = k
+        if done < cx1:
+            _copy_window(
+                dst,
+                row,
+                done,
+                cx1,
+                top,
+                tsrc,
+                ts,
+                clear,
+                copy_j,
+                copies,
+                geometry,
+                kinds,
+                addresses,
+                y,
+            )
+        # a finished band of rows converted while it is still in cache
         if out_code != NO_DELIVERY and (y + 1 - band == band_rows or y == y1 - 1):
             deliver_rows(dst, width, height, cx0, band, cx1, y + 1, out_address, out_code, table)
             band = y + 1
             if scratch_address != 0:
                 dst = pixels_at(scratch_address - 4 * band * width, width * height)
+    _keep_alive(owned_starts, owned_entries, owned_kinds, owned_spans)

@@ -155,7 +155,7 @@ def test_entry_points_are_found_and_helpers_are_not() -> None:
         "_yuv420_to_rgba",
         "_packed_to_rgba",
     } <= names
-    assert not names & {"deliver_rows", "blend_channel", "general_span", "copy_span"}
+    assert not names & {"deliver_rows", "blend_channel", "blend_general", "copy_span"}
 
 
 def _fresh_interpreter(script: str) -> list[str]:
