@@ -31,18 +31,13 @@ import numpy as np
 from framering.kernels.bits import SHIFT_A, SHIFT_B, SHIFT_G, U8
 from framering.kernels.blend import BlendMode, blend_channel
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
+from framering.kernels.spans import TAIL  # remainders as one overlapping block
 
 # Pixels in one accumulator: 4 channels x 4 bytes x 256 = 4 KiB, which stays in L1 beside the
 # layer rows being read. (512 measured the same on studio-1080p and stress-4k, and slower on
 # sprites-1080p, whose spans rarely fill it.)
 CHUNK = 256
 
-# Every loop here is vectorised by LLVM with a body of 64 pixels, then 16, then a scalar
-# remainder that costs up to 3 ns a pixel (a 63-pixel run took 56 ns, a 64-pixel one 30).
-# Loops that only write (the write-backs, the fused ones) do their remainder as one more
-# block of the last TAIL pixels, overlapping what is done: writing a pixel twice with the
-# same value is harmless. Loops that read and update the accumulator cannot.
-TAIL = 16
 
 # Offsets of the four planes.
 R = np.uint64(0)

@@ -8,8 +8,8 @@ Per window (a rectangle of the frame: the whole frame, a band of rows, or a dama
   sprites-1080p has 20,000 spans a frame.
 - :func:`rows_to_layers`: for each row of the window, the layers that cover it there, bottom
   first, as a CSR table.
-- :func:`copy_row_around_copies`: the row-starting copy of the topmost layer that replaces
-  the whole window row, skipping what later copying layers overwrite anyway (occlusion).
+- :func:`copy_row_in_column_order`: the columns only opaque copies cover above the row's
+  start, each written once from the topmost of them (occlusion).
 
 Everything here depends on the window only through which layers and columns it keeps, never
 on a pixel outside it, which is what lets a damaged box be recomposited alone and give the
@@ -22,8 +22,9 @@ import numpy as np
 
 from framering.kernels.blend import BlendMode
 from framering.kernels.codes import LAYER_OPAQUE, LAYER_PREMULTIPLIED
-from framering.kernels.jit import KERNEL
-from framering.kernels.spans import copy_opaque_span
+from framering.kernels.jit import KERNEL, KERNEL_INLINE
+from framering.kernels.pointers import pixels_at
+from framering.kernels.spans import copy_opaque_span, fill_span
 
 _NORMAL = int(BlendMode.NORMAL)
 _SOURCE = int(BlendMode.SOURCE)
@@ -96,42 +97,72 @@ def rows_to_layers(geometry, x0, y0, x1, y1):  # type: ignore[no-untyped-def]
 
 
 @KERNEL
-def copy_row_around_copies(dst, row, src, s, x0, x1, entries, begin, last, geometry, kinds):  # type: ignore[no-untyped-def]
-    """Copy columns ``[x0, x1)`` of a row-starting layer's row (``src[s + x]`` is column x),
-    except where a later layer of the row will copy over it anyway.
+def copy_row_in_column_order(  # type: ignore[no-untyped-def]
+    dst,
+    row,
+    x0,
+    x1,
+    top,
+    tsrc,
+    ts,
+    clear,
+    copy_j,
+    copies,
+    geometry,
+    addresses,
+    y,
+):
+    """Columns ``[x0, x1)`` of a row that only opaque copies (``copy_j[:copies]``, stack order)
+    cover above its start: each column gets the topmost copy covering it, else the start (the
+    row-starting layer ``tsrc[ts + column]`` if ``top >= 0``, transparent black if ``clear``,
+    the frame as it is otherwise), written once, left to right.
 
-    Occlusion within the row: under an opaque camera picture the background is not read at all.
-    The search for gaps is a plain scan per gap, quadratic in the copying layers of the row, so
-    rows with more than :data:`MAX_OCCLUDERS` of them are copied whole instead.
+    Occlusion within the row: under an opaque camera picture the background is not read at
+    all, and the frame row is one write stream (gaps first and the camera after made a
+    studio row cost a third more). The search is a scan per segment, quadratic in the copies
+    of the row, so a row with more than :data:`MAX_OCCLUDERS` of them is done the plain way:
+    the start, then every copy over it in order.
     """
-    occluders = 0
-    for e in range(begin, last):
-        if kinds[entries[e]] & COPIES:
-            occluders += 1
-    if occluders == 0 or occluders > MAX_OCCLUDERS:
-        copy_opaque_span(dst, row + x0, src, s + x0, x1 - x0)
+    if copies > MAX_OCCLUDERS:
+        _start_run(dst, row, x0, x1, top, tsrc, ts, clear)
+        for c in range(copies):
+            j = copy_j[c]
+            c0 = max(geometry[j, 0], x0)
+            c1 = min(geometry[j, 0] + geometry[j, 2], x1)
+            if c0 < c1:
+                src = pixels_at(addresses[j], geometry[j, 2] * geometry[j, 3])
+                s = (y - geometry[j, 1]) * geometry[j, 2] - geometry[j, 0]
+                copy_opaque_span(dst, row + c0, src, s + c0, c1 - c0)
         return
     x = x0
     while x < x1:
-        moved = True
-        while moved:  # step over every later copying layer that covers x
-            moved = False
-            for e in range(begin, last):
-                j = entries[e]
-                if kinds[j] & COPIES:
-                    c0 = max(geometry[j, 0], x0)
-                    c1 = min(geometry[j, 0] + geometry[j, 2], x1)
-                    if c0 <= x < c1:
-                        x = c1
-                        moved = True
-        if x >= x1:
-            break
-        gap_end = x1  # up to the next copying layer that starts after x
-        for e in range(begin, last):
-            j = entries[e]
-            if kinds[j] & COPIES:
-                c0 = max(geometry[j, 0], x0)
-                if x < c0 < gap_end:
-                    gap_end = c0
-        copy_opaque_span(dst, row + x, src, s + x, gap_end - x)
-        x = gap_end
+        best = -1  # the topmost copy covering x
+        for c in range(copies - 1, -1, -1):
+            j = copy_j[c]
+            if geometry[j, 0] <= x < geometry[j, 0] + geometry[j, 2]:
+                best = c
+                break
+        end = x1  # up to where a copy above it starts
+        if best >= 0:
+            end = min(end, geometry[copy_j[best], 0] + geometry[copy_j[best], 2])
+        for c in range(best + 1, copies):
+            start = geometry[copy_j[c], 0]
+            if x < start < end:
+                end = start
+        if best >= 0:
+            j = copy_j[best]
+            src = pixels_at(addresses[j], geometry[j, 2] * geometry[j, 3])
+            s = (y - geometry[j, 1]) * geometry[j, 2] - geometry[j, 0]
+            copy_opaque_span(dst, row + x, src, s + x, end - x)
+        else:
+            _start_run(dst, row, x, end, top, tsrc, ts, clear)
+        x = end
+
+
+@KERNEL_INLINE
+def _start_run(dst, row, x0, x1, top, tsrc, ts, clear):  # type: ignore[no-untyped-def]
+    """Columns ``[x0, x1)`` as the row starts: the row-starting layer, black, or as it is."""
+    if top >= 0:
+        copy_opaque_span(dst, row + x0, tsrc, ts + x0, x1 - x0)
+    elif clear:
+        fill_span(dst, row + x0, x1 - x0, np.uint32(0))

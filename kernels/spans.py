@@ -18,17 +18,33 @@ import numpy as np
 from framering.kernels.bits import ALPHA_OPAQUE
 from framering.kernels.jit import KERNEL_INLINE
 
+# LLVM vectorises these loops with a body of 64 pixels, then 16, then a scalar remainder
+# that costs up to 3 ns a pixel (a 63-pixel run of a blend took 56 ns, a 64-pixel one 30).
+# Loops that only write may do their remainder as one more block of the last TAIL pixels,
+# overlapping what is done: writing a pixel twice with the same value is harmless.
+TAIL = 16
+
 
 @KERNEL_INLINE
-def copy_opaque_span(dst, d, src, s, n):  # type: ignore[no-untyped-def]
-    """Copy ``n`` pixels of a layer flagged opaque, as opaque: alpha 255 whatever the bytes
-    say, so that a wrong ``opaque=True`` gives the same pixels wherever the layer is copied
-    (and the loops that trust an opaque destination see one that is)."""
+def _copy_opaque_run(dst, d, src, s, n):  # type: ignore[no-untyped-def]
     d = np.uint64(d)
     s = np.uint64(s)
     n = np.uint64(n)
     for i in range(n):
         dst[d + i] = src[s + i] | ALPHA_OPAQUE
+
+
+@KERNEL_INLINE
+def copy_opaque_span(dst, d, src, s, n):  # type: ignore[no-untyped-def]
+    """Copy ``n`` pixels of a layer flagged opaque, as opaque: alpha 255 whatever the bytes
+    say, so that a wrong ``opaque=True`` gives the same pixels wherever the layer is copied
+    (and the loops that trust an opaque destination see one that is). The remainder is one
+    overlapping block of :data:`TAIL` (``dst`` and ``src`` never overlap)."""
+    if n > TAIL and n % TAIL != 0:
+        _copy_opaque_run(dst, d, src, s, n - n % TAIL)
+        _copy_opaque_run(dst, d + n - TAIL, src, s + n - TAIL, TAIL)
+    else:
+        _copy_opaque_run(dst, d, src, s, n)
 
 
 @KERNEL_INLINE

@@ -64,7 +64,7 @@ from framering.kernels.row_plan import (
     PREMULTIPLIED,
     STARTS_ROW,
     STRAIGHT_NORMAL,
-    copy_row_around_copies,
+    copy_row_in_column_order,
     layer_kinds,
     rows_to_layers,
 )
@@ -258,18 +258,34 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
 
 
 @KERNEL_INLINE
-def _copy_window(
-    dst, row, w0, w1, top, tsrc, ts, clear, copy_j, copies, geometry, kinds, addresses, y
-):  # type: ignore[no-untyped-def]
+def _copy_window(  # type: ignore[no-untyped-def]
+    dst,
+    row,
+    w0,
+    w1,
+    top,
+    tsrc,
+    ts,
+    clear,
+    copy_j,
+    copies,
+    geometry,
+    kinds,
+    addresses,
+    y,
+):
     """Columns ``[w0, w1)`` of a row that only opaque copies cover above its start (the row's
     ``copies`` of them are ``copy_j``): integer copies, no arithmetic (the bytes the
     accumulator would give, see ``accumulate``)."""
-    if top >= 0:
-        copy_row_around_copies(dst, row, tsrc, ts, w0, w1, copy_j, 0, copies, geometry, kinds)
-    elif clear:
-        fill_span(dst, row + w0, w1 - w0, _ZERO)
-    for c in range(copies):
-        _copy_clipped(dst, row, w0, w1, copy_j[c], geometry, addresses, y)
+    if copies == 0:  # no call for the common gap (between sprites)
+        if top >= 0:
+            copy_opaque_span(dst, row + w0, tsrc, ts + w0, w1 - w0)
+        elif clear:
+            fill_span(dst, row + w0, w1 - w0, _ZERO)
+    else:
+        copy_row_in_column_order(
+            dst, row, w0, w1, top, tsrc, ts, clear, copy_j, copies, geometry, addresses, y
+        )
 
 
 @KERNEL_INLINE
