@@ -168,3 +168,18 @@ def test_exact_halves_round_up_in_kernel_and_reference() -> None:
     assert composite_stack_reference(1, 1, layers[:2])[0, 0, 0] == 7
     composite_stack(frame, layers)
     np.testing.assert_array_equal(frame, composite_stack_reference(1, 1, layers))
+
+
+def test_a_stack_of_many_faint_layers_is_rounded_once() -> None:
+    """Fifty layers of grey 128 at opacity 0.02 over black: exactly 128 (1 - 0.98^50) = 81.4.
+    Rounded after every layer, steps below half a level would be lost or gained each time
+    (a frame held in RGBA8 between layers ends at 78)."""
+    black = np.zeros((1, 64, 4), np.uint8)
+    black[..., 3] = 255
+    grey = np.full((1, 64, 4), 128, np.uint8)
+    grey[..., 3] = 255
+    stack = [PixelLayer(black)] + [PixelLayer(grey, opacity=0.02) for _ in range(50)]
+    frame = np.empty((1, 64, 4), np.uint8)
+    composite_stack(frame, stack)
+    exact = 128 * (1 - 0.98**50)
+    assert np.all(frame[..., :3] == round(exact)) and np.all(frame[..., 3] == 255)
