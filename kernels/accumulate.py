@@ -62,11 +62,6 @@ _ADD = int(BlendMode.ADD)
 _CB_ONE = 1.0 - 1e-6
 
 
-def new_accumulator() -> np.ndarray:
-    """An uninitialised accumulator (the kernel allocates its own; this is for tests)."""
-    return np.empty(4 * CHUNK, np.float32)
-
-
 @KERNEL_INLINE
 def _f32(channel):  # type: ignore[no-untyped-def]
     """A channel byte (held in a uint32) as float32, through int32: uint32 to float makes
