@@ -80,6 +80,26 @@ def _round_u8(value):  # type: ignore[no-untyped-def]
 
 
 @KERNEL_INLINE
+def _over(p, k, r, g, b, ab):  # type: ignore[no-untyped-def]
+    """A straight ``normal`` pixel ``p`` (``k`` = opacity / 255) over premultiplied
+    ``(r, g, b, ab)``: the one formula every normal loop, fused or not, computes with."""
+    a = _f32(p >> SHIFT_A) * k
+    t = _F32_ONE - a
+    return (
+        a * _f32(p & U8) + t * r,
+        a * _f32((p >> SHIFT_G) & U8) + t * g,
+        a * _f32((p >> SHIFT_B) & U8) + t * b,
+        ab + a * (_F32_ONE - ab),
+    )
+
+
+@KERNEL_INLINE
+def _opaque(q):  # type: ignore[no-untyped-def]
+    """An opaque pixel as accumulator values: its colour, alpha 1."""
+    return _f32(q & U8), _f32((q >> SHIFT_G) & U8), _f32((q >> SHIFT_B) & U8), _F32_ONE
+
+
+@KERNEL_INLINE
 def zero(acc, o, n):  # type: ignore[no-untyped-def]
     """Transparent black at ``[o, o + n)``."""
     o = np.uint64(o)
@@ -99,11 +119,11 @@ def load_opaque(acc, o, src, s, n):  # type: ignore[no-untyped-def]
     s = np.uint64(s)
     n = np.uint64(n)
     for i in range(n):
-        p = src[s + i]
-        acc[R + o + i] = _f32(p & U8)
-        acc[G + o + i] = _f32((p >> SHIFT_G) & U8)
-        acc[B + o + i] = _f32((p >> SHIFT_B) & U8)
-        acc[A + o + i] = _F32_ONE
+        r, g, b, a = _opaque(src[s + i])
+        acc[R + o + i] = r
+        acc[G + o + i] = g
+        acc[B + o + i] = b
+        acc[A + o + i] = a
 
 
 @KERNEL_INLINE
@@ -144,14 +164,13 @@ def blend_normal(acc, o, src, s, n, k):  # type: ignore[no-untyped-def]
     s = np.uint64(s)
     n = np.uint64(n)
     for i in range(n):
-        p = src[s + i]
-        a = _f32(p >> SHIFT_A) * k
-        t = _F32_ONE - a
-        ab = acc[A + o + i]
-        acc[R + o + i] = a * _f32(p & U8) + t * acc[R + o + i]
-        acc[G + o + i] = a * _f32((p >> SHIFT_G) & U8) + t * acc[G + o + i]
-        acc[B + o + i] = a * _f32((p >> SHIFT_B) & U8) + t * acc[B + o + i]
-        acc[A + o + i] = ab + a * (_F32_ONE - ab)
+        r, g, b, a = _over(
+            src[s + i], k, acc[R + o + i], acc[G + o + i], acc[B + o + i], acc[A + o + i]
+        )
+        acc[R + o + i] = r
+        acc[G + o + i] = g
+        acc[B + o + i] = b
+        acc[A + o + i] = a
 
 
 @KERNEL_INLINE
@@ -283,13 +302,8 @@ def _over_opaque_write_run(dst, d, base, b, src, s, n, k):  # type: ignore[no-un
     s = np.uint64(s)
     n = np.uint64(n)
     for i in range(n):
-        p = src[s + i]
-        q = base[b + i]
-        a = _f32(p >> SHIFT_A) * k
-        t = _F32_ONE - a
-        r = a * _f32(p & U8) + t * _f32(q & U8)
-        g = a * _f32((p >> SHIFT_G) & U8) + t * _f32((q >> SHIFT_G) & U8)
-        bl = a * _f32((p >> SHIFT_B) & U8) + t * _f32((q >> SHIFT_B) & U8)
+        r, g, bl, a = _opaque(base[b + i])
+        r, g, bl, _ = _over(src[s + i], k, r, g, bl, a)
         dst[d + i] = (
             _round_u8(r)
             | (_round_u8(g) << SHIFT_G)
@@ -345,21 +359,14 @@ def blend_normal_pair(acc, o, src1, s1, k1, src2, s2, k2, n):  # type: ignore[no
     s2 = np.uint64(s2)
     n = np.uint64(n)
     for i in range(n):
-        p = src1[s1 + i]
-        a = _f32(p >> SHIFT_A) * k1
-        t = _F32_ONE - a
-        ab = acc[A + o + i]
-        r = a * _f32(p & U8) + t * acc[R + o + i]
-        g = a * _f32((p >> SHIFT_G) & U8) + t * acc[G + o + i]
-        b = a * _f32((p >> SHIFT_B) & U8) + t * acc[B + o + i]
-        ab = ab + a * (_F32_ONE - ab)
-        p = src2[s2 + i]
-        a = _f32(p >> SHIFT_A) * k2
-        t = _F32_ONE - a
-        acc[R + o + i] = a * _f32(p & U8) + t * r
-        acc[G + o + i] = a * _f32((p >> SHIFT_G) & U8) + t * g
-        acc[B + o + i] = a * _f32((p >> SHIFT_B) & U8) + t * b
-        acc[A + o + i] = ab + a * (_F32_ONE - ab)
+        r, g, b, a = _over(
+            src1[s1 + i], k1, acc[R + o + i], acc[G + o + i], acc[B + o + i], acc[A + o + i]
+        )
+        r, g, b, a = _over(src2[s2 + i], k2, r, g, b, a)
+        acc[R + o + i] = r
+        acc[G + o + i] = g
+        acc[B + o + i] = b
+        acc[A + o + i] = a
 
 
 @KERNEL_INLINE
@@ -370,16 +377,11 @@ def _blend_normal_write_run(dst, d, acc, o, src, s, n, k, clear):  # type: ignor
     s = np.uint64(s)
     n = np.uint64(n)
     for i in range(n):
-        p = src[s + i]
-        a = _f32(p >> SHIFT_A) * k
-        t = _F32_ONE - a
-        ab = acc[A + o + i]
-        r = a * _f32(p & U8) + t * acc[R + o + i]
-        g = a * _f32((p >> SHIFT_G) & U8) + t * acc[G + o + i]
-        b = a * _f32((p >> SHIFT_B) & U8) + t * acc[B + o + i]
-        ab = ab + a * (_F32_ONE - ab)
+        r, g, b, a = _over(
+            src[s + i], k, acc[R + o + i], acc[G + o + i], acc[B + o + i], acc[A + o + i]
+        )
         q = np.uint32(0) if clear else dst[d + i]
-        dst[d + i] = _pack(r, g, b, ab, clear, q)
+        dst[d + i] = _pack(r, g, b, a, clear, q)
 
 
 @KERNEL_INLINE
@@ -404,19 +406,9 @@ def _over_opaque_pair_write_run(dst, d, base, b, src1, s1, k1, src2, s2, k2, n):
     s2 = np.uint64(s2)
     n = np.uint64(n)
     for i in range(n):
-        q = base[b + i]
-        p = src1[s1 + i]
-        a = _f32(p >> SHIFT_A) * k1
-        t = _F32_ONE - a
-        r = a * _f32(p & U8) + t * _f32(q & U8)
-        g = a * _f32((p >> SHIFT_G) & U8) + t * _f32((q >> SHIFT_G) & U8)
-        bl = a * _f32((p >> SHIFT_B) & U8) + t * _f32((q >> SHIFT_B) & U8)
-        p = src2[s2 + i]
-        a = _f32(p >> SHIFT_A) * k2
-        t = _F32_ONE - a
-        r = a * _f32(p & U8) + t * r
-        g = a * _f32((p >> SHIFT_G) & U8) + t * g
-        bl = a * _f32((p >> SHIFT_B) & U8) + t * bl
+        r, g, bl, a = _opaque(base[b + i])
+        r, g, bl, a = _over(src1[s1 + i], k1, r, g, bl, a)
+        r, g, bl, _ = _over(src2[s2 + i], k2, r, g, bl, a)
         dst[d + i] = (
             _round_u8(r)
             | (_round_u8(g) << SHIFT_G)
