@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from framering.kernels.bits import SHIFT_A, SHIFT_B, SHIFT_G, U8
+from framering.kernels.bits import ALPHA_OPAQUE, SHIFT_A, SHIFT_B, SHIFT_G, U8
 from framering.kernels.blend import BlendMode, blend_channel
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
 from framering.kernels.spans import TAIL  # remainders as one overlapping block
@@ -279,6 +279,12 @@ def _write_back_run(dst, d, acc, o, n, clear):  # type: ignore[no-untyped-def]
 
 
 @KERNEL_INLINE
+def _pack_opaque(r, g, b):  # type: ignore[no-untyped-def]
+    """:func:`_pack` of a pixel whose alpha is exactly 1: division by 1.0 changes nothing."""
+    return _round_u8(r) | (_round_u8(g) << SHIFT_G) | (_round_u8(b) << SHIFT_B) | ALPHA_OPAQUE
+
+
+@KERNEL_INLINE
 def write_back(dst, d, acc, o, n, clear):  # type: ignore[no-untyped-def]
     """:func:`_write_back_run` with its remainder done as one more overlapping block of
     :data:`TAIL` pixels (see :data:`TAIL`)."""
@@ -304,12 +310,7 @@ def _over_opaque_write_run(dst, d, base, b, src, s, n, k):  # type: ignore[no-un
     for i in range(n):
         r, g, bl, a = _opaque(base[b + i])
         r, g, bl, _ = _over(src[s + i], k, r, g, bl, a)
-        dst[d + i] = (
-            _round_u8(r)
-            | (_round_u8(g) << SHIFT_G)
-            | (_round_u8(bl) << SHIFT_B)
-            | np.uint32(0xFF000000)
-        )
+        dst[d + i] = _pack_opaque(r, g, bl)
 
 
 @KERNEL_INLINE
@@ -409,12 +410,7 @@ def _over_opaque_pair_write_run(dst, d, base, b, src1, s1, k1, src2, s2, k2, n):
         r, g, bl, a = _opaque(base[b + i])
         r, g, bl, a = _over(src1[s1 + i], k1, r, g, bl, a)
         r, g, bl, _ = _over(src2[s2 + i], k2, r, g, bl, a)
-        dst[d + i] = (
-            _round_u8(r)
-            | (_round_u8(g) << SHIFT_G)
-            | (_round_u8(bl) << SHIFT_B)
-            | np.uint32(0xFF000000)
-        )
+        dst[d + i] = _pack_opaque(r, g, bl)
 
 
 @KERNEL_INLINE
