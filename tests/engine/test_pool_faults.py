@@ -309,7 +309,8 @@ def test_a_dead_workers_frames_go_to_a_live_worker_without_waiting_for_its_repla
     ) as eng:
         rng = np.random.default_rng(5)
         big = eng.upload(rng.integers(0, 256, (1080, 1920, 4), dtype=np.uint8))
-        layers = [Layer(big, opacity=o) for o in (1.0, 0.7, 0.6, 0.5, 0.4, 0.3)]
+        # a frame of a few hundred milliseconds: still in its worker when the kill lands
+        layers = [Layer(big)] + [Layer(big, x=i % 7, opacity=0.5) for i in range(150)]
         expected = eng.render(layers)
         slot = eng.acquire(timeout=5)
         slot.submit(layers)  # one frame: the other worker stays idle

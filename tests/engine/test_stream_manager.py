@@ -146,7 +146,9 @@ def test_greedy_streams_share_worker_time_by_weight() -> None:
     with Engine(width, height, slots=24, workers=2, damage=False) as eng:
         rng = np.random.default_rng(4)
         picture = eng.upload(rng.integers(0, 256, (height, width, 4), dtype=np.uint8))
-        layers = [Layer(picture), Layer(picture, opacity=0.5), Layer(picture, x=3, opacity=0.5)]
+        # eight translucent layers: the accumulating kernel does three in about 1 ms, which
+        # the test's threads could not keep backlogged
+        layers = [Layer(picture)] + [Layer(picture, x=i, opacity=0.5) for i in range(8)]
         used = run_greedy_streams(eng, layers, weights=(1, 2, 4), seconds=5.0)
     total = sum(used.values())
     for weight, seconds in used.items():
