@@ -12,6 +12,7 @@
 """
 
 from framering.clock import StreamFrame
+from framering.elastic import WorkerBudget
 from framering.engine import Engine
 from framering.errors import (
     AcquireTimeoutError,
@@ -73,6 +74,7 @@ __all__ = [
     "StreamMetrics",
     "Transform",
     "WaitTimeoutError",
+    "WorkerBudget",
     "WorkerMetrics",
     "crossfade",
     "physical_cores",

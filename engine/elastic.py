@@ -14,10 +14,18 @@ default, which keeps the pool fixed):
 
 Nothing in flight is touched: a worker is retired only idle, and recycled only after its last
 task. The decisions here are pure; the pool's manager thread acts on them.
+
+Several engines in one process can share a :class:`WorkerBudget`: a count of worker processes
+that all their pools together may run beyond their minimums. A cluster host makes one engine per
+frame size and gives them one budget, the cores it reserved from Ray, so that the engines
+together never run more workers than the node gave it. A pool that wants a worker the budget
+cannot give marks the budget contended, and the other pools then retire a worker idle for
+``CONTENDED_IDLE_S`` rather than ``idle_timeout``.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,6 +39,8 @@ GROW_WAIT_S: Final = 0.1
 ADAPT_EVERY_S: Final = 0.02
 MEMORY_CHECK_EVERY_S: Final = 1.0
 DEFAULT_IDLE_TIMEOUT_S: Final = 30.0
+# While another pool of the same budget waits for a worker, one idle this long is given back.
+CONTENDED_IDLE_S: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -98,11 +108,15 @@ def worker_to_retire(
     waiting: int,
     now: float,
     last_grow: float,
+    contended: bool = False,
 ) -> WorkerHandle | None:
-    """The idle worker to retire now, if any (``now`` and ``last_grow``: monotonic)."""
-    if serving <= limits.minimum or waiting or now - last_grow < limits.idle_timeout:
+    """The idle worker to retire now, if any (``now`` and ``last_grow``: monotonic;
+    ``contended``: another pool of the same budget waits for a worker, so one idle for
+    ``CONTENDED_IDLE_S`` goes, whenever the pool last grew)."""
+    timeout = min(CONTENDED_IDLE_S, limits.idle_timeout) if contended else limits.idle_timeout
+    if serving <= limits.minimum or waiting or (not contended and now - last_grow < timeout):
         return None
-    idle = [w for w in ready if not w.inflight and now - w.head_since >= limits.idle_timeout]
+    idle = [w for w in ready if not w.inflight and now - w.head_since >= timeout]
     return idle[-1] if idle else None  # the newest: tasks go to the first workers first
 
 
@@ -112,3 +126,54 @@ def over_memory(limits: PoolLimits, private_bytes: int | None) -> bool:
         and private_bytes is not None
         and private_bytes > limits.max_worker_rss
     )
+
+
+class WorkerBudget:
+    """Worker processes that several engines' pools may run together (see the module
+    docstring). Thread-safe: each pool's manager thread takes and gives back its own."""
+
+    def __init__(self, workers: int) -> None:
+        self.total: Final = positive_int(workers, "workers", MAX_WORKERS)
+        self._lock = threading.Lock()
+        self._taken = 0
+        self._wanted = 0  # pools whose last request was refused
+
+    def __repr__(self) -> str:
+        return f"WorkerBudget({self._taken} of {self.total} taken)"
+
+    @property
+    def taken(self) -> int:
+        return self._taken
+
+    def take_minimum(self, workers: int) -> None:
+        """A pool's minimum, always granted: it may take the budget past its total (more
+        engines than the budget has workers each still run one), and growth then waits."""
+        with self._lock:
+            self._taken += workers
+
+    def try_take(self, was_wanting: bool) -> bool:
+        """One more worker, if the budget has room. ``was_wanting``: this pool's previous
+        request was refused (it is counted as wanting until it gets one or gives up)."""
+        with self._lock:
+            if self._taken < self.total:
+                self._taken += 1
+                if was_wanting:
+                    self._wanted -= 1
+                return True
+            if not was_wanting:
+                self._wanted += 1
+            return False
+
+    def stop_wanting(self) -> None:
+        """A refused pool no longer needs the worker it asked for."""
+        with self._lock:
+            self._wanted -= 1
+
+    def give_back(self, workers: int) -> None:
+        with self._lock:
+            self._taken -= workers
+
+    @property
+    def contended(self) -> bool:
+        """Another pool waits for a worker: idle ones should be given back soon."""
+        return self._wanted > 0

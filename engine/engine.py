@@ -23,7 +23,7 @@ import numpy as np
 from framering.bands import Split, check_split
 from framering.clock import Policy, Scene, StreamFrame
 from framering.damage import DamageTracker
-from framering.elastic import DEFAULT_IDLE_TIMEOUT_S, PoolLimits
+from framering.elastic import DEFAULT_IDLE_TIMEOUT_S, PoolLimits, WorkerBudget
 from framering.errors import InvalidTypeError
 from framering.frames import FrameTable
 from framering.jobs import DEFAULT_DEADLINE_S, Jobs, StreamShare
@@ -89,6 +89,10 @@ class Engine:
         max_worker_rss: bytes of private memory (resident, less the shared ring and sources)
             above which a worker is recycled between frames: a replacement starts, and the
             worker stops after its last task. None: never.
+        worker_budget: a ``WorkerBudget`` shared with other engines of this process: their
+            pools together grow to at most its count of workers (each still starts with
+            ``workers``; a cluster host gives its engines the cores it reserved from Ray).
+            None: no bound shared between engines.
         split: ``"auto"`` (default) cuts a big frame (half a 4K frame or more to recomposite)
             into row bands composited by several idle workers at once, for its latency;
             ``"bands"`` cuts every frame across the ready workers, ``"frame"`` never. The
@@ -118,9 +122,14 @@ class Engine:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
         max_worker_rss: int | None = None,
         split: Split = "auto",
+        worker_budget: WorkerBudget | None = None,
     ) -> None:
         if not isinstance(damage, bool):
             raise InvalidTypeError(f"damage must be a bool, not {type(damage).__name__}")
+        if worker_budget is not None and not isinstance(worker_budget, WorkerBudget):
+            raise InvalidTypeError(
+                f"worker_budget must be a WorkerBudget, not {type(worker_budget).__name__}"
+            )
         self.width: Final = positive_int(width, "width", MAX_SIDE)
         self.height: Final = positive_int(height, "height", MAX_SIDE)
         self.slots: Final = positive_int(slots, "slots", MAX_SLOTS)
@@ -151,6 +160,7 @@ class Engine:
                 start_timeout,
                 initializer,
                 initargs,
+                worker_budget,
             )
         except BaseException:
             ring.release_views()

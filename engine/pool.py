@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from framering import elastic, protocol
-from framering.elastic import PoolLimits
+from framering.elastic import PoolLimits, WorkerBudget
 from framering.errors import EngineBrokenError, EngineClosedError, InvalidTypeError
 from framering.ring import RingHeader
 from framering.scheduler import FairScheduler, Flow
@@ -86,14 +86,19 @@ class WorkerPool:
         start_timeout: float = DEFAULT_START_TIMEOUT_S,
         initializer: Callable[..., Any] | None = None,
         initargs: tuple[Any, ...] = (),
+        budget: WorkerBudget | None = None,
     ) -> None:
         """Start ``limits.start`` processes (default: one per physical core, fixed) and wait
-        until every one said hello; raises ``EngineBrokenError`` if they cannot start."""
+        until every one said hello; raises ``EngineBrokenError`` if they cannot start.
+        ``budget``: shared with other pools, it bounds the workers they grow to together."""
         if limits is None:
             limits = PoolLimits.from_arguments(
                 None, None, None, elastic.DEFAULT_IDLE_TIMEOUT_S, None, physical_cores()
             )
         self._limits = limits
+        self._budget = budget
+        self._budget_held = 0  # workers counted in the budget: serving, not retiring
+        self._budget_wanted = False  # the last growth the budget refused is still wanted
         max_attempts = positive_int(max_attempts, "max_attempts", 100)
         start_timeout = positive_seconds(start_timeout, "start_timeout")
         if initializer is not None and not callable(initializer):
@@ -119,6 +124,9 @@ class WorkerPool:
         self._ready = threading.Condition(self._lock)
         self._watch = WorkerWatch(self._context)
         self._manager = threading.Thread(target=self._manage, name="framering-manager", daemon=True)
+        if budget is not None:
+            budget.take_minimum(limits.start)
+            self._budget_held = limits.start
         try:  # whatever interrupts the start (Ctrl-C included), nothing started outlives it
             self._start(limits.start, start_timeout)
         except BaseException:
@@ -459,18 +467,27 @@ class WorkerPool:
             serving = len(ready) + starting
             if elastic.may_grow(limits, serving, starting):
                 reason = self._scheduler.pressure(time.perf_counter(), elastic.GROW_WAIT_S)
-                if reason is not None:
+                if reason is not None and self._take_from_budget():
                     started, attaches = self._add_worker(self._next_index)
                     self._next_index += 1
                     self._last_grow = now
                     self._counters.scale_ups += 1
+                elif reason is None:
+                    self._stop_wanting()
             if started is None:
                 victim = elastic.worker_to_retire(
-                    limits, ready, serving, len(self._scheduler), now, self._last_grow
+                    limits,
+                    ready,
+                    serving,
+                    len(self._scheduler),
+                    now,
+                    self._last_grow,
+                    contended=self._others_want_workers(),
                 )
                 if victim is not None:
                     idle = now - victim.head_since
                     self._retire(victim, f"retired after {idle:.1f} s idle")
+                    self._give_to_budget(1)
                     self._counters.scale_downs += 1
                     serving -= 1
             for worker in self._workers:
@@ -498,6 +515,29 @@ class WorkerPool:
                     worker.retire_reason,
                     serving,
                 )
+
+    def _take_from_budget(self) -> bool:
+        """Lock held. One more worker from the shared budget (always, without one)."""
+        if self._budget is None:
+            return True
+        taken = self._budget.try_take(self._budget_wanted)
+        self._budget_wanted = not taken
+        if taken:
+            self._budget_held += 1
+        return taken
+
+    def _stop_wanting(self) -> None:
+        if self._budget is not None and self._budget_wanted:
+            self._budget.stop_wanting()
+            self._budget_wanted = False
+
+    def _give_to_budget(self, workers: int) -> None:
+        if self._budget is not None and workers:
+            self._budget.give_back(workers)
+            self._budget_held -= workers
+
+    def _others_want_workers(self) -> bool:
+        return self._budget is not None and self._budget.contended and not self._budget_wanted
 
     def _add_worker(
         self, index: int, in_place_of: WorkerHandle | None = None
@@ -558,6 +598,8 @@ class WorkerPool:
             self._closing = True
             workers = list(self._workers)
             self._scheduler.take_all()
+            self._stop_wanting()
+            self._give_to_budget(self._budget_held)
         for worker in workers:
             if worker.live:
                 self._send(worker, protocol.encode_stop())

@@ -30,6 +30,7 @@ from typing import Final
 from framering.clock import Policy
 from framering.cluster.figures import HostReport, StreamReport
 from framering.cluster.hosted import HostedStream
+from framering.elastic import WorkerBudget
 from framering.engine import Engine
 from framering.errors import InvalidValueError, SlotReservationError
 from framering.shm import reclaim_orphans
@@ -65,6 +66,8 @@ class NodeHost:
         self._lock = threading.Lock()  # the dictionaries above; never held for long
         self._engine_lock = threading.Lock()  # making an engine (its workers start)
         self._closed = False
+        # the cores the host reserved from Ray: its engines' pools together run no more
+        self._budget = WorkerBudget(cpus)
         # segments of hosts that died here before us (the orphan sweep); engines sweep too
         reclaim_orphans()
 
@@ -79,15 +82,19 @@ class NodeHost:
                 raise InvalidValueError(f"the host on node {self.node_id} is closing")
             engine = self._engines.get(key)
             if engine is None or engine.closed:
-                # elastic: the node's CPUs are shared by its engines (one per frame size),
-                # each growing to all of them while its streams need it
+                # elastic: the node's CPUs are shared by its engines (one per frame size):
+                # each starts with one worker and grows while its streams need it, within
+                # the budget of the cores the host reserved (an idle engine gives its extra
+                # workers back within a second when another engine wants them)
                 engine = Engine(
                     width,
                     height,
                     slots=self.ring_slots,
+                    workers=1,
                     min_workers=1,
                     max_workers=self.cpus,
                     output=output,
+                    worker_budget=self._budget,
                 )
                 with self._lock:
                     self._engines[key] = engine

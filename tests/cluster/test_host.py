@@ -130,6 +130,26 @@ def test_close_stops_every_stream_and_leaves_no_worker(tmp_path: pathlib.Path) -
         _start(node, "u", Recording("/dev/null"))
 
 
+def test_the_engines_of_a_node_together_run_no_more_workers_than_its_cores(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Two frame sizes make two engines; both are overloaded, and each alone would grow to the
+    node's two cores: together they stay within them (the host's worker budget)."""
+    node = NodeHost("node-b", cpus=2, ring_slots=6)
+    try:
+        _start(node, "s", specs.NeverDone(str(tmp_path / "s")), fps=1000.0)
+        _start(node, "t", specs.NeverDone(str(tmp_path / "t")), fps=1000.0, width=128, height=64)
+        deadline = time.monotonic() + 2.0  # long enough to grow many times over (0.1 s)
+        most = 0
+        while time.monotonic() < deadline:
+            most = max(most, node.report().workers)
+            time.sleep(0.02)
+        assert most == 2
+        assert {r.state for r in node.report().streams} == {StreamState.RUNNING}
+    finally:
+        node.close()
+
+
 def test_an_engine_no_stream_uses_is_closed_after_a_while(
     host: NodeHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:

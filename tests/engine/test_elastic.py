@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framering import Engine, InvalidValueError, Layer
+from framering import Engine, InvalidValueError, Layer, WorkerBudget, elastic
+from framering.elastic import PoolLimits
 from framering.slots import FrameSlot
 from tests import faults
 from tests.waiting import wait_until
@@ -60,6 +61,10 @@ class Load:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """No new frames; returns once those in flight are done (and checked)."""
         self._stop.set()
         self._thread.join(60)
 
@@ -144,3 +149,77 @@ def test_a_worker_over_max_worker_rss_is_recycled_between_frames(
 # private memory), and the limit between the two.
 BALLAST_MB = 700
 BALLAST_LIMIT = 500 * 2**20
+
+
+def test_a_worker_budget_grants_minimums_and_refuses_growth_beyond_its_count() -> None:
+    budget = WorkerBudget(3)
+    budget.take_minimum(2)
+    budget.take_minimum(2)  # a minimum is never refused, even past the count
+    assert budget.taken == 4
+    assert not budget.try_take(was_wanting=False)
+    assert budget.contended
+    assert not budget.try_take(was_wanting=True)  # asking again is still one pool wanting
+    budget.give_back(2)
+    assert budget.try_take(was_wanting=True)
+    assert budget.taken == 3 and not budget.contended
+    assert not budget.try_take(was_wanting=False)
+    budget.stop_wanting()  # the pool no longer needs it
+    assert not budget.contended
+
+
+def test_a_contended_budget_retires_an_idle_worker_within_a_second_whenever_it_grew() -> None:
+    limits = PoolLimits.from_arguments(1, 1, 2, 30.0, None, physical_cores=2)
+    idle = _IdleWorker(head_since=100.0)
+    just_grown = dict(serving=2, waiting=0, last_grow=100.0)
+    assert elastic.worker_to_retire(limits, [idle], now=101.5, **just_grown) is None
+    assert elastic.worker_to_retire(limits, [idle], now=101.5, contended=True, **just_grown) is idle
+    assert elastic.worker_to_retire(limits, [idle], now=100.5, contended=True, **just_grown) is None
+    minimum = dict(serving=1, waiting=0, last_grow=0.0)
+    assert elastic.worker_to_retire(limits, [idle], now=200.0, contended=True, **minimum) is None
+
+
+class _IdleWorker:
+    def __init__(self, head_since: float) -> None:
+        self.head_since = head_since
+        self.inflight: dict[int, object] = {}
+
+
+def test_engines_sharing_a_budget_never_run_more_workers_than_it_holds() -> None:
+    """Two engines, one worker each to start and a budget of three: the first grows to two under
+    load; the second, loaded while the first still is, waits (the budget is contended); once the
+    first is idle it gives its extra worker back within seconds, far sooner than its
+    idle_timeout, and the second grows. Every frame stays exact."""
+    budget = WorkerBudget(3)
+    common = dict(
+        slots=40, workers=1, max_workers=2, idle_timeout=60.0, damage=False, worker_budget=budget
+    )
+    with Engine(W, H, **common) as first, Engine(W, H, **common) as second:  # type: ignore[arg-type]
+        most = [0]
+
+        def workers_within_budget() -> None:
+            most[0] = max(most[0], first.workers + second.workers)
+
+        with Load(first, heavy_layers(first), depth=36) as load_first:
+            wait_until(lambda: first.workers == 2, "the first engine grown to 2 workers")
+            with Load(second, heavy_layers(second), depth=36) as load_second:
+                wait_until(lambda: budget.contended, "the second engine wanting a worker")
+                deadline = time.monotonic() + 1.0
+                while time.monotonic() < deadline:  # the budget is full: no growth
+                    workers_within_budget()
+                    time.sleep(0.01)
+                assert second.workers == 1 and second.metrics().scale_ups == 0
+                load_first.stop()
+                handed_over = time.monotonic()
+
+                def grown() -> bool:
+                    workers_within_budget()
+                    return second.workers == 2 and first.workers == 1
+
+                wait_until(grown, "the worker handed from the first engine to the second")
+                assert time.monotonic() - handed_over < 20  # not the first's 60 s idle_timeout
+        assert most[0] <= 3 and budget.taken == 3
+        assert first.metrics().scale_downs == 1 and second.metrics().scale_ups == 1
+        for load in (load_first, load_second):
+            assert load.wrong == 0 and load.frames > 0
+        assert first.metrics().frames_failed == 0 and second.metrics().frames_failed == 0
+    assert budget.taken == 0  # closed engines give everything back
