@@ -15,16 +15,21 @@ default, which keeps the pool fixed):
 Nothing in flight is touched: a worker is retired only idle, and recycled only after its last
 task. The decisions here are pure; the pool's manager thread acts on them.
 
-Several engines in one process can share a :class:`WorkerBudget`: a count of worker processes
-that all their pools together may run beyond their minimums. A cluster host makes one engine per
-frame size and gives them one budget, the cores it reserved from Ray, so that the engines
-together never run more workers than the node gave it. A pool that wants a worker the budget
-cannot give marks the budget contended, and the other pools then retire a worker idle for
-``CONTENDED_IDLE_S`` rather than ``idle_timeout``.
+Several engines in one process can share a :class:`WorkerBudget`: a count of the worker
+processes all their pools together may run (each pool's starting workers are always granted;
+growth takes from what is left). A cluster host makes one engine per frame size and gives them
+one budget, the cores it reserved from Ray, so that the engines together run no more workers
+than the node gave it (but for a moment: a retired worker is given back as it is told to stop,
+before it exits). A pool that wants a worker the budget cannot give marks the budget
+contended; another pool that has had no task waiting for ``CONTENDED_IDLE_S`` then retires one
+worker beyond its minimum, busy or not (a retiring worker finishes what it holds), rather than
+waiting for one to sit idle for ``idle_timeout``: a pool that cuts frames into bands keeps all
+its workers a little busy, and would otherwise never give one back.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Final
@@ -39,7 +44,8 @@ GROW_WAIT_S: Final = 0.1
 ADAPT_EVERY_S: Final = 0.02
 MEMORY_CHECK_EVERY_S: Final = 1.0
 DEFAULT_IDLE_TIMEOUT_S: Final = 30.0
-# While another pool of the same budget waits for a worker, one idle this long is given back.
+# While another pool of the same budget waits for a worker, a pool that has had nothing
+# waiting this long gives one back.
 CONTENDED_IDLE_S: Final = 1.0
 
 
@@ -109,13 +115,19 @@ def worker_to_retire(
     now: float,
     last_grow: float,
     contended: bool = False,
+    queued_at: float = -math.inf,
 ) -> WorkerHandle | None:
-    """The idle worker to retire now, if any (``now`` and ``last_grow``: monotonic;
-    ``contended``: another pool of the same budget waits for a worker, so one idle for
-    ``CONTENDED_IDLE_S`` goes, whenever the pool last grew)."""
-    timeout = min(CONTENDED_IDLE_S, limits.idle_timeout) if contended else limits.idle_timeout
-    if serving <= limits.minimum or waiting or (not contended and now - last_grow < timeout):
+    """The worker to retire now, if any (``now``, ``last_grow`` and ``queued_at``, when tasks
+    last waited: monotonic). Normally an idle one; ``contended`` (another pool of the same
+    budget waits for a worker): the newest, busy or not, once nothing has waited here for
+    ``CONTENDED_IDLE_S``, whenever the pool last grew."""
+    if serving <= limits.minimum or waiting or not ready:
         return None
+    if contended:
+        return ready[-1] if now - queued_at >= CONTENDED_IDLE_S else None
+    if now - last_grow < limits.idle_timeout:
+        return None
+    timeout = limits.idle_timeout
     idle = [w for w in ready if not w.inflight and now - w.head_since >= timeout]
     return idle[-1] if idle else None  # the newest: tasks go to the first workers first
 
@@ -175,5 +187,6 @@ class WorkerBudget:
 
     @property
     def contended(self) -> bool:
-        """Another pool waits for a worker: idle ones should be given back soon."""
-        return self._wanted > 0
+        """A pool waits for a worker the budget has not got: another should give one back
+        (once one is given back, the budget is not contended until it is taken)."""
+        return self._wanted > 0 and self._taken >= self.total

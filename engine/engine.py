@@ -151,8 +151,9 @@ class Engine:
         ring = FrameRing.create(
             name, self.width, self.height, self.slots, self.output, yuv_matrix, yuv_range
         )
-        try:
-            self._pool = WorkerPool(
+        pool: WorkerPool | None = None
+        try:  # nothing made here outlives an error (the ring, the workers, their budget)
+            pool = self._pool = WorkerPool(
                 ring.segment.name,
                 ring.header,
                 limits,
@@ -162,28 +163,30 @@ class Engine:
                 initargs,
                 worker_budget,
             )
+            self._lifetime.watch(lambda: self._pool.broken)
+            self._registry = SourceRegistry(self.token, self._lifetime, self._pool)
+            # the slots' submit reaches the jobs, which are made after the slots they finish
+            default_share = StreamShare(None, Recorder(self.width * self.height, self._recorder))
+            submit = lambda *frame: self._jobs.submit_frame(*frame, default_share)  # noqa: E731
+            self.damage: Final = damage and os.environ.get(DAMAGE_ENV, "").lower() != "full"
+            """Damage tracking is on (see ``damage`` above)."""
+            tracker = DamageTracker(
+                self.slots, self.width, self.height, even=self.output.yuv420, enabled=self.damage
+            )
+            self._frames = FrameTable(ring, self._lifetime, self.token, submit, tracker)
+            self._jobs = Jobs(
+                self._lifetime, self._frames, self._registry, self._pool, deadline, tracker, split
+            )
+            self._streams: dict[str, Stream] = {}
+            self._default = self._new_stream(
+                "default", 1.0, self._frames.default_account, default_share
+            )
         except BaseException:
+            if pool is not None:
+                pool.stop()
             ring.release_views()
             ring.segment.close_and_unlink()
             raise
-        self._lifetime.watch(lambda: self._pool.broken)
-        self._registry = SourceRegistry(self.token, self._lifetime, self._pool)
-        # the slots' submit reaches the jobs, which are made after the slots they finish
-        default_share = StreamShare(None, Recorder(self.width * self.height, self._recorder))
-        submit = lambda *frame: self._jobs.submit_frame(*frame, default_share)  # noqa: E731
-        self.damage: Final = damage and os.environ.get(DAMAGE_ENV, "").lower() != "full"
-        """Damage tracking is on (see ``damage`` above)."""
-        tracker = DamageTracker(
-            self.slots, self.width, self.height, even=self.output.yuv420, enabled=self.damage
-        )
-        self._frames = FrameTable(ring, self._lifetime, self.token, submit, tracker)
-        self._jobs = Jobs(
-            self._lifetime, self._frames, self._registry, self._pool, deadline, tracker, split
-        )
-        self._streams: dict[str, Stream] = {}
-        self._default = self._new_stream(
-            "default", 1.0, self._frames.default_account, default_share
-        )
         close_at_exit(self)
 
     def __reduce__(self) -> str:

@@ -117,6 +117,7 @@ class WorkerPool:
         self._next_index = limits.start  # of the next worker the pool grows by
         self._last_grow = -math.inf  # time.monotonic() of the last start for pressure
         self._adapted_at = -math.inf
+        self._queued_at = -math.inf  # time.monotonic() when _adapt last saw tasks waiting
         self._memory_read_at = time.monotonic()
         self._closing = False
         self._generation = 0  # bumped whenever a worker is added, dies or stops
@@ -259,6 +260,7 @@ class WorkerPool:
             reason = f"the manager thread crashed:\n{traceback.format_exc()}"
             with self._ready:
                 self._broken = reason
+                self._leave_budget()
                 tasks = self._scheduler.take_all()
                 for worker in self._workers:
                     tasks += worker.inflight.values()
@@ -400,6 +402,7 @@ class WorkerPool:
                 if self._start_failures >= MAX_START_FAILURES:
                     became_broken = self._broken is None
                     self._broken = start_failure_reason(self._start_failures, worker)
+                    self._leave_budget()
                     failed += self._scheduler.take_all()
                 else:
                     replace = True
@@ -450,6 +453,8 @@ class WorkerPool:
         if now - self._adapted_at < elastic.ADAPT_EVERY_S:
             return
         self._adapted_at = now
+        if len(self._scheduler):
+            self._queued_at = now
         memory_due = now - self._memory_read_at >= elastic.MEMORY_CHECK_EVERY_S
         if self._limits.max_worker_rss is not None and memory_due:
             self._memory_read_at = now
@@ -483,6 +488,7 @@ class WorkerPool:
                     now,
                     self._last_grow,
                     contended=self._others_want_workers(),
+                    queued_at=self._queued_at,
                 )
                 if victim is not None:
                     idle = now - victim.head_since
@@ -535,6 +541,12 @@ class WorkerPool:
         if self._budget is not None and workers:
             self._budget.give_back(workers)
             self._budget_held -= workers
+
+    def _leave_budget(self) -> None:
+        """Lock held. Stopping or broken: the pool wants nothing more, and gives back every
+        worker it counted (a broken pool takes no task, so its workers serve nobody)."""
+        self._stop_wanting()
+        self._give_to_budget(self._budget_held)
 
     def _others_want_workers(self) -> bool:
         return self._budget is not None and self._budget.contended and not self._budget_wanted
@@ -598,8 +610,7 @@ class WorkerPool:
             self._closing = True
             workers = list(self._workers)
             self._scheduler.take_all()
-            self._stop_wanting()
-            self._give_to_budget(self._budget_held)
+            self._leave_budget()
         for worker in workers:
             if worker.live:
                 self._send(worker, protocol.encode_stop())

@@ -71,6 +71,11 @@ class NodeHost:
         # segments of hosts that died here before us (the orphan sweep); engines sweep too
         reclaim_orphans()
 
+    @property
+    def worker_budget(self) -> WorkerBudget:
+        """The workers this node's engines may run together: the cores the host reserved."""
+        return self._budget
+
     def ping(self) -> tuple[str, int]:
         """(node id, pid): the host is up."""
         return self.node_id, os.getpid()
@@ -84,8 +89,8 @@ class NodeHost:
             if engine is None or engine.closed:
                 # elastic: the node's CPUs are shared by its engines (one per frame size):
                 # each starts with one worker and grows while its streams need it, within
-                # the budget of the cores the host reserved (an idle engine gives its extra
-                # workers back within a second when another engine wants them)
+                # the budget of the cores the host reserved (an engine with nothing waiting
+                # for a second gives a worker back when another engine wants one)
                 engine = Engine(
                     width,
                     height,

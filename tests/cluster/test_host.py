@@ -139,10 +139,12 @@ def test_the_engines_of_a_node_together_run_no_more_workers_than_its_cores(
     try:
         _start(node, "s", specs.NeverDone(str(tmp_path / "s")), fps=1000.0)
         _start(node, "t", specs.NeverDone(str(tmp_path / "t")), fps=1000.0, width=128, height=64)
-        deadline = time.monotonic() + 2.0  # long enough to grow many times over (0.1 s)
+        budget = node.worker_budget
+        assert wait_for(lambda: budget.contended, 10)  # an engine wants a third worker
+        deadline = time.monotonic() + 1.0
         most = 0
-        while time.monotonic() < deadline:
-            most = max(most, node.report().workers)
+        while time.monotonic() < deadline:  # workers ready, and the budget's count
+            most = max(most, node.report().workers, budget.taken)
             time.sleep(0.02)
         assert most == 2
         assert {r.state for r in node.report().streams} == {StreamState.RUNNING}
