@@ -7,8 +7,9 @@ what bands do for the latency of a big frame.
   shows would be, plus one greedy stream that keeps frames in flight as fast as it can (every
   layer moving: full damage). For each N: every paced stream's drops and p99 submit-to-done
   latency (from its 16th frame on: the first fill its slots whole), and the greedy stream's
-  throughput. The answer is the largest N at which every
-  paced stream has no drop and a p99 under 10 ms.
+  throughput. The answer is the largest N up to which every N tried had no paced stream
+  dropping a frame or with a p99 of 10 ms or more (a pass at 16 after a failure at 12 is
+  luck, not capacity); the largest N that passed alone is printed beside it.
 - **Bands**: stress-4k (six full translucent 4K layers, every frame recomposited whole) as
   one stream at 30 fps, ``split="frame"`` against ``split="bands"``: median latency.
 
@@ -239,12 +240,17 @@ def table(out: Results) -> str:
 
 
 def verdicts(out: Results) -> list[str]:
+    held = 0  # every N tried up to this one passed
+    for row in sorted(out.rows, key=lambda r: int(r["streams"])):  # type: ignore[call-overload]
+        if not row["ok"]:
+            break
+        held = int(row["streams"])  # type: ignore[call-overload]
     passing = [int(row["streams"]) for row in out.rows if row["ok"]]  # type: ignore[call-overload]
-    best = max(passing, default=0)
     lines = [
-        f"{'met   ' if best >= TARGET_STREAMS else 'MISSED'} paced 30 fps studio streams with no "
-        f"drop and p99 < {P99_LIMIT_S * 1e3:g} ms beside a greedy stream: {best} "
-        f"(target >= {TARGET_STREAMS}; tried {', '.join(str(r['streams']) for r in out.rows)})"
+        f"{'met   ' if held >= TARGET_STREAMS else 'MISSED'} paced 30 fps studio streams with no "
+        f"drop and p99 < {P99_LIMIT_S * 1e3:g} ms beside a greedy stream: held up to {held} "
+        f"(target >= {TARGET_STREAMS}; tried {', '.join(str(r['streams']) for r in out.rows)}; "
+        f"the largest that passed: {max(passing, default=0)})"
     ]
     by_split = {row["split"]: row for row in out.bands}
     if {"frame", "bands"} <= by_split.keys():
