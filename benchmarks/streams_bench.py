@@ -19,6 +19,7 @@ what bands do for the latency of a big frame.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import statistics
 import sys
@@ -99,8 +100,14 @@ def greedy(stream: Stream, scene: Studio, stop: threading.Event) -> None:
             time.sleep(0.001)
 
 
-def paced_run(eng: Engine, workload_name: str, count: int, seconds: float) -> dict[str, object]:
-    """``count`` paced studio streams and one greedy stream for ``seconds``."""
+def paced_run(
+    eng: Engine, workload_name: str, count: int, seconds: float, freeze_heap: bool = True
+) -> dict[str, object]:
+    """``count`` paced studio streams and one greedy stream for ``seconds``; with
+    ``freeze_heap``, the objects made before the run are frozen out of Python's garbage
+    collections during it, as a live application should (docs/api.md, Live loops and the
+    garbage collector): a full collection of this process's heap stops every stream of it
+    for 55-100 ms here."""
     workload = build(workload_name)
     studios = [Studio(eng, workload) for _ in range(count + 1)]
     streams = [eng.open_stream(f"n{count}-show-{i}", slots=PACED_SLOTS) for i in range(count)]
@@ -120,17 +127,24 @@ def paced_run(eng: Engine, workload_name: str, count: int, seconds: float) -> di
 
     hog_thread = threading.Thread(target=greedy, args=(hog, studios[-1], stop), daemon=True)
     threads = [threading.Thread(target=show, args=(i,), daemon=True) for i in range(count)]
-    hog_thread.start()
-    time.sleep(0.3)
-    greedy_before = hog.metrics().frames_completed
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds * 4 + 30)
-    elapsed = time.perf_counter() - began
-    greedy_fps = (hog.metrics().frames_completed - greedy_before) / elapsed
-    figures = [stream.metrics() for stream in streams]
+    if freeze_heap:
+        gc.collect()
+        gc.freeze()
+    try:
+        hog_thread.start()
+        time.sleep(0.3)
+        greedy_before = hog.metrics().frames_completed
+        began = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(seconds * 4 + 30)
+        elapsed = time.perf_counter() - began
+        greedy_fps = (hog.metrics().frames_completed - greedy_before) / elapsed
+        figures = [stream.metrics() for stream in streams]
+    finally:
+        if freeze_heap:
+            gc.unfreeze()
     stop.set()
     hog_thread.join(30)
     for stream in [*streams, hog]:
@@ -152,13 +166,18 @@ def paced_run(eng: Engine, workload_name: str, count: int, seconds: float) -> di
     }
 
 
-def bench_paced(plan: Plan, workers: int, out: Results) -> None:
+def bench_paced(plan: Plan, workers: int, out: Results, freeze_heap: bool = True) -> None:
     slots = PACED_SLOTS * max(plan.counts) + GREEDY_SLOTS + 2
     with Engine(1920, 1080, slots=slots, workers=workers) as eng:
         for count in plan.counts:
             progress(f"paced: {count} x studio-1080p at {FPS:g} fps + 1 greedy")
-            row = paced_run(eng, "studio-1080p", count, plan.seconds)
+            row = paced_run(eng, "studio-1080p", count, plan.seconds, freeze_heap)
             out.rows.append(row)
+    out.notes.append(
+        "paced runs: the process's heap was frozen (gc.freeze) during each run"
+        if freeze_heap
+        else "paced runs: Python's garbage collector ran as it does by default (--no-gc-freeze)"
+    )
 
 
 def bench_bands(plan: Plan, workers: int, out: Results) -> None:
@@ -299,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="more stream counts, longer runs")
     parser.add_argument("--workers", type=int, default=physical_cores())
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results folder")
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="leave Python's garbage collector as it is during the paced runs",
+    )
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     plan = plan_for(args.full, args.smoke)
@@ -308,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     workers = max(1, args.workers)
     # the table counts every drop; a warning per overloaded stream would only bury it
     logging.getLogger("framering").setLevel(logging.ERROR)
-    bench_paced(plan, workers, out)
+    bench_paced(plan, workers, out, freeze_heap=not args.no_gc_freeze)
     bench_bands(plan, workers, out)
     progress_done()
     stamp = results_stamp(args.out)
