@@ -12,8 +12,9 @@ default, which keeps the pool fixed):
 - **Recycle** a worker whose private memory passed ``max_worker_rss``: it takes no new task,
   a replacement starts at once, and it stops once its tasks are done.
 
-Nothing in flight is touched: a worker is retired only idle, and recycled only after its last
-task. The decisions here are pure; the pool's manager thread acts on them.
+Nothing in flight is touched: a retired or recycled worker takes no new task and stops only
+after its last one (normally a worker is retired only when idle; see the budget below). The
+decisions here are pure; the pool's manager thread acts on them.
 
 Several engines in one process can share a :class:`WorkerBudget`: a count of the worker
 processes all their pools together may run (each pool's starting workers are always granted;
@@ -127,8 +128,7 @@ def worker_to_retire(
         return ready[-1] if now - queued_at >= CONTENDED_IDLE_S else None
     if now - last_grow < limits.idle_timeout:
         return None
-    timeout = limits.idle_timeout
-    idle = [w for w in ready if not w.inflight and now - w.head_since >= timeout]
+    idle = [w for w in ready if not w.inflight and now - w.head_since >= limits.idle_timeout]
     return idle[-1] if idle else None  # the newest: tasks go to the first workers first
 
 
@@ -157,9 +157,10 @@ class WorkerBudget:
     def taken(self) -> int:
         return self._taken
 
-    def take_minimum(self, workers: int) -> None:
-        """A pool's minimum, always granted: it may take the budget past its total (more
-        engines than the budget has workers each still run one), and growth then waits."""
+    def take_at_start(self, workers: int) -> None:
+        """The workers a pool starts with, always granted: they may take the budget past its
+        total (more engines than the budget has workers each still run theirs), and growth
+        then waits."""
         with self._lock:
             self._taken += workers
 
@@ -190,3 +191,50 @@ class WorkerBudget:
         """A pool waits for a worker the budget has not got: another should give one back
         (once one is given back, the budget is not contended until it is taken)."""
         return self._wanted > 0 and self._taken >= self.total
+
+
+class BudgetShare:
+    """One pool's part of a :class:`WorkerBudget` (or of none: then every request is granted):
+    the workers it counted there, and whether its last request was refused. Used under the
+    pool's lock, by its manager thread and its ``stop``."""
+
+    def __init__(self, budget: WorkerBudget | None) -> None:
+        self._budget = budget
+        self._held = 0  # workers counted in the budget: serving, not retiring
+        self._wanting = False  # the last growth the budget refused is still wanted
+
+    def take_at_start(self, workers: int) -> None:
+        if self._budget is not None:
+            self._budget.take_at_start(workers)
+            self._held += workers
+
+    def try_grow(self) -> bool:
+        """One more worker (always, without a budget); a refusal counts the pool as wanting."""
+        if self._budget is None:
+            return True
+        taken = self._budget.try_take(self._wanting)
+        self._wanting = not taken
+        if taken:
+            self._held += 1
+        return taken
+
+    def stop_wanting(self) -> None:
+        if self._budget is not None and self._wanting:
+            self._budget.stop_wanting()
+            self._wanting = False
+
+    def give_back(self, workers: int) -> None:
+        if self._budget is not None and workers:
+            self._budget.give_back(workers)
+            self._held -= workers
+
+    def leave(self) -> None:
+        """Stopping or broken: the pool wants nothing more, and gives back every worker it
+        counted (a broken pool takes no task, so its workers serve nobody). Idempotent."""
+        self.stop_wanting()
+        self.give_back(self._held)
+
+    @property
+    def others_want(self) -> bool:
+        """Another pool of the budget waits for a worker it has not got."""
+        return self._budget is not None and self._budget.contended and not self._wanting

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from framering import elastic, protocol
-from framering.elastic import PoolLimits, WorkerBudget
+from framering.elastic import BudgetShare, PoolLimits, WorkerBudget
 from framering.errors import EngineBrokenError, EngineClosedError, InvalidTypeError
 from framering.ring import RingHeader
 from framering.scheduler import FairScheduler, Flow
@@ -96,9 +96,7 @@ class WorkerPool:
                 None, None, None, elastic.DEFAULT_IDLE_TIMEOUT_S, None, physical_cores()
             )
         self._limits = limits
-        self._budget = budget
-        self._budget_held = 0  # workers counted in the budget: serving, not retiring
-        self._budget_wanted = False  # the last growth the budget refused is still wanted
+        self._budget = BudgetShare(budget)
         max_attempts = positive_int(max_attempts, "max_attempts", 100)
         start_timeout = positive_seconds(start_timeout, "start_timeout")
         if initializer is not None and not callable(initializer):
@@ -125,9 +123,7 @@ class WorkerPool:
         self._ready = threading.Condition(self._lock)
         self._watch = WorkerWatch(self._context)
         self._manager = threading.Thread(target=self._manage, name="framering-manager", daemon=True)
-        if budget is not None:
-            budget.take_minimum(limits.start)
-            self._budget_held = limits.start
+        self._budget.take_at_start(limits.start)
         try:  # whatever interrupts the start (Ctrl-C included), nothing started outlives it
             self._start(limits.start, start_timeout)
         except BaseException:
@@ -260,7 +256,7 @@ class WorkerPool:
             reason = f"the manager thread crashed:\n{traceback.format_exc()}"
             with self._ready:
                 self._broken = reason
-                self._leave_budget()
+                self._budget.leave()
                 tasks = self._scheduler.take_all()
                 for worker in self._workers:
                     tasks += worker.inflight.values()
@@ -402,7 +398,7 @@ class WorkerPool:
                 if self._start_failures >= MAX_START_FAILURES:
                     became_broken = self._broken is None
                     self._broken = start_failure_reason(self._start_failures, worker)
-                    self._leave_budget()
+                    self._budget.leave()
                     failed += self._scheduler.take_all()
                 else:
                     replace = True
@@ -472,14 +468,15 @@ class WorkerPool:
             serving = len(ready) + starting
             if elastic.may_grow(limits, serving, starting):
                 reason = self._scheduler.pressure(time.perf_counter(), elastic.GROW_WAIT_S)
-                if reason is not None and self._take_from_budget():
+                if reason is not None and self._budget.try_grow():
                     started, attaches = self._add_worker(self._next_index)
                     self._next_index += 1
                     self._last_grow = now
                     self._counters.scale_ups += 1
                 elif reason is None:
-                    self._stop_wanting()
+                    self._budget.stop_wanting()
             if started is None:
+                contended = self._budget.others_want
                 victim = elastic.worker_to_retire(
                     limits,
                     ready,
@@ -487,13 +484,16 @@ class WorkerPool:
                     len(self._scheduler),
                     now,
                     self._last_grow,
-                    contended=self._others_want_workers(),
+                    contended=contended,
                     queued_at=self._queued_at,
                 )
                 if victim is not None:
-                    idle = now - victim.head_since
-                    self._retire(victim, f"retired after {idle:.1f} s idle")
-                    self._give_to_budget(1)
+                    if contended:
+                        why = "retired for another engine of its worker budget (nothing waited)"
+                    else:
+                        why = f"retired after {now - victim.head_since:.1f} s idle"
+                    self._retire(victim, why)
+                    self._budget.give_back(1)
                     self._counters.scale_downs += 1
                     serving -= 1
             for worker in self._workers:
@@ -521,35 +521,6 @@ class WorkerPool:
                     worker.retire_reason,
                     serving,
                 )
-
-    def _take_from_budget(self) -> bool:
-        """Lock held. One more worker from the shared budget (always, without one)."""
-        if self._budget is None:
-            return True
-        taken = self._budget.try_take(self._budget_wanted)
-        self._budget_wanted = not taken
-        if taken:
-            self._budget_held += 1
-        return taken
-
-    def _stop_wanting(self) -> None:
-        if self._budget is not None and self._budget_wanted:
-            self._budget.stop_wanting()
-            self._budget_wanted = False
-
-    def _give_to_budget(self, workers: int) -> None:
-        if self._budget is not None and workers:
-            self._budget.give_back(workers)
-            self._budget_held -= workers
-
-    def _leave_budget(self) -> None:
-        """Lock held. Stopping or broken: the pool wants nothing more, and gives back every
-        worker it counted (a broken pool takes no task, so its workers serve nobody)."""
-        self._stop_wanting()
-        self._give_to_budget(self._budget_held)
-
-    def _others_want_workers(self) -> bool:
-        return self._budget is not None and self._budget.contended and not self._budget_wanted
 
     def _add_worker(
         self, index: int, in_place_of: WorkerHandle | None = None
@@ -610,7 +581,7 @@ class WorkerPool:
             self._closing = True
             workers = list(self._workers)
             self._scheduler.take_all()
-            self._leave_budget()
+            self._budget.leave()
         for worker in workers:
             if worker.live:
                 self._send(worker, protocol.encode_stop())

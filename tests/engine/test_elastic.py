@@ -155,10 +155,10 @@ BALLAST_MB = 700
 BALLAST_LIMIT = 500 * 2**20
 
 
-def test_a_worker_budget_grants_minimums_and_refuses_growth_beyond_its_count() -> None:
+def test_a_worker_budget_grants_what_pools_start_with_and_refuses_growth_beyond_its_count() -> None:
     budget = WorkerBudget(3)
-    budget.take_minimum(2)
-    budget.take_minimum(2)  # a minimum is never refused, even past the count
+    budget.take_at_start(2)
+    budget.take_at_start(2)  # a start is never refused, even past the count
     assert budget.taken == 4
     assert not budget.try_take(was_wanting=False)
     assert budget.contended
