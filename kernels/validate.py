@@ -113,6 +113,10 @@ def check_color(color: object) -> tuple[int, int, int, int]:
     return channels[0], channels[1], channels[2], channels[3]
 
 
+# Above this many boxes the pairwise overlap test is done with numpy.
+PYTHON_OVERLAP_CHECK = 16
+
+
 def check_rects(rects: object, width: int, height: int) -> np.ndarray:
     """Boxes ``(x0, y0, x1, y1)`` inside a ``width`` x ``height`` frame that do not overlap,
     as a read-only ``(k, 4)`` int64 array (empty boxes are allowed and do nothing).
@@ -128,25 +132,40 @@ def check_rects(rects: object, width: int, height: int) -> np.ndarray:
         boxes = boxes.reshape(0, 4)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"rects must have shape (k, 4) (x0, y0, x1, y1), not {boxes.shape}")
-    x0, y0, x1, y1 = boxes.T
-    inside = (x0 >= 0) & (x0 <= x1) & (x1 <= width) & (y0 >= 0) & (y0 <= y1) & (y1 <= height)
-    if not inside.all():
-        bad = boxes[np.flatnonzero(~inside)[0]].tolist()
-        raise ValueError(
-            f"rects must satisfy 0 <= x0 <= x1 <= {width} and 0 <= y0 <= y1 <= {height}, not {bad}"
-        )
-    boxes = boxes[(x0 < x1) & (y0 < y1)]
-    if len(boxes) > 1:
-        a, b = boxes[:, None, :], boxes[None, :, :]
-        overlap = (
-            (a[..., 0] < b[..., 2])
-            & (b[..., 0] < a[..., 2])
-            & (a[..., 1] < b[..., 3])
-            & (b[..., 1] < a[..., 3])
-        )
-        np.fill_diagonal(overlap, False)
-        if overlap.any():
-            i, j = np.argwhere(overlap)[0]
-            raise ValueError(f"rects overlap: {boxes[i].tolist()} and {boxes[j].tolist()}")
+    # A worker checks the boxes of every frame it gets: a few boxes are checked in plain
+    # Python (2 boxes: 1.9 us, against 15.3 us of numpy calls on tiny arrays), many with numpy.
+    listed = boxes.tolist()
+    for box in listed:
+        x0, y0, x1, y1 = box
+        if not (0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height):
+            raise ValueError(
+                f"rects must satisfy 0 <= x0 <= x1 <= {width} and 0 <= y0 <= y1 <= {height}, "
+                f"not {box}"
+            )
+    kept = [i for i, (x0, y0, x1, y1) in enumerate(listed) if x0 < x1 and y0 < y1]
+    if len(kept) < len(listed):
+        boxes = boxes[kept]
+    if len(kept) > PYTHON_OVERLAP_CHECK:
+        _refuse_overlaps_numpy(boxes)
+    elif len(kept) > 1:
+        nonempty = [listed[i] for i in kept]
+        for i, a in enumerate(nonempty):
+            for b in nonempty[i + 1 :]:
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    raise ValueError(f"rects overlap: {a} and {b}")
     boxes.setflags(write=False)
     return boxes
+
+
+def _refuse_overlaps_numpy(boxes: np.ndarray) -> None:
+    a, b = boxes[:, None, :], boxes[None, :, :]
+    overlap = (
+        (a[..., 0] < b[..., 2])
+        & (b[..., 0] < a[..., 2])
+        & (a[..., 1] < b[..., 3])
+        & (b[..., 1] < a[..., 3])
+    )
+    np.fill_diagonal(overlap, False)
+    if overlap.any():
+        i, j = np.argwhere(overlap)[0]
+        raise ValueError(f"rects overlap: {boxes[i].tolist()} and {boxes[j].tolist()}")

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from framering.kernels import Delivery, FrameFormat, LayerStack, PixelLayer, composite_stack
+from framering.kernels.validate import check_rects
 from tests.kernels.pictures import PACKED, YUV420, converted, picture
 from tests.layers import frame_and_stack, frames, layers
 
@@ -137,3 +138,40 @@ def test_boxes_are_refused_when_they_overlap_leave_the_frame_or_split_chroma() -
         composite_stack(frame, layer, rects=[(1, 0, 4, 4)], deliver=delivery)
     composite_stack(frame, layer, rects=[(2, 2, 2, 6), (0, 0, 0, 0)])  # empty boxes: nothing
     assert not frame.any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 40), st.integers(0, 30), st.integers(0, 40), st.integers(0, 30)
+        ).map(lambda b: (min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3]))),
+        max_size=40,
+    )
+)
+def test_boxes_are_refused_exactly_when_two_non_empty_ones_overlap(
+    boxes: list[tuple[int, int, int, int]],
+) -> None:
+    """Few boxes are checked in Python, many with numpy: both refuse the same boxes."""
+    nonempty = [b for b in boxes if b[0] < b[2] and b[1] < b[3]]
+    overlapping = any(
+        a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+        for i, a in enumerate(nonempty)
+        for b in nonempty[i + 1 :]
+    )
+    if overlapping:
+        with pytest.raises(ValueError, match="overlap"):
+            check_rects(boxes, 40, 30)
+    else:
+        checked = check_rects(boxes, 40, 30)
+        assert checked.tolist() == [list(b) for b in nonempty] and not checked.flags.writeable
+
+
+@pytest.mark.parametrize("count", [2, 16, 17, 40])
+def test_many_disjoint_boxes_pass_and_one_overlap_among_them_is_refused(count: int) -> None:
+    grid = [
+        (4 * (i % 10), 3 * (i // 10), 4 * (i % 10) + 4, 3 * (i // 10) + 3) for i in range(count)
+    ]
+    assert check_rects(grid, 40, 30).tolist() == [list(b) for b in grid]
+    with pytest.raises(ValueError, match="overlap"):
+        check_rects([*grid, (3, 2, 5, 4)], 40, 30)  # over the first four
