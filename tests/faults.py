@@ -109,8 +109,11 @@ _ballast: list[Any] = []
 
 def ballast_once(marker_dir: str, megabytes: int) -> None:
     """An initializer: the first worker to start holds ``megabytes`` of private memory it
-    touched (a leak, as the pool sees it); later workers start lean."""
+    touched (a leak, as the pool sees it); later workers start lean. Its pid goes to
+    ``ballast-pid`` in ``marker_dir`` (the pool may recycle it before a test can ask)."""
     if _claim(marker_dir):
         import numpy as np
 
         _ballast.append(np.ones(megabytes * 2**20, np.uint8))
+        with open(os.path.join(marker_dir, "ballast-pid"), "w") as marker:
+            marker.write(str(os.getpid()))
