@@ -164,21 +164,21 @@ class WorkerBudget:
         with self._lock:
             self._taken += workers
 
-    def try_take(self, was_wanting: bool) -> bool:
-        """One more worker, if the budget has room. ``was_wanting``: this pool's previous
-        request was refused (it is counted as wanting until it gets one or gives up)."""
+    def try_take(self) -> bool:
+        """One more worker, if the budget has room."""
         with self._lock:
             if self._taken < self.total:
                 self._taken += 1
-                if was_wanting:
-                    self._wanted -= 1
                 return True
-            if not was_wanting:
-                self._wanted += 1
             return False
 
+    def start_wanting(self) -> None:
+        """A pool was refused a worker and still wants one (counted once per pool)."""
+        with self._lock:
+            self._wanted += 1
+
     def stop_wanting(self) -> None:
-        """A refused pool no longer needs the worker it asked for."""
+        """A pool counted as wanting got its worker, or no longer needs it."""
         with self._lock:
             self._wanted -= 1
 
@@ -212,11 +212,14 @@ class BudgetShare:
         """One more worker (always, without a budget); a refusal counts the pool as wanting."""
         if self._budget is None:
             return True
-        taken = self._budget.try_take(self._wanting)
-        self._wanting = not taken
-        if taken:
-            self._held += 1
-        return taken
+        if not self._budget.try_take():
+            if not self._wanting:
+                self._budget.start_wanting()
+                self._wanting = True
+            return False
+        self._held += 1
+        self.stop_wanting()
+        return True
 
     def stop_wanting(self) -> None:
         if self._budget is not None and self._wanting:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from framering import Engine, InvalidValueError, Layer, WorkerBudget, elastic
-from framering.elastic import PoolLimits
+from framering.elastic import BudgetShare, PoolLimits
 from framering.slots import FrameSlot
 from tests import faults
 from tests.waiting import PATIENCE_S, wait_until
@@ -158,19 +158,23 @@ BALLAST_LIMIT = 500 * 2**20
 
 def test_a_worker_budget_grants_what_pools_start_with_and_refuses_growth_beyond_its_count() -> None:
     budget = WorkerBudget(3)
-    budget.take_at_start(2)
-    budget.take_at_start(2)  # a start is never refused, even past the count
+    first, second = BudgetShare(budget), BudgetShare(budget)
+    first.take_at_start(2)
+    second.take_at_start(2)  # a start is never refused, even past the count
     assert budget.taken == 4
-    assert not budget.try_take(was_wanting=False)
-    assert budget.contended
-    assert not budget.try_take(was_wanting=True)  # asking again is still one pool wanting
-    budget.give_back(2)
+    assert not first.try_grow()
+    assert budget.contended and second.others_want and not first.others_want
+    assert not first.try_grow()  # asking again is still one pool wanting
+    second.give_back(2)
     assert not budget.contended  # a worker is free for the wanting pool: nobody need give more
-    assert budget.try_take(was_wanting=True)
+    assert first.try_grow()
     assert budget.taken == 3 and not budget.contended
-    assert not budget.try_take(was_wanting=False)
-    budget.stop_wanting()  # the pool no longer needs it
+    assert not second.try_grow()
+    second.stop_wanting()  # the pool no longer needs it
     assert not budget.contended
+    first.leave()
+    first.leave()  # idempotent
+    assert budget.taken == 0
 
 
 def test_a_contended_budget_takes_a_worker_from_a_pool_with_nothing_waiting_for_a_second() -> None:
