@@ -149,11 +149,28 @@ def disjoint_boxes(
     """
     if isinstance(boxes, np.ndarray):
         boxes = boxes.tolist()
-    listed = [list(box) for box in boxes if box[0] < box[2] and box[1] < box[3]]
+    result = _disjoint(boxes, width, height, even)
+    return np.array(result, np.int64) if result else NO_BOXES
+
+
+def _disjoint(
+    boxes: Sequence[Sequence[int]], width: int, height: int, even: bool
+) -> list[list[int]]:
+    """:func:`disjoint_boxes` as a list (what the damage plan counts pixels of before it
+    makes the one array it sends)."""
+    whole = width * height
+    listed = []
+    largest = 0
+    for x0, y0, x1, y1 in boxes:
+        if x0 < x1 and y0 < y1:
+            area = (x1 - x0) * (y1 - y0)
+            if area > largest:
+                largest = area
+            listed.append([x0, y0, x1, y1])
     if not listed:
-        return NO_BOXES
-    if max(_area(box) for box in listed) > WHOLE_FRAME_SHARE * width * height:
-        return _at_most_whole([[0, 0, width, height]], width, height)  # a full-frame layer changed
+        return []
+    if largest > WHOLE_FRAME_SHARE * whole:
+        return [[0, 0, width, height]]  # a full-frame layer changed
     if even:
         listed = [[x0 & ~1, y0 & ~1, (x1 + 1) & ~1, (y1 + 1) & ~1] for x0, y0, x1, y1 in listed]
     if len(listed) > MAX_RAW_BOXES:
@@ -165,31 +182,34 @@ def disjoint_boxes(
     return _at_most_whole(result, width, height)
 
 
-def _area(box: list[int]) -> int:
-    return (box[2] - box[0]) * (box[3] - box[1])
-
-
 def _merged_when_cheap(boxes: list[list[int]]) -> list[list[int]] | None:
     """Overlapping boxes merged into bounding boxes until none overlap, or None if some merge
-    would cover much more than the boxes it merges (then the exact bands are cheaper)."""
+    would cover much more than the boxes it merges (then the exact bands are cheaper).
+
+    Each pass merges the first overlapping pair (in list order) into the first of the two and
+    starts again: a frame's handful of boxes makes this a few comparisons."""
     boxes = [list(box) for box in boxes]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(boxes)):
-            a = boxes[i]
-            for j in range(i + 1, len(boxes)):
-                b = boxes[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    union = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    if _area(union) > BOUNDING_WASTE * (_area(a) + _area(b)):
-                        return None
-                    boxes[i] = union
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
+    areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
+    i = 0
+    while i < len(boxes):
+        ax0, ay0, ax1, ay1 = boxes[i]
+        for j in range(i + 1, len(boxes)):
+            bx0, by0, bx1, by1 = boxes[j]
+            if ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1:
+                union = [
+                    ax0 if ax0 < bx0 else bx0,
+                    ay0 if ay0 < by0 else by0,
+                    ax1 if ax1 > bx1 else bx1,
+                    ay1 if ay1 > by1 else by1,
+                ]
+                area = (union[2] - union[0]) * (union[3] - union[1])
+                if area > BOUNDING_WASTE * (areas[i] + areas[j]):
+                    return None
+                boxes[i], areas[i] = union, area
+                del boxes[j], areas[j]
+                i = -1  # start again from the first box, as after any merge
                 break
+        i += 1
     return boxes
 
 
@@ -228,10 +248,10 @@ def _bounding(boxes: list[list[int]]) -> list[int]:
     ]
 
 
-def _at_most_whole(boxes: list[list[int]], width: int, height: int) -> np.ndarray:
-    if sum(_area(box) for box in boxes) > WHOLE_FRAME_SHARE * width * height:
-        return np.array([[0, 0, width, height]], np.int64)
-    return np.array(boxes, np.int64)
+def _at_most_whole(boxes: list[list[int]], width: int, height: int) -> list[list[int]]:
+    if sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes) > WHOLE_FRAME_SHARE * width * height:
+        return [[0, 0, width, height]]
+    return boxes
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,9 +326,11 @@ class DamageTracker:
         )
         if held is None or (write_frame and not held.rgba):
             return DamagePlan(whole.boxes, whole.pixels, picture)
-        boxes = disjoint_boxes(changed_boxes(held, picture), self._width, self._height, self._even)
-        pixels = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes.tolist())
-        return DamagePlan(boxes, pixels, picture)
+        boxes = _disjoint(changed_boxes(held, picture), self._width, self._height, self._even)
+        if not boxes:
+            return DamagePlan(NO_BOXES, 0, picture)
+        pixels = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes)
+        return DamagePlan(np.array(boxes, np.int64), pixels, picture)
 
     def finished(self, slot: int, plan: DamagePlan, *, ok: bool, attempts: int) -> None:
         """The frame planned for ``slot`` ended: done on its first attempt, the slot holds its

@@ -294,7 +294,8 @@ class WorkerPool:
             self._adapt()
 
     def _drain(self, worker: WorkerHandle, *, all_pending: bool = False) -> None:
-        """Handle one message (the watch said there is one), or all of them before a death."""
+        """Handle what the worker's pipe holds (the watch said it is readable: usually one
+        reply, several when they came together), or everything left before a death."""
         for data in worker.receive(all_pending):
             try:
                 message = protocol.decode(data)

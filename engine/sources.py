@@ -88,7 +88,10 @@ class _SharedPicture:
         self._versions = [0] * buffers  # which published picture each buffer holds
         self._latest = 0
         self._freed = False
-        self._changed = threading.Condition(threading.Lock())  # never re-entered
+        # One lock, never re-entered. Pins and unpins (four a frame each way, per source)
+        # take it directly, as a C call; waiting for a change goes through the condition on it.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._waiters = 0  # threads waiting on _changed (free, write): unpins notify only then
         self._owner_pid = os.getpid()
 
@@ -114,7 +117,7 @@ class _SharedPicture:
 
         Returns the buffer's index and the version of the picture it holds.
         """
-        with self._changed:
+        with self._lock:
             if self._freed:  # freed between the frame's validation and now
                 raise ForeignObjectError(f"{self!r} was freed")
             buffer = self._latest
@@ -122,7 +125,7 @@ class _SharedPicture:
             return buffer, self._versions[buffer]
 
     def unpin(self, buffer: int) -> None:
-        with self._changed:
+        with self._lock:
             self._pins[buffer] -= 1
             if self._pins[buffer] == 0 and self._waiters:  # what writers and free() wait for
                 self._changed.notify_all()

@@ -19,13 +19,14 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
 import psutil
 
+from framering.framing import MessageReader
 from framering.ring import RingHeader
 from framering.tasks import Task
 from framering.worker import worker_main
@@ -87,6 +88,10 @@ class WorkerHandle:
     retire_reason: str = ""  # why it is RETIRING
     stop_sent: bool = False
     _process_info: psutil.Process | None = field(default=None, init=False, repr=False)
+    _reader: MessageReader = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._reader = MessageReader(self.conn)
 
     @classmethod
     def spawn(
@@ -166,22 +171,27 @@ class WorkerHandle:
             return False
         return True
 
-    def receive(self, all_pending: bool) -> Iterator[bytes]:
-        """One message (the watch said there is one), or every one left before a death.
+    def receive(self, all_pending: bool) -> list[bytes]:
+        """The messages the pipe holds (the watch said it is readable), in one read; or, before
+        a death, every one left.
 
-        One at a time on the hot path: asking ``poll()`` whether there is more costs a system
-        call per frame, and the level-triggered watch reports any rest at once anyway.
+        One read on the hot path: asking ``poll()`` whether there is more costs a system call
+        per frame, and the level-triggered watch reports any rest at once anyway.
         """
+        if not all_pending:
+            return self._reader.read()[0]
+        messages: list[bytes] = []
         while True:
             try:
-                if all_pending and not self.conn.poll():
-                    return
-                data = self.conn.recv_bytes()
+                readable = self.conn.poll()
             except (EOFError, OSError):
-                return
-            yield data
-            if not all_pending:
-                return
+                readable = False
+            if not readable:
+                return messages
+            more, still_open = self._reader.read()
+            messages += more
+            if not still_open:
+                return messages
 
     def overdue(self, now: float) -> bool:
         """Its oldest task is past its deadline (pool's lock held): records why it must die."""
