@@ -29,7 +29,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ from framering import Engine, Layer, LiveSource, physical_cores
 from framering.kernels import LayerStack, composite_stack, warmup
 from framering.kernels.workloads import Workload, build
 
+from .parent_steps import count_calls, thread_round_trip_cpu
 from .timing import progress, progress_done, report, results_stamp
 
 DEFAULT_RESULTS = Path("benchmarks") / "results"
@@ -214,6 +215,8 @@ def median_run(runs: list[Run]) -> Run:
 class Results:
     rows: list[dict[str, object]]
     notes: list[str]
+    steps: dict[str, float] = field(default_factory=dict)
+    """The parent's Python calls per frame and a thread round trip's CPU (``parent_steps``)."""
 
     def add(self, section: str, case: str, damage: bool | None, run: Run, **extra: object) -> None:
         self.rows.append(
@@ -284,6 +287,38 @@ def bench_scenes(workload: Workload, plan: Plan, out: Results) -> None:
     finally:
         for eng in engines.values():
             eng.close()
+
+
+def bench_parent_steps(workload: Workload, plan: Plan, out: Results) -> None:
+    """Python calls per frame (still, two moved; back to back) and a thread round trip's CPU:
+    the parent's figures read without this machine's noise."""
+    depth = 2 * plan.workers + 1
+
+    def run(eng: Engine, scene: Scene, seconds: float) -> int:
+        return saturated(eng, scene, seconds, depth).frames
+
+    for case, name in (("static", "static"), ("two moved", "two_moved")):
+        progress(f"parent: Python calls a frame, {case}")
+        count = count_calls(
+            workload,
+            lambda eng, name=name: getattr(Studio(eng, workload), name),  # type: ignore[misc]
+            run,
+            workers=plan.workers,
+            slots=depth + 2,
+            seconds=min(plan.seconds, 1.0),
+        )
+        out.steps[f"{case}: python calls per frame"] = count.python_per_frame
+        out.steps[f"{case}: C calls per frame"] = count.c_per_frame
+        out.notes.append(
+            f"parent, {case}, back to back: {count.python_per_frame:.0f} Python calls and "
+            f"{count.c_per_frame:.0f} C calls a frame (every parent thread)"
+        )
+    round_trip = thread_round_trip_cpu()
+    out.steps["thread round trip cpu s"] = round_trip
+    out.notes.append(
+        f"a lock handed between two threads and back costs this machine {round_trip * 1e6:.1f} us "
+        f"of CPU (the price of every sleep and wake-up a frame crosses)"
+    )
 
 
 def bench_full_compositing(name: str, plan: Plan, out: Results) -> None:
@@ -477,7 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Results([], [])
     started = time.perf_counter()
     progress(f"compiling kernels: {warmup():.1f} s")
-    bench_scenes(build("studio-1080p"), plan, out)
+    studio = build("studio-1080p")
+    bench_scenes(studio, plan, out)
+    bench_parent_steps(studio, plan, out)
     for name in plan.scaling_workloads:
         bench_full_compositing(name, plan, out)
     progress_done()
@@ -488,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets (from the damage-tracking issue):",
         verdicts(out, plan),
         out.notes,
-        {"rows": out.rows},
+        {"rows": out.rows, "parent_steps": out.steps},
         plot(out, args.out, stamp),
         mode="full" if args.full else "quick",
         started=started,

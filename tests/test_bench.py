@@ -66,6 +66,11 @@ def test_framering_bench_damage_compares_damage_on_and_off_and_gives_verdicts(
         r for r in rows if (r["section"], r["case"], r["damage"]) == ("throughput", "static", True)
     )
     assert still["damaged_fraction"] < 0.5  # a still scene recomposites (almost) nothing
+    steps = json.loads(result.read_text())["parent_steps"]
+    # a frame a worker composites takes more Python steps than one its slot already holds
+    assert 0 < steps["static: python calls per frame"] < steps["two moved: python calls per frame"]
+    assert steps["thread round trip cpu s"] > 0
+    assert "Python calls and" in printed
     if importlib.util.find_spec("matplotlib") is not None:  # the 'bench' extra plots
         assert list(tmp_path.glob("damage-*.png"))
     else:
