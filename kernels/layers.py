@@ -14,10 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from framering.kernels.blend import BlendMode
-from framering.kernels.codes import LAYER_OPAQUE, LAYER_PREMULTIPLIED
+from framering.kernels.codes import LAYER_OPAQUE
+from framering.kernels.columns import (
+    BAD_INDEX,
+    BAD_MODE,
+    BAD_OPACITY,
+    BAD_X,
+    BAD_Y,
+    pack_columns,
+)
 from framering.kernels.validate import (
     INT32_MAX,
-    INT32_MIN,
     MAX_SIDE,
     check_opacity,
     check_position,
@@ -194,8 +201,9 @@ class LayerStack:
         """Pack a stack given as columns: layer ``i`` shows ``buffers[index[i]]``.
 
         Sizes and addresses come from the buffers themselves, so the kernel can never be told
-        a wrong size. Every column is checked with vectorised numpy, which keeps this cheap for
-        stacks of hundreds of layers. Pass a :class:`BufferTable` (and no ``opaque``) to reuse
+        a wrong size. Every column is checked and packed in one compiled pass
+        (``framering.kernels.columns``): microseconds for a frame's handful of layers, and
+        cheap for stacks of thousands. Pass a :class:`BufferTable` (and no ``opaque``) to reuse
         buffers checked once for many stacks, as the engine's workers do.
         """
         width = check_position(width, "width")
@@ -223,36 +231,47 @@ class LayerStack:
             raise TypeError(f"opacity must hold floats, not {opacity.dtype}")
         if premultiplied.dtype != bool:
             raise TypeError(f"premultiplied must be a bool array, not {premultiplied.dtype}")
-        if n:
-            if index.min() < 0 or index.max() >= len(table):
-                raise ValueError(f"index values must lie in [0, {len(table)})")
-            for name in ("x", "y"):
-                column = columns[name]
-                if column.min() < INT32_MIN or column.max() > INT32_MAX:
-                    raise ValueError(f"{name} positions must fit in int32")
-            if not (np.isfinite(opacity).all() and opacity.min() >= 0.0 and opacity.max() <= 1.0):
-                raise ValueError("opacity values must be finite floats in [0, 1]")
-            if modes.min() < 0 or modes.max() >= _N_MODES:
-                raise ValueError(f"modes must be BlendMode values in [0, {_N_MODES})")
-
-        index = index.astype(np.int64, copy=False)
-        w = table.widths[index]
-        h = table.heights[index]
-        x = x.astype(np.int64)
-        y = y.astype(np.int64)
-        visible = (opacity >= MIN_OPACITY) & (x < width) & (x + w > 0)
-        visible &= (y < height) & (y + h > 0)
-        keep = np.flatnonzero(visible)
-        index = index[keep]
+        for name in ("x", "y"):  # a cast of uint64 to int64 could wrap into range
+            column = columns[name]
+            if n and column.dtype == np.uint64 and column.max() > INT32_MAX:
+                raise ValueError(f"{name} positions must fit in int32")
+        problems, count, addresses, geometry, opacity, modes, flags = pack_columns(
+            width,
+            height,
+            # fresh, writable, C-contiguous copies: one compiled signature for every caller
+            # (a read-only or strided column would compile another, in a worker)
+            np.array(index, np.int64),
+            np.array(x, np.int64),
+            np.array(y, np.int64),
+            np.array(opacity, np.float64),
+            np.array(modes, np.int64),
+            np.array(premultiplied, bool),
+            table.addresses,
+            table.widths,
+            table.heights,
+            table.flags,
+            _N_MODES,
+            MIN_OPACITY,
+        )
+        if problems & BAD_INDEX:
+            raise ValueError(f"index values must lie in [0, {len(table)})")
+        if problems & BAD_X:
+            raise ValueError("x positions must fit in int32")
+        if problems & BAD_Y:
+            raise ValueError("y positions must fit in int32")
+        if problems & BAD_OPACITY:
+            raise ValueError("opacity values must be finite floats in [0, 1]")
+        if problems & BAD_MODE:
+            raise ValueError(f"modes must be BlendMode values in [0, {_N_MODES})")
 
         stack = cls.__new__(cls)
         stack.width = width
         stack.height = height
-        stack.addresses = table.addresses[index]
-        stack.geometry = np.stack([x[keep], y[keep], w[keep], h[keep]], axis=1)
-        stack.opacity = opacity[keep].astype(np.float64)
-        stack.modes = modes[keep].astype(np.int64)
-        stack.flags = table.flags[index] | np.where(premultiplied[keep], LAYER_PREMULTIPLIED, 0)
+        stack.addresses = addresses[:count]
+        stack.geometry = geometry[:count]
+        stack.opacity = opacity[:count]
+        stack.modes = modes[:count]
+        stack.flags = flags[:count]
         stack._buffers = table.buffers
         for column in (stack.addresses, stack.geometry, stack.opacity, stack.modes, stack.flags):
             column.setflags(write=False)

@@ -305,7 +305,11 @@ def test_threads_sharing_few_slots_are_served_in_turn(eng: Engine) -> None:
         while not stop.is_set():
             with eng.acquire(timeout=30) as slot:
                 slot.submit([Layer(source)])
-                slot.wait(timeout=30)
+                # writable: the slot's next frame goes to a worker, so every thread waits for
+                # frames as a live loop does (a frame its slot already holds ends inside
+                # submit, and threads that never block hand the table's lock to each other
+                # by barging, which is the GIL's doing, not the line's)
+                slot.wait(timeout=30, writable=True)
             served[number] += 1
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(len(served))]
