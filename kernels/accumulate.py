@@ -13,7 +13,7 @@ bands and any chunking of a row agree byte for byte. Where a loop has a shortcut
 exact in IEEE arithmetic:
 
 - Storing a layer over transparent black (:func:`store_normal`) equals blending it
-  (:func:`blend_normal`) over zeros: ``a * Cs + (1 - a) * 0`` is ``a * Cs``.
+  (:func:`blend_normal`) over zeros: ``0 + a * (Cs - 0)`` is ``a * Cs``.
 - The alpha update is written ``ab + as (1 - ab)``, so an opaque accumulator stays exactly
   1.0 and its colour is written back unchanged by the division.
 - An opaque layer's copy (:func:`load_opaque`) is what blending it at full opacity gives,
@@ -46,7 +46,6 @@ B = np.uint64(2 * CHUNK)
 A = np.uint64(3 * CHUNK)
 
 _F32_ZERO = np.float32(0.0)
-_F32_HALF = np.float32(0.5)
 _F32_ONE = np.float32(1.0)
 _F32_255 = np.float32(255.0)
 _F32_INV255 = np.float32(1.0 / 255.0)
@@ -71,24 +70,32 @@ def _f32(channel):  # type: ignore[no-untyped-def]
 
 @KERNEL_INLINE
 def _round_u8(value):  # type: ignore[no-untyped-def]
-    """floor(value + 0.5) of a value that is never negative, at most 255, as a uint32 byte.
+    """A value in ``[0, 255]`` (give or take a few ulps) rounded to the nearest byte, ties to
+    even, as a uint32.
 
-    Every value here is a sum of products of non-negative numbers, so only the top needs the
-    clamp: a float32 result a few ulps above 255.5 would otherwise carry into the next byte.
+    ``rint`` is one vector instruction where ``floor(value + 0.5)`` took a clamp, an add and a
+    truncation (studio-1080p's blend loop: 0.20 -> 0.15 ns a pixel with the lerp of
+    :func:`_over`). No clamp is needed: every value is a convex combination of bytes, so it
+    is never more than a few ulps above 255, which rounds to 255 and never carries into the
+    next byte.
     """
-    return np.uint32(np.int32(min(value, _F32_255) + _F32_HALF))
+    return np.uint32(np.int32(np.rint(value)))
 
 
 @KERNEL_INLINE
 def _over(p, k, r, g, b, ab):  # type: ignore[no-untyped-def]
     """A straight ``normal`` pixel ``p`` (``k`` = opacity / 255) over premultiplied
-    ``(r, g, b, ab)``: the one formula every normal loop, fused or not, computes with."""
+    ``(r, g, b, ab)``: the one formula every normal loop, fused or not, computes with.
+
+    Colour is the lerp ``c + as (Cs - c)``, which is ``as Cs + (1 - as) c`` in two operations
+    instead of three; it is exactly ``c`` where ``as`` is 0, exactly ``Cs`` where it is 1, and
+    exactly ``as Cs`` over zeros (what :func:`store_normal` stores).
+    """
     a = _f32(p >> SHIFT_A) * k
-    t = _F32_ONE - a
     return (
-        a * _f32(p & U8) + t * r,
-        a * _f32((p >> SHIFT_G) & U8) + t * g,
-        a * _f32((p >> SHIFT_B) & U8) + t * b,
+        r + a * (_f32(p & U8) - r),
+        g + a * (_f32((p >> SHIFT_G) & U8) - g),
+        b + a * (_f32((p >> SHIFT_B) & U8) - b),
         ab + a * (_F32_ONE - ab),
     )
 
