@@ -70,8 +70,15 @@ def layer_kinds(x0, x1, geometry, opacity, modes, flags):  # type: ignore[no-unt
 
 @KERNEL
 def rows_to_layers(geometry, x0, y0, x1, y1):  # type: ignore[no-untyped-def]
-    """For each row of the window ``[x0, x1) x [y0, y1)``, the layers covering it there,
-    bottom first (CSR: ``starts``, ``entries``)."""
+    """For each row of the window ``[x0, x1) x [y0, y1)``, the layers covering it there, as
+    a CSR table (``starts``) twice over: ``entries`` bottom first, and ``by_column`` by first
+    column in the window, equal columns bottom first.
+
+    The second order is what the row's span sweep wants. Sorting each row's spans again
+    cost sprites-1080p (18 sprites a row, in no order) an insertion sort per row; one sort of
+    the layers per window, then filling the rows in that order, gives every row's list
+    sorted for the price of the fill.
+    """
     n = geometry.shape[0]
     starts = np.zeros(y1 - y0 + 1, np.int64)
     for j in range(n):
@@ -93,7 +100,20 @@ def rows_to_layers(geometry, x0, y0, x1, y1):  # type: ignore[no-untyped-def]
         for r in range(r0, r1):
             entries[cursor[r - y0]] = j
             cursor[r - y0] += 1
-    return starts, entries
+    first_column = np.empty(n, np.int64)
+    for j in range(n):
+        first_column[j] = max(geometry[j, 0], x0)
+    by_column = np.empty_like(entries)
+    cursor[:] = starts[:-1]
+    for j in np.argsort(first_column, kind="mergesort"):  # stable: ties stay bottom first
+        if geometry[j, 0] >= x1 or geometry[j, 0] + geometry[j, 2] <= x0:
+            continue
+        r0 = max(geometry[j, 1], y0)
+        r1 = min(geometry[j, 1] + geometry[j, 3], y1)
+        for r in range(r0, r1):
+            by_column[cursor[r - y0]] = j
+            cursor[r - y0] += 1
+    return starts, entries, by_column
 
 
 @KERNEL

@@ -191,16 +191,16 @@ PREFETCH_MIN_PIXELS = 256
 _OPAQUE_COPY = COPIES | OPAQUE
 
 # Rows of a box's span table: per row of the frame, each span's first and last column and
-# entry, each opaque copy's layer and entry, and the layers covering one run.
+# layer, each opaque copy's layer, and the layers covering one run (a layer's index is its
+# place in the stack, so layers compare in stack order as indices).
 _SPAN_X0 = 0
 _SPAN_X1 = 1
-_SPAN_E = 2
+_SPAN_J = 2
 _COPY_J = 3
-_COPY_E = 4
-_COVER = 5
-_ACTIVE_E = 6
-_ACTIVE_X1 = 7
-_SPAN_ROWS = 8
+_COVER = 4
+_ACTIVE_J = 5
+_ACTIVE_X1 = 6
+_SPAN_ROWS = 7
 
 
 @KERNEL
@@ -480,21 +480,20 @@ def _blend_cluster(  # type: ignore[no-untyped-def]
     """
     span_x0 = spans[_SPAN_X0]
     span_x1 = spans[_SPAN_X1]
-    span_e = spans[_SPAN_E]
+    span_j = spans[_SPAN_J]
     copy_j = spans[_COPY_J]
-    copy_e = spans[_COPY_E]
     cover = spans[_COVER]
     fused = top >= 0 or clear
     highest = -1
     for c in range(i, k):
-        e = span_e[c]
-        highest = max(highest, e)
-        if not kinds[entries[e]] & STRAIGHT_NORMAL:
+        j = span_j[c]
+        highest = max(highest, j)
+        if not kinds[j] & STRAIGHT_NORMAL:
             fused = False
     if fused:
         for c in range(copies):  # an opaque copy under a blended layer: not fused
             j = copy_j[c]
-            if copy_e[c] < highest and geometry[j, 0] < b and geometry[j, 0] + geometry[j, 2] > a:
+            if j < highest and geometry[j, 0] < b and geometry[j, 0] + geometry[j, 2] > a:
                 fused = False
     if not fused:
         for c0 in range(a, b, CHUNK):
@@ -524,40 +523,40 @@ def _blend_cluster(  # type: ignore[no-untyped-def]
         return
     # sweep the columns: the layers active over [u, v) are kept in stack order, and v is the
     # next column where one starts or ends
-    active_e = spans[_ACTIVE_E]
+    active_j = spans[_ACTIVE_J]
     active_x1 = spans[_ACTIVE_X1]
     m = 0
     entering = i
     u = a
     while u < b:
         while entering < k and span_x0[entering] == u:  # spans starting here join
-            e = span_e[entering]
+            e = span_j[entering]  # a layer index: stack order
             p = m
-            while p > 0 and active_e[p - 1] > e:
-                active_e[p] = active_e[p - 1]
+            while p > 0 and active_j[p - 1] > e:
+                active_j[p] = active_j[p - 1]
                 active_x1[p] = active_x1[p - 1]
                 p -= 1
-            active_e[p] = e
+            active_j[p] = e
             active_x1[p] = span_x1[entering]
             m += 1
             entering += 1
         v = span_x0[entering] if entering < k else b
         for c in range(m):
             v = min(v, active_x1[c])
-            cover[c] = entries[active_e[c]]
+            cover[c] = active_j[c]
         _fused_run(
             dst, row, u, v, cover, m, top, tsrc, ts, clear, geometry, addresses, y, y1, acc, ks
         )
         kept = 0  # spans ending at v leave
         for c in range(m):
             if active_x1[c] != v:
-                active_e[kept] = active_e[c]
+                active_j[kept] = active_j[c]
                 active_x1[kept] = active_x1[c]
                 kept += 1
         m = kept
         u = v
     for c in range(copies):  # opaque copies above the blend, as integers
-        if copy_e[c] > highest:
+        if copy_j[c] > highest:
             _copy_clipped(dst, row, a, b, copy_j[c], geometry, addresses, y)
 
 
@@ -607,20 +606,20 @@ def _composite_box(  # type: ignore[no-untyped-def]
         # rows go to a band-sized scratch buffer instead of the frame: `dst` is a virtual
         # frame whose rows [band, band + band_rows) are the scratch (only those are touched)
         dst = pixels_at(scratch_address - 4 * band * width, width * height)
-    owned_starts, owned_entries = rows_to_layers(geometry, cx0, y0, cx1, y1)
+    owned_starts, owned_entries, owned_by_column = rows_to_layers(geometry, cx0, y0, cx1, y1)
     owned_kinds = layer_kinds(cx0, cx1, geometry, opacity, modes, flags)
     owned_spans = np.empty((_SPAN_ROWS, geometry.shape[0]), np.int64)
     # views without reference counts for everything the inlined helpers take (the owned
     # arrays stay alive to the end: see the last line)
     starts = unowned(owned_starts)
     entries = unowned(owned_entries)
+    by_column = unowned(owned_by_column)
     kinds = unowned(owned_kinds)
     spans = unowned(owned_spans)
     span_x0 = spans[_SPAN_X0]
     span_x1 = spans[_SPAN_X1]
-    span_e = spans[_SPAN_E]
+    span_j = spans[_SPAN_J]
     copy_j = spans[_COPY_J]
-    copy_e = spans[_COPY_E]
     addresses = unowned(addresses)
     geometry = unowned(geometry)
     opacity = unowned(opacity)
@@ -647,29 +646,29 @@ def _composite_box(  # type: ignore[no-untyped-def]
                 begin = e + 1
                 break
         # the spans of every layer above the start that is not an opaque copy, by first
-        # column (stable: equal starts stay in stack order)
+        # column (equal starts in stack order: the row's by_column list is in that order
+        # already), each keyed by its layer index, which is its stack order
         count = 0
         copies = 0  # and the opaque copies, in stack order
-        for e in range(begin, last):
-            j = entries[e]
+        for e in range(first, last):
+            j = by_column[e]
+            if j <= top:  # at or below the row's start (top is -1 without one)
+                continue
             x0 = max(geometry[j, 0], cx0)
             x1 = min(geometry[j, 0] + geometry[j, 2], cx1)
             if x0 >= x1:
                 continue
             if kinds[j] & _OPAQUE_COPY == _OPAQUE_COPY:
-                copy_j[copies] = j
-                copy_e[copies] = e
+                p = copies  # few a row: an insertion into stack order
+                while p > 0 and copy_j[p - 1] > j:
+                    copy_j[p] = copy_j[p - 1]
+                    p -= 1
+                copy_j[p] = j
                 copies += 1
                 continue
-            p = count
-            while p > 0 and span_x0[p - 1] > x0:
-                span_x0[p] = span_x0[p - 1]
-                span_x1[p] = span_x1[p - 1]
-                span_e[p] = span_e[p - 1]
-                p -= 1
-            span_x0[p] = x0
-            span_x1[p] = x1
-            span_e[p] = e
+            span_x0[count] = x0
+            span_x1[count] = x1
+            span_j[count] = j
             count += 1
         # clusters of overlapping spans are blended; the columns between them only copied
         done = cx0
@@ -750,4 +749,4 @@ def _composite_box(  # type: ignore[no-untyped-def]
             band = y + 1
             if scratch_address != 0:
                 dst = pixels_at(scratch_address - 4 * band * width, width * height)
-    _keep_alive(owned_starts, owned_entries, owned_kinds, owned_spans)
+    _keep_alive(owned_starts, owned_entries, owned_by_column, owned_kinds, owned_spans)
