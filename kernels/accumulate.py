@@ -432,3 +432,38 @@ def over_opaque_pair_write(dst, d, base, b, src1, s1, k1, src2, s2, k2, n):  # t
         )
     else:
         _over_opaque_pair_write_run(dst, d, base, b, src1, s1, k1, src2, s2, k2, n)
+
+
+@KERNEL_INLINE
+def _over_opaque_triple_write_run(dst, d, base, b, src1, s1, k1, src2, s2, k2, src3, s3, k3, n):  # type: ignore[no-untyped-def]
+    """:func:`_over_opaque_pair_write_run` with a third layer over the second: three layers
+    over an opaque start in one pass (sprites-1080p has 3,600 such runs a frame, where four
+    sprites' corners meet, which took four accumulator passes)."""
+    d = np.uint64(d)
+    b = np.uint64(b)
+    s1 = np.uint64(s1)
+    s2 = np.uint64(s2)
+    s3 = np.uint64(s3)
+    n = np.uint64(n)
+    for i in range(n):
+        r, g, bl, a = _opaque(base[b + i])
+        r, g, bl, a = _over(src1[s1 + i], k1, r, g, bl, a)
+        r, g, bl, a = _over(src2[s2 + i], k2, r, g, bl, a)
+        r, g, bl, _ = _over(src3[s3 + i], k3, r, g, bl, a)
+        dst[d + i] = _pack_opaque(r, g, bl)
+
+
+@KERNEL_INLINE
+def over_opaque_triple_write(dst, d, base, b, src1, s1, k1, src2, s2, k2, src3, s3, k3, n):  # type: ignore[no-untyped-def]
+    """:func:`_over_opaque_triple_write_run` with its remainder done as one more overlapping
+    block of :data:`TAIL` pixels (see :data:`TAIL`)."""
+    t = n - TAIL
+    if n > TAIL and n % TAIL != 0:
+        _over_opaque_triple_write_run(
+            dst, d, base, b, src1, s1, k1, src2, s2, k2, src3, s3, k3, n - n % TAIL
+        )
+        _over_opaque_triple_write_run(
+            dst, d + t, base, b + t, src1, s1 + t, k1, src2, s2 + t, k2, src3, s3 + t, k3, TAIL
+        )
+    else:
+        _over_opaque_triple_write_run(dst, d, base, b, src1, s1, k1, src2, s2, k2, src3, s3, k3, n)

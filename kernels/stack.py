@@ -16,7 +16,7 @@ output written once". Per row:
    (``framering.kernels.accumulate``). When all its layers are straight ``normal`` layers
    with no opaque copy under them (the common case), it is swept into runs that the same
    layers cover entirely, each done in fused passes that keep values in registers: one pass
-   for one or two layers over an opaque start, and otherwise two layers a pass over an
+   for up to three layers over an opaque start, and otherwise two layers a pass over an
    L1-sized accumulator, the last fused with the write-back. Any other cluster (blend modes,
    premultiplied layers, copies in between) goes layer by layer through the accumulator.
 4. With a :class:`~framering.kernels.delivery.Delivery`, convert each finished band of
@@ -46,6 +46,7 @@ from framering.kernels.accumulate import (
     load_opaque,
     over_clear_write,
     over_opaque_pair_write,
+    over_opaque_triple_write,
     over_opaque_write,
     store_normal,
     write_back,
@@ -411,6 +412,20 @@ def _fused_run(dst, row, u, v, cover, m, top, tsrc, ts, clear, geometry, address
         _prefetch_layer(addresses, geometry, j, s, y, y1, v - u)
         _prefetch_layer(addresses, geometry, j2, s2, y, y1, v - u)
         over_opaque_pair_write(dst, row + u, tsrc, ts + u, src, s, ks[j], src2, s2, ks[j2], v - u)
+        return
+    if m == 3 and top >= 0:
+        j = cover[0]
+        j2 = cover[1]
+        j3 = cover[2]
+        src, s = _layer_row(addresses, geometry, j, y, u)
+        src2, s2 = _layer_row(addresses, geometry, j2, y, u)
+        src3, s3 = _layer_row(addresses, geometry, j3, y, u)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, v - u)
+        _prefetch_layer(addresses, geometry, j2, s2, y, y1, v - u)
+        _prefetch_layer(addresses, geometry, j3, s3, y, y1, v - u)
+        over_opaque_triple_write(
+            dst, row + u, tsrc, ts + u, src, s, ks[j], src2, s2, ks[j2], src3, s3, ks[j3], v - u
+        )
         return
     for c0 in range(u, v, CHUNK):
         n = min(CHUNK, v - c0)
