@@ -170,6 +170,20 @@ def test_exact_halves_round_up_in_kernel_and_reference() -> None:
     np.testing.assert_array_equal(frame, composite_stack_reference(1, 1, layers))
 
 
+def test_a_half_way_crossfade_rounds_exact_halves_up() -> None:
+    # at opacity 0.5 an opaque layer over an opaque backdrop is exactly (c + Cs) / 2: every
+    # odd sum is an exact half, which rounds up (round-half-to-even would give 126 and 0)
+    for backdrop, layer, expected in (
+        ((0, 0, 253, 255), (255, 0, 0, 255), (128, 0, 127, 255)),
+        ((0, 0, 0, 255), (1, 1, 1, 255), (1, 1, 1, 255)),
+    ):
+        layers = [PixelLayer(one_pixel(backdrop)), PixelLayer(one_pixel(layer), opacity=0.5)]
+        frame = one_pixel((0, 0, 0, 0))
+        composite_stack(frame, layers)
+        assert tuple(frame[0, 0]) == expected
+        assert tuple(composite_stack_reference(1, 1, layers)[0, 0]) == expected
+
+
 def test_a_stack_of_many_faint_layers_is_rounded_once() -> None:
     """Fifty layers of grey 128 at opacity 0.02 over black: exactly 128 (1 - 0.98^50) = 81.4.
     Rounded after every layer, steps below half a level would be lost or gained each time
