@@ -42,6 +42,10 @@ from framering.ring import FrameRing, SlotState
 from framering.slots import FrameSlot, Submit
 from framering.validation import check_timeout
 
+# Longest single block of a DoneFlag wait: a frame is done far sooner, so this only bounds how
+# long a waiter stranded by an interrupted one can sleep past the flag being set.
+_WAIT_SLICE_S = 0.25
+
 
 class DoneFlag:
     """Set once when a frame ends; any thread may wait for it.
@@ -68,12 +72,27 @@ class DoneFlag:
         return self._set
 
     def wait(self, timeout: float | None = None) -> bool:
-        """True once set; False if ``timeout`` seconds passed first."""
+        """True once set; False if ``timeout`` seconds passed first.
+
+        Each waiter that gets the gate hands it on to the next. A waiter interrupted (Ctrl-C)
+        just after getting it could leave it held, stranding the others, so a long wait is
+        taken in slices of :data:`_WAIT_SLICE_S` that look at the flag itself in between.
+        """
         if self._set:
             return True
-        if self._gate.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
-            self._gate.release()  # the next waiter goes too
-        return self._set
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while True:
+            step = _WAIT_SLICE_S
+            if deadline is not None:
+                step = min(step, max(deadline - time.monotonic(), 0.0))
+            acquired = False
+            try:
+                acquired = self._gate.acquire(timeout=step)
+            finally:
+                if acquired:
+                    self._gate.release()  # the next waiter goes too
+            if acquired or self._set or step < _WAIT_SLICE_S:
+                return self._set
 
 
 @dataclass(eq=False)

@@ -45,7 +45,13 @@ class MessageReader:
         return self.complete(), bool(chunk)
 
     def complete(self) -> list[bytes]:
-        """Cut every complete message off the front of the buffer."""
+        """Cut every complete message off the front of the buffer.
+
+        A negative length other than -1 means the stream is corrupt (something else wrote to
+        the pipe): it becomes one empty message, which fails to decode and is counted as a
+        protocol error (as ``recv_bytes`` gave it), and the rest of the buffer, which can no
+        longer be cut into messages, is dropped, instead of the parse never advancing.
+        """
         buffer = self._buffer
         messages = []
         start = 0
@@ -58,6 +64,10 @@ class MessageReader:
                     break
                 (size,) = _LONG_LENGTH.unpack_from(buffer, body)
                 body += 8
+            elif size < 0:
+                messages.append(b"")
+                start = end
+                break
             if end - body < size:
                 break
             messages.append(bytes(buffer[body : body + size]))

@@ -59,6 +59,17 @@ def test_a_reader_of_a_closed_connection_reports_it_gone_without_reading() -> No
     writer_end.close()
 
 
+def test_a_corrupt_length_gives_one_empty_message_and_the_reader_goes_on() -> None:
+    reader_end, writer_end = multiprocessing.Pipe(duplex=False)
+    bulk = MessageReader(reader_end)
+    os.write(writer_end.fileno(), (-4).to_bytes(4, "big", signed=True) + b"garbage")
+    assert bulk.read() == ([b""], True)  # an empty message fails to decode: a protocol error
+    writer_end.send_bytes(b"next")
+    assert bulk.read() == ([b"next"], True)
+    reader_end.close()
+    writer_end.close()
+
+
 class _Fd:
     """A bare pipe end standing in for a Connection (the reader only asks its fileno)."""
 
