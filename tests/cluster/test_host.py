@@ -140,7 +140,7 @@ def test_the_engines_of_a_node_together_run_no_more_workers_than_its_cores(
         _start(node, "s", specs.NeverDone(str(tmp_path / "s")), fps=1000.0)
         _start(node, "t", specs.NeverDone(str(tmp_path / "t")), fps=1000.0, width=128, height=64)
         budget = node.worker_budget
-        assert wait_for(lambda: budget.contended, 10)  # an engine wants a third worker
+        assert wait_for(lambda: budget.contended, 30)  # an engine wants a third worker
         deadline = time.monotonic() + 1.0
         most = 0
         while time.monotonic() < deadline:  # workers ready, and the budget's count

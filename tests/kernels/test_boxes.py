@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from framering.kernels import Delivery, FrameFormat, LayerStack, PixelLayer, composite_stack
+from framering.kernels.reference import composite_stack_exact, stack_within_tolerance
 from framering.kernels.validate import check_rects
 from tests.kernels.pictures import PACKED, YUV420, converted, picture
 from tests.layers import frame_and_stack, frames, layers
@@ -175,3 +176,27 @@ def test_many_disjoint_boxes_pass_and_one_overlap_among_them_is_refused(count: i
     assert check_rects(grid, 40, 30).tolist() == [list(b) for b in grid]
     with pytest.raises(ValueError, match="overlap"):
         check_rects([*grid, (3, 2, 5, 4)], 40, 30)  # over the first four
+
+
+def test_rows_of_more_runs_than_a_plan_has_room_for_match_the_reference_alone_and_in_boxes() -> (
+    None
+):
+    # 60 staggered translucent layers over an opaque background: each row is cut into ~120
+    # runs of up to 60 layers, far more covers than the row plan keeps (8 per layer + 64), so
+    # the kernel falls back to the accumulator for those clusters
+    rng = np.random.default_rng(7)
+    w, h = 400, 24
+    background = rng.integers(0, 256, (h, w, 4), np.uint8)
+    background[..., 3] = 255
+    layer_list = [PixelLayer(background, opaque=True)]
+    for i in range(60):
+        pixels = rng.integers(0, 256, (h - i % 5, 150), np.uint8).repeat(4).reshape(-1, 150, 4)
+        layer_list.append(PixelLayer(np.ascontiguousarray(pixels), 3 * i, i % 5, opacity=0.7))
+    stack = LayerStack.prepare(w, h, layer_list)
+    whole = np.zeros((h, w, 4), np.uint8)
+    composite_stack(whole, stack)
+    assert stack_within_tolerance(whole, composite_stack_exact(w, h, layer_list))
+    boxes = np.array([[0, 0, 97, 11], [97, 0, 400, 11], [0, 11, 250, 24], [250, 11, 400, 24]])
+    got = np.zeros((h, w, 4), np.uint8)
+    composite_stack(got, stack, rects=boxes)
+    np.testing.assert_array_equal(got, whole)
