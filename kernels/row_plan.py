@@ -93,30 +93,30 @@ def rows_to_layers(geometry, x0, y0, x1, y1):  # type: ignore[no-untyped-def]
             starts[r - y0 + 1] += 1
     for r in range(y1 - y0):
         starts[r + 1] += starts[r]
-    cursor = starts[:-1].copy()
     entries = np.empty(starts[y1 - y0], np.int64)
-    for j in range(n):
-        if geometry[j, 0] >= x1 or geometry[j, 0] + geometry[j, 2] <= x0:
-            continue
-        r0 = max(geometry[j, 1], y0)
-        r1 = min(geometry[j, 1] + geometry[j, 3], y1)
-        for r in range(r0, r1):
-            entries[cursor[r - y0]] = j
-            cursor[r - y0] += 1
+    _fill_rows(geometry, np.arange(n), x0, y0, x1, y1, starts, entries)
     first_column = np.empty(n, np.int64)
     for j in range(n):
         first_column[j] = max(geometry[j, 0], x0)
     by_column = np.empty_like(entries)
-    cursor[:] = starts[:-1]
-    for j in np.argsort(first_column, kind="mergesort"):  # stable: ties stay bottom first
+    order = np.argsort(first_column, kind="mergesort")  # stable: ties stay bottom first
+    _fill_rows(geometry, order, x0, y0, x1, y1, starts, by_column)
+    return starts, entries, by_column
+
+
+@KERNEL_INLINE
+def _fill_rows(geometry, order, x0, y0, x1, y1, starts, out):  # type: ignore[no-untyped-def]
+    """Each row's part of the CSR table ``out`` (rows from ``starts``), filled with the
+    layers covering the row in the window, taken in ``order``."""
+    cursor = starts[:-1].copy()
+    for j in order:
         if geometry[j, 0] >= x1 or geometry[j, 0] + geometry[j, 2] <= x0:
             continue
         r0 = max(geometry[j, 1], y0)
         r1 = min(geometry[j, 1] + geometry[j, 3], y1)
         for r in range(r0, r1):
-            by_column[cursor[r - y0]] = j
+            out[cursor[r - y0]] = j
             cursor[r - y0] += 1
-    return starts, entries, by_column
 
 
 @KERNEL
@@ -213,7 +213,8 @@ ACTIVE_J = 4
 ACTIVE_X1 = 5
 SPAN_ROWS = 6
 
-_OPAQUE_COPY = COPIES | OPAQUE
+#: A layer whose blending is a plain integer copy of opaque pixels.
+OPAQUE_COPY = COPIES | OPAQUE
 
 
 @KERNEL_INLINE
@@ -261,7 +262,7 @@ def plan_row(by_column, first, last, top, cx0, cx1, geometry, kinds, clear, span
         x1 = min(geometry[j, 0] + geometry[j, 2], cx1)
         if x0 >= x1:
             continue
-        if kinds[j] & _OPAQUE_COPY == _OPAQUE_COPY:
+        if kinds[j] & OPAQUE_COPY == OPAQUE_COPY:
             p = copies  # few a row: an insertion into stack order
             while p > 0 and copy_j[p - 1] > j:
                 copy_j[p] = copy_j[p - 1]

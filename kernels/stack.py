@@ -64,10 +64,9 @@ from framering.kernels.layers import LayerStack, PixelLayer
 from framering.kernels.pointers import pixels_at, prefetch_pixels, unowned
 from framering.kernels.row_plan import (
     ACCUMULATE,
-    COPIES,
     COPY_J,
     GAP,
-    OPAQUE,
+    OPAQUE_COPY,
     PLAN_COLUMNS,
     PREMULTIPLIED,
     RUN,
@@ -199,8 +198,6 @@ PREFETCH_ROWS = 2
 # Spans shorter than this are not prefetched: a sprite's few cache lines a row are hot in L1
 # or the hardware prefetcher's to fetch, and the hints cost more than they save.
 PREFETCH_MIN_PIXELS = 256
-
-_OPAQUE_COPY = COPIES | OPAQUE
 
 
 @KERNEL
@@ -350,14 +347,14 @@ def _accumulate_window(  # type: ignore[no-untyped-def]
             pending_clear = False
             zero(acc, 0, o)
             zero(acc, o + m, n - o - m)
-            if kind & _OPAQUE_COPY == _OPAQUE_COPY:
+            if kind & OPAQUE_COPY == OPAQUE_COPY:
                 load_opaque(acc, o, src, s, m)
                 continue
             if kind & STRAIGHT_NORMAL:
                 store_normal(acc, o, src, s, m, ks[j])
                 continue
             zero(acc, o, m)
-        if kind & _OPAQUE_COPY == _OPAQUE_COPY:
+        if kind & OPAQUE_COPY == OPAQUE_COPY:
             load_opaque(acc, o, src, s, m)
         elif kind & STRAIGHT_NORMAL:
             blend_normal(acc, o, src, s, m, ks[j])
