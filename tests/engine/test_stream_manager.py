@@ -21,6 +21,7 @@ from framering import (
     Stream,
 )
 from framering.slots import FrameSlot
+from tests.stalls import StallWatch
 
 W, H = 640, 360
 
@@ -187,17 +188,25 @@ def test_a_greedy_stream_never_starves_paced_streams(
     eng: Engine, layers: list[Layer], policy: str
 ) -> None:
     """One greedy stream and four paced 30 fps streams, with capacity to spare for the paced
-    ones: each delivers every tick (no tick late under block, none dropped under drop)."""
+    ones: each delivers every tick (no tick late under block, none dropped under drop).
+
+    The one exception is a tick missed while the whole process was seen frozen for
+    ``STALL_S`` or more (a shared runner's hiccup, not the engine's doing), and no more than
+    ``EXCUSED_MISSES`` of those per stream: starvation would miss far more.
+    """
     hog = eng.open_stream("hog", weight=1, slots=8)
     paced = [eng.open_stream(f"live-{i}", slots=3) for i in range(4)]
     stop = threading.Event()
     hog_thread = threading.Thread(target=greedy, args=(hog, layers, stop, 7), daemon=True)
-    results: dict[str, list[int]] = {}
+    deliveries: dict[str, list[tuple[int, float]]] = {}
+    started: dict[str, float] = {}
+    fps, frames = 30, 60
 
     def live(stream: Stream) -> None:
-        results[stream.name] = [
-            frame.index
-            for frame in stream.stream(lambda t, i: layers, fps=30, frames=60, policy=policy)
+        started[stream.name] = time.perf_counter()
+        deliveries[stream.name] = [
+            (frame.index, frame.delivered_ns / 1e9)
+            for frame in stream.stream(lambda t, i: layers, fps=fps, frames=frames, policy=policy)
         ]
 
     live_threads = [threading.Thread(target=live, args=(s,), daemon=True) for s in paced]
@@ -207,12 +216,13 @@ def test_a_greedy_stream_never_starves_paced_streams(
     gc.collect()
     gc.freeze()
     try:
-        hog_thread.start()
-        time.sleep(0.5)
-        for thread in live_threads:
-            thread.start()
-        for thread in live_threads:
-            thread.join(60)
+        with StallWatch(STALL_S) as watch:
+            hog_thread.start()
+            time.sleep(0.5)
+            for thread in live_threads:
+                thread.start()
+            for thread in live_threads:
+                thread.join(60)
         figures = eng.metrics().streams
     finally:
         gc.unfreeze()
@@ -222,10 +232,44 @@ def test_a_greedy_stream_never_starves_paced_streams(
             stream.close()
     assert figures["hog"].frames_completed > 100  # it did run beside them
     for stream in paced:
-        assert results[stream.name] == list(range(60)), figures[stream.name]
-        assert figures[stream.name].dropped == 0
+        got = deliveries[stream.name]
+        misses = missed_ticks(got, started[stream.name], 1 / fps, frames)
+        unexcused = [m for m in misses if not watch.overlapping(m[0] - LOOKBACK_S, m[1])]
+        report = (misses, watch.stalls, figures[stream.name])
+        assert not unexcused and len(misses) <= EXCUSED_MISSES, report
+        indices = [index for index, _ in got]
+        assert indices == sorted(set(indices)), report
         if policy == "block":
-            assert figures[stream.name].late == 0
+            assert indices == list(range(frames)), report
+            assert figures[stream.name].late <= len(misses), report
+        else:
+            assert figures[stream.name].dropped == frames - len(indices), report
+
+
+# A stall of the process that excuses a tick missed across it (paced frames are submitted at
+# least half an interval, 16.7 ms, ahead; the interpreter's own switching costs up to ~10 ms),
+# and how many ticks a stream may miss that way
+STALL_S = 0.015
+EXCUSED_MISSES = 2
+# How long before its tick a frame may be submitted (its stream's submit-ahead is shorter)
+LOOKBACK_S = 0.1
+
+
+def missed_ticks(
+    delivered: list[tuple[int, float]], started: float, interval: float, frames: int
+) -> list[tuple[float, float]]:
+    """The time spans (from the delivery before to the delivery after) of each skipped tick
+    or late delivery of a stream of ``frames`` delivered as ``(index, delivered at)``."""
+    misses = []
+    previous_index, previous_at = -1, started
+    for index, at in delivered:
+        late = at - previous_at > (index - previous_index + 0.5) * interval
+        if index - previous_index > 1 or late:
+            misses.append((previous_at, at))
+        previous_index, previous_at = index, at
+    if previous_index < frames - 1:  # the last ticks skipped
+        misses.append((previous_at, previous_at + (frames - 1 - previous_index) * interval))
+    return misses
 
 
 def test_a_stream_runs_under_asyncio_too(eng: Engine, layers: list[Layer]) -> None:
