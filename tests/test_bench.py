@@ -70,6 +70,10 @@ def test_framering_bench_damage_compares_damage_on_and_off_and_gives_verdicts(
     # a frame a worker composites takes more Python steps than one its slot already holds
     assert 0 < steps["static: python calls per frame"] < steps["two moved: python calls per frame"]
     assert steps["thread round trip cpu s"] > 0
+    assert steps["python hot s"] > 0 and steps["python after a sleep s"] > 0
+    kernels = {r["case"] for r in rows if r["section"] == "full" and r["damage"] is None}
+    assert "studio-1080p, in-process kernel, 2 threads" in kernels  # the machine's own scaling
+    assert "the kernel alone on 2 threads" in printed
     assert "Python calls and" in printed
     if importlib.util.find_spec("matplotlib") is not None:  # the 'bench' extra plots
         assert list(tmp_path.glob("damage-*.png"))
@@ -91,6 +95,8 @@ def test_framering_bench_streams_reports_paced_streams_and_bands(
     assert {row["split"] for row in record["bands"]} == {"frame", "bands"}
     [bands] = [row for row in record["bands"] if row["split"] == "bands"]
     assert bands["banded_frames"] > 0
+    assert record["bands_bound"] > 0  # the kernel alone, bands on threads at once
+    assert "the kernel alone, bands on threads at once" in printed
 
 
 def test_framering_bench_cluster_reports_driver_cost_and_failover(
