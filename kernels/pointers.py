@@ -89,3 +89,51 @@ def unowned(array):  # type: ignore[no-untyped-def]
     ``NRT_incref``). The caller must keep ``array`` itself alive while the view is used.
     """
     return numba.carray(_address_to_voidptr(array.ctypes.data), array.shape, array.dtype)
+
+
+@intrinsic
+def _stream_opaque_line(typingctx, dst_address, src_address):  # type: ignore[no-untyped-def]
+    """16 pixels from ``src_address`` (any 4-byte alignment) with alpha set to 255, stored to
+    ``dst_address`` (64-byte aligned) with a non-temporal store: the line is written without
+    being read first, and does not displace what the cache holds."""
+    if not isinstance(dst_address, types.Integer) or not isinstance(src_address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        i32 = ir.IntType(32)
+        line = ir.VectorType(i32, 16)
+        source = builder.inttoptr(args[1], line.as_pointer())
+        target = builder.inttoptr(args[0], line.as_pointer())
+        pixels = builder.load(source, align=4)
+        opaque = builder.or_(pixels, ir.Constant(line, [ir.Constant(i32, 0xFF000000)] * 16))
+        store = builder.store(opaque, target, align=64)
+        store.set_metadata("nontemporal", builder.module.add_metadata([i32(1)]))
+        return context.get_dummy_value()
+
+    return types.void(dst_address, src_address), codegen
+
+
+@intrinsic
+def _store_fence(typingctx):  # type: ignore[no-untyped-def]
+    """Order every non-temporal store before what follows (``sfence``'s job; a full fence)."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@KERNEL_INLINE
+def store_fence():  # type: ignore[no-untyped-def]
+    """Make the non-temporal stores before it visible before anything after it: a kernel that
+    streamed lines calls it once before it returns (the worker's DONE must not overtake them)."""
+    _store_fence()
+
+
+@KERNEL_INLINE
+def stream_opaque_lines(dst_address, src_address, lines):  # type: ignore[no-untyped-def]
+    """``lines`` x 16 pixels copied as opaque, ``dst_address`` 64-byte aligned, each line with
+    one non-temporal store."""
+    for line in range(lines):
+        _stream_opaque_line(dst_address + 64 * line, src_address + 64 * line)

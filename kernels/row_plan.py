@@ -27,7 +27,7 @@ from framering.kernels.blend import BlendMode
 from framering.kernels.codes import LAYER_OPAQUE, LAYER_PREMULTIPLIED
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
 from framering.kernels.pointers import pixels_at
-from framering.kernels.spans import copy_opaque_span, fill_span
+from framering.kernels.spans import copy_opaque_gap, fill_span
 
 _NORMAL = int(BlendMode.NORMAL)
 _SOURCE = int(BlendMode.SOURCE)
@@ -134,6 +134,7 @@ def copy_row_in_column_order(  # type: ignore[no-untyped-def]
     geometry,
     addresses,
     y,
+    stream_min,
 ):
     """Columns ``[x0, x1)`` of a row that only opaque copies (``copy_j[:copies]``, stack order)
     cover above its start: each column gets the topmost copy covering it, else the start (the
@@ -144,10 +145,11 @@ def copy_row_in_column_order(  # type: ignore[no-untyped-def]
     all, and the frame row is one write stream (gaps first and the camera after made a
     studio row cost a third more). The search is a scan per segment, quadratic in the copies
     of the row, so a row with more than :data:`MAX_OCCLUDERS` of them is done the plain way:
-    the start, then every copy over it in order.
+    the start, then every copy over it in order. Copies of ``stream_min`` pixels or more
+    are streamed (``spans.copy_opaque_gap``).
     """
     if copies > MAX_OCCLUDERS:
-        _start_run(dst, row, x0, x1, top, tsrc, ts, clear)
+        _start_run(dst, row, x0, x1, top, tsrc, ts, clear, stream_min)
         for c in range(copies):
             j = copy_j[c]
             c0 = max(geometry[j, 0], x0)
@@ -155,7 +157,7 @@ def copy_row_in_column_order(  # type: ignore[no-untyped-def]
             if c0 < c1:
                 src = pixels_at(addresses[j], geometry[j, 2] * geometry[j, 3])
                 s = (y - geometry[j, 1]) * geometry[j, 2] - geometry[j, 0]
-                copy_opaque_span(dst, row + c0, src, s + c0, c1 - c0)
+                copy_opaque_gap(dst, row + c0, src, s + c0, c1 - c0, stream_min)
         return
     x = x0
     while x < x1:
@@ -176,17 +178,17 @@ def copy_row_in_column_order(  # type: ignore[no-untyped-def]
             j = copy_j[best]
             src = pixels_at(addresses[j], geometry[j, 2] * geometry[j, 3])
             s = (y - geometry[j, 1]) * geometry[j, 2] - geometry[j, 0]
-            copy_opaque_span(dst, row + x, src, s + x, end - x)
+            copy_opaque_gap(dst, row + x, src, s + x, end - x, stream_min)
         else:
-            _start_run(dst, row, x, end, top, tsrc, ts, clear)
+            _start_run(dst, row, x, end, top, tsrc, ts, clear, stream_min)
         x = end
 
 
 @KERNEL_INLINE
-def _start_run(dst, row, x0, x1, top, tsrc, ts, clear):  # type: ignore[no-untyped-def]
+def _start_run(dst, row, x0, x1, top, tsrc, ts, clear, stream_min):  # type: ignore[no-untyped-def]
     """Columns ``[x0, x1)`` as the row starts: the row-starting layer, black, or as it is."""
     if top >= 0:
-        copy_opaque_span(dst, row + x0, tsrc, ts + x0, x1 - x0)
+        copy_opaque_gap(dst, row + x0, tsrc, ts + x0, x1 - x0, stream_min)
     elif clear:
         fill_span(dst, row + x0, x1 - x0, np.uint32(0))
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from framering.kernels.bits import ALPHA_OPAQUE
 from framering.kernels.jit import KERNEL_INLINE
+from framering.kernels.pointers import stream_opaque_lines
 
 # LLVM vectorises these loops with a body of 64 pixels, then 16, then a scalar remainder
 # that costs up to 3 ns a pixel (a 63-pixel run of a blend took 56 ns, a 64-pixel one 30).
@@ -45,6 +46,25 @@ def copy_opaque_span(dst, d, src, s, n):  # type: ignore[no-untyped-def]
         _copy_opaque_run(dst, d + n - TAIL, src, s + n - TAIL, TAIL)
     else:
         _copy_opaque_run(dst, d, src, s, n)
+
+
+@KERNEL_INLINE
+def copy_opaque_gap(dst, d, src, s, n, stream_min):  # type: ignore[no-untyped-def]
+    """:func:`copy_opaque_span` for a frame's long opaque stretches (the background between
+    overlays): a run of at least ``stream_min`` pixels (0: never) is written with
+    non-temporal stores in whole 64-byte lines, so that its lines are neither read before
+    they are overwritten nor kept in the cache in place of the layers' pixels. Only for a
+    destination nothing reads back soon (the caller decides; ``stores.stream_min_pixels``)."""
+    if stream_min == 0 or n < stream_min:
+        copy_opaque_span(dst, d, src, s, n)
+        return
+    target = dst.ctypes.data + 4 * d
+    head = ((64 - (target & 63)) & 63) >> 2  # pixels up to the first whole line
+    lines = (n - head) >> 4
+    _copy_opaque_run(dst, d, src, s, head)
+    stream_opaque_lines(target + 4 * head, src.ctypes.data + 4 * (s + head), lines)
+    done = head + 16 * lines
+    _copy_opaque_run(dst, d + done, src, s + done, n - done)
 
 
 @KERNEL_INLINE

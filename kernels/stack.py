@@ -61,7 +61,7 @@ from framering.kernels.convert_out import deliver_rows
 from framering.kernels.delivery import DELIVER_BAND_ROWS, NOTHING_DELIVERED, Delivery
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
 from framering.kernels.layers import LayerStack, PixelLayer
-from framering.kernels.pointers import pixels_at, prefetch_pixels, unowned
+from framering.kernels.pointers import pixels_at, prefetch_pixels, store_fence, unowned
 from framering.kernels.row_plan import (
     ACCUMULATE,
     COPY_J,
@@ -79,7 +79,8 @@ from framering.kernels.row_plan import (
     row_start,
     rows_to_layers,
 )
-from framering.kernels.spans import copy_opaque_span, fill_span
+from framering.kernels.spans import copy_opaque_gap, copy_opaque_span, fill_span
+from framering.kernels.stores import check_stream_min, stream_min_pixels
 from framering.kernels.validate import check_rects, check_rgba, check_rows
 
 _NORMAL = int(BlendMode.NORMAL)
@@ -95,6 +96,7 @@ def composite_stack(
     clear: bool = True,
     deliver: Delivery | None = None,
     write_frame: bool = True,
+    stream_min: int | None = None,
 ) -> None:
     """Composite ``layers`` (bottom first) into ``frame`` in place.
 
@@ -116,9 +118,14 @@ def composite_stack(
             frame, and converts it from there: the RGBA frame is neither read nor written
             (its rows are left as they were), which saves the frame's memory traffic when only
             the delivery is wanted.
+        stream_min: opaque runs of at least this many pixels are written with non-temporal
+            stores (the same bytes, without reading the lines first or keeping them in the
+            cache); 0 never, None this CPU's measured choice (``framering.kernels.stores``).
+            Ignored when the rows are converted for ``deliver`` as they are composited.
     """
     frame = check_rgba(frame, "frame", writable=True)
     height, width = frame.shape[0], frame.shape[1]
+    stream_min = stream_min_pixels() if stream_min is None else check_stream_min(stream_min)
     stack = layers if isinstance(layers, LayerStack) else LayerStack.prepare(width, height, layers)
     if (stack.width, stack.height) != (width, height):
         raise ValueError(
@@ -180,6 +187,7 @@ def composite_stack(
         table,
         band_rows,
         scratch_address,
+        stream_min,
     )
 
 
@@ -217,11 +225,16 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
     table,
     band_rows,
     scratch_address,
+    stream_min,
 ):
     """The kernel behind :func:`composite_stack`; arguments as :class:`LayerStack` packs them,
     the boxes to composite (``(k, 4)`` int64 x0, y0, x1, y1, disjoint, inside the frame), then
-    the delivery's buffer address, format code and coefficients (``Delivery``) and the rows
-    per converted band (even)."""
+    the delivery's buffer address, format code and coefficients (``Delivery``), the rows
+    per converted band (even), the scratch band (0: none) and the shortest opaque run written
+    with non-temporal stores (0: none; never when the rows are converted right after, which
+    reads them back)."""
+    if out_code != NO_DELIVERY or scratch_address != 0:
+        stream_min = 0
     ks = np.empty(geometry.shape[0], np.float32)  # as = Sa * k, k = opacity / 255
     opacity32 = np.empty(geometry.shape[0], np.float32)
     for j in range(geometry.shape[0]):
@@ -251,7 +264,10 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
             table,
             band_rows,
             scratch_address,
+            stream_min,
         )
+    if stream_min != 0:
+        store_fence()
 
 
 @KERNEL_INLINE
@@ -270,18 +286,32 @@ def _copy_window(  # type: ignore[no-untyped-def]
     kinds,
     addresses,
     y,
+    stream_min,
 ):
     """Columns ``[w0, w1)`` of a row that only opaque copies cover above its start (the row's
     ``copies`` of them are ``copy_j``): integer copies, no arithmetic (the bytes the
-    accumulator would give, see ``accumulate``)."""
+    accumulator would give, see ``accumulate``); long ones streamed (``copy_opaque_gap``)."""
     if copies == 0:  # no call for the common gap (between sprites)
         if top >= 0:
-            copy_opaque_span(dst, row + w0, tsrc, ts + w0, w1 - w0)
+            copy_opaque_gap(dst, row + w0, tsrc, ts + w0, w1 - w0, stream_min)
         elif clear:
             fill_span(dst, row + w0, w1 - w0, _ZERO)
     else:
         copy_row_in_column_order(
-            dst, row, w0, w1, top, tsrc, ts, clear, copy_j, copies, geometry, addresses, y
+            dst,
+            row,
+            w0,
+            w1,
+            top,
+            tsrc,
+            ts,
+            clear,
+            copy_j,
+            copies,
+            geometry,
+            addresses,
+            y,
+            stream_min,
         )
 
 
@@ -485,6 +515,7 @@ def _composite_box(  # type: ignore[no-untyped-def]
     table,
     band_rows,
     scratch_address,
+    stream_min,
 ):
     """Composite (and deliver) the box ``[cx0, cx1) x [y0, y1)`` of the frame.
 
@@ -595,6 +626,7 @@ def _composite_box(  # type: ignore[no-untyped-def]
                     kinds,
                     addresses,
                     y,
+                    stream_min,
                 )
             elif action == ACCUMULATE:
                 for c0 in range(plan[p, 1], plan[p, 2], CHUNK):
