@@ -13,9 +13,9 @@ half the other cost more than they save.
 
 Measured (docs/performance.md; the same compiled code with the argument switched, blocks
 alternated in one process): on AMD EPYC Zen 5, streaming runs of 512 pixels or more made
-studio-1080p in-process 1.21x-1.29x faster on one thread and 1.17x-1.22x on two (into 7
-frames in rotation; 1.24x-1.29x into one frame), with sprites-1080p within 3%; from 1024 on it
-misses most of studio's background (1.03x-1.06x), and from 128 or 256 on, sprites lost 5-14%.
+studio-1080p in-process 1.21x-1.29x faster on one thread and 1.12x-1.22x on two (into 7
+frames in rotation; 1.24x-1.29x into one frame), sprites-1080p 0.98x-1.13x; from 1024 on it
+misses most of studio's background (1.03x-1.06x), and from 128 or 256 on, sprites lost 2-14%.
 Elsewhere it has not been measured, so it is off: ``FRAMERING_STREAM_STORES=on`` (or a
 minimum run in pixels, 64 or more) turns it on, ``off`` turns it off anywhere. The choice is a
 kernel argument, not a compiled constant, so Numba's cache holds for every setting, and the
