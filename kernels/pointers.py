@@ -14,6 +14,8 @@ sizes derived from the arrays themselves.
 
 from __future__ import annotations
 
+import platform
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -22,6 +24,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from framering.kernels.jit import KERNEL_INLINE
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
 @intrinsic
@@ -115,10 +119,18 @@ def _stream_opaque_line(typingctx, dst_address, src_address):  # type: ignore[no
 
 @intrinsic
 def _store_fence(typingctx):  # type: ignore[no-untyped-def]
-    """Order every non-temporal store before what follows (``sfence``'s job; a full fence)."""
+    """Order every non-temporal store before what follows: ``sfence`` on x86 (LLVM's own
+    ``fence seq_cst`` would become a locked instruction there, dearer and meant for loads too);
+    elsewhere a full fence, which orders them as well."""
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        builder.fence("seq_cst")
+        if _X86:
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence"
+            )
+            builder.call(function, [])
+        else:
+            builder.fence("seq_cst")
         return context.get_dummy_value()
 
     return types.void(), codegen

@@ -18,6 +18,7 @@ import numpy as np
 from framering.kernels.bits import ALPHA_OPAQUE
 from framering.kernels.jit import KERNEL_INLINE
 from framering.kernels.pointers import stream_opaque_lines
+from framering.kernels.stores import SMALLEST_MIN_PIXELS
 
 # LLVM vectorises these loops with a body of 64 pixels, then 16, then a scalar remainder
 # that costs up to 3 ns a pixel (a 63-pixel run of a blend took 56 ns, a 64-pixel one 30).
@@ -54,8 +55,10 @@ def copy_opaque_gap(dst, d, src, s, n, stream_min):  # type: ignore[no-untyped-d
     overlays): a run of at least ``stream_min`` pixels (0: never) is written with
     non-temporal stores in whole 64-byte lines, so that its lines are neither read before
     they are overwritten nor kept in the cache in place of the layers' pixels. Only for a
-    destination nothing reads back soon (the caller decides; ``stores.stream_min_pixels``)."""
-    if stream_min == 0 or n < stream_min:
+    destination nothing reads back soon (the caller decides; ``stores.stream_min_pixels``).
+    A run shorter than :data:`SMALLEST_MIN_PIXELS` is copied ordinarily whatever the caller
+    passed: the split into a head, whole lines and a tail needs more than a line."""
+    if stream_min == 0 or n < stream_min or n < SMALLEST_MIN_PIXELS:
         copy_opaque_span(dst, d, src, s, n)
         return
     target = dst.ctypes.data + 4 * d

@@ -208,6 +208,16 @@ PREFETCH_ROWS = 2
 PREFETCH_MIN_PIXELS = 256
 
 
+@KERNEL_INLINE
+def stream_min_unless_read_back(stream_min, out_code, scratch_address):  # type: ignore[no-untyped-def]
+    """The shortest run to stream in a pass that converts rows for a delivery (``out_code``) or
+    composites into a scratch band: 0, since those rows are read back at once and a streamed
+    line would have to come back from memory; ``stream_min`` otherwise."""
+    if out_code != NO_DELIVERY or scratch_address != 0:
+        return 0
+    return stream_min
+
+
 @KERNEL
 def composite_stack_kernel(  # type: ignore[no-untyped-def]
     dst_address,
@@ -233,8 +243,7 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
     per converted band (even), the scratch band (0: none) and the shortest opaque run written
     with non-temporal stores (0: none; never when the rows are converted right after, which
     reads them back)."""
-    if out_code != NO_DELIVERY or scratch_address != 0:
-        stream_min = 0
+    stream_min = stream_min_unless_read_back(stream_min, out_code, scratch_address)
     ks = np.empty(geometry.shape[0], np.float32)  # as = Sa * k, k = opacity / 255
     opacity32 = np.empty(geometry.shape[0], np.float32)
     for j in range(geometry.shape[0]):

@@ -5,6 +5,11 @@ milliseconds (the hypervisor takes the CPU, or the kernel runs something else). 
 missed across such a stall says nothing about the engine. :class:`StallWatch` sleeps in short
 steps and records every step that overslept by ``threshold`` or more; a test may excuse a miss
 only when a recorded stall overlaps it, and only a few of them.
+
+The watch is a Python thread, so it also records a wait for the GIL as a stall: with many
+busy threads (the engine's own among them) its wake-up can queue behind several 5 ms switch
+intervals. That is why a stall must be longer than such a queue (the threshold) and why a
+test excuses only a couple of ticks however many stalls it saw.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from framering.kernels import Delivery, LayerStack, PixelLayer, composite_stack
+from framering.kernels.codes import FORMAT_BGR, FORMAT_I420, NO_DELIVERY
+from framering.kernels.stack import stream_min_unless_read_back
 from framering.kernels.stores import (
     DEFAULT_MIN_PIXELS,
     SMALLEST_MIN_PIXELS,
@@ -35,15 +37,17 @@ def misaligned_frame(pixels: np.ndarray, shift: int) -> np.ndarray:
 
 @st.composite
 def wide_stacks(draw: st.DrawFn) -> tuple[np.ndarray, list[PixelLayer]]:
-    """Frames wide enough for runs of hundreds of pixels, an opaque background (the runs
-    that get streamed) under a few layers of any kind, and a frame start anywhere in a line."""
-    w, h = draw(st.integers(64, 330)), draw(st.integers(1, 12))
+    """Frames wide enough for runs of hundreds of pixels (past the default 512 too), a
+    background flagged opaque (the runs that get streamed; its bytes' alpha not always 255,
+    which streamed lines must set as ordinary copies do) under a few layers of any kind, and
+    a frame start anywhere in a line."""
+    w, h = draw(st.integers(64, 720)), draw(st.integers(1, 8))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     start = rgba(rng, h, w, draw(st.sampled_from(("random", "opaque"))), premultiplied=False)
     frame = misaligned_frame(start, draw(st.integers(0, 15)))
     bw, bh = draw(st.integers(1, w + 20)), draw(st.integers(1, h + 4))
     background = PixelLayer(
-        rgba(rng, bh, bw, "opaque", premultiplied=False),
+        rgba(rng, bh, bw, draw(st.sampled_from(("opaque", "random"))), premultiplied=False),
         x=draw(st.integers(-10, 10)),
         y=draw(st.integers(-2, 2)),
         opaque=True,
@@ -56,7 +60,7 @@ def wide_stacks(draw: st.DrawFn) -> tuple[np.ndarray, list[PixelLayer]]:
 @given(
     wide_stacks(),
     st.booleans(),
-    st.sampled_from([SMALLEST_MIN_PIXELS, 100, 512]),
+    st.sampled_from([SMALLEST_MIN_PIXELS, 100, DEFAULT_MIN_PIXELS]),
     st.integers(0, 15),
 )
 def test_streamed_runs_give_the_bytes_of_ordinary_stores(
@@ -114,6 +118,16 @@ def test_a_delivered_frame_is_the_same_whatever_the_stream_setting(
         results.append((frame, out))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_a_pass_whose_rows_are_read_back_at_once_streams_nothing() -> None:
+    """The same bytes either way (the test above); what the guard saves is a trip to memory,
+    so it is checked as a rule: a delivery converted per band, or a scratch band, means 0."""
+    assert stream_min_unless_read_back(512, NO_DELIVERY, 0) == 512
+    assert stream_min_unless_read_back(0, NO_DELIVERY, 0) == 0
+    for code in (FORMAT_BGR, FORMAT_I420):
+        assert stream_min_unless_read_back(512, code, 0) == 0
+    assert stream_min_unless_read_back(512, NO_DELIVERY, 4096) == 0
 
 
 def test_the_choice_is_on_where_it_was_measured_to_win_and_off_elsewhere() -> None:
