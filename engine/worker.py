@@ -45,6 +45,7 @@ from framering.kernels.transform import Transform, TransformBuffers, TransformCa
 from framering.ring import FrameRing, RingHeader, SlotState
 from framering.shm import AttachedSegment
 from framering.sources import buffer_views
+from framering.worker_policy import apply_worker_policy
 
 # How often a worker's watchdog thread checks that its parent is alive. A dead parent also
 # closes the pipe, but a worker busy in a frame (or hung in one) only notices through the
@@ -399,6 +400,7 @@ def worker_main(
     cv2.setNumThreads(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     try:
+        apply_worker_policy()  # wake-ups that do not preempt the parent (worker_policy)
         if initializer is not None:
             initializer(*initargs)
         warmup()  # loads the kernels from Numba's on-disk cache; the parent compiled them
