@@ -12,7 +12,8 @@ latency-critical thread, which is the case the policy exists for.
 Measured on the 2-vCPU AMD EPYC (Zen 5) VM, alternating the policy in one sitting
 (docs/performance.md): ``bench --streams`` held 20 paced streams in two runs against 12 and 8,
 stress-4k bands / frame latency 0.63x-0.66x against 0.68x-0.72x; the animated studio 4-8%
-more frames a second with 5-9% less parent CPU a frame.
+more frames a second with 5-10% less parent CPU a frame (Linux: "batch and idle tasks do
+not preempt non-idle tasks", kernel/sched/fair.c, on every wake-up check).
 
 ``FRAMERING_WORKER_POLICY=normal`` keeps the ordinary policy (``batch``: the default). Where
 the platform has no ``SCHED_BATCH``, workers keep what they have.
