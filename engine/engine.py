@@ -49,8 +49,7 @@ from framering.validation import (
     positive_int,
     positive_seconds,
 )
-from framering.worker_policy import ENVIRONMENT as POLICY_ENV
-from framering.worker_policy import wanted_policy
+from framering.worker_policy import policy_from_environment
 from framering.workers import physical_cores
 
 # ``FRAMERING_DAMAGE=full`` turns damage tracking off in every engine of the process.
@@ -137,7 +136,7 @@ class Engine:
         self.slots: Final = positive_int(slots, "slots", MAX_SLOTS)
         deadline = positive_seconds(deadline, "deadline")
         split = check_split(split)
-        wanted_policy(os.environ.get(POLICY_ENV, ""))  # a bad value fails here, not in workers
+        policy_from_environment()  # a bad FRAMERING_WORKER_POLICY fails here, not in workers
         limits = PoolLimits.from_arguments(
             workers, min_workers, max_workers, idle_timeout, max_worker_rss, physical_cores()
         )

@@ -36,9 +36,15 @@ def wanted_policy(setting: str) -> str:
     return value
 
 
+def policy_from_environment() -> str:
+    """The policy this process's environment asks for (raises on a bad value): the engine
+    calls it before starting workers, so that the error is its own and not theirs."""
+    return wanted_policy(os.environ.get(ENVIRONMENT, ""))
+
+
 def apply_worker_policy() -> None:
     """Give the calling process the policy the environment asks for (a worker, at start)."""
-    if wanted_policy(os.environ.get(ENVIRONMENT, "")) != "batch":
+    if policy_from_environment() != "batch":
         return
     batch = getattr(os, "SCHED_BATCH", None)
     if batch is None:
