@@ -95,6 +95,7 @@ def test_framering_bench_streams_reports_paced_streams_and_bands(
     assert {row["split"] for row in record["bands"]} == {"frame", "bands"}
     [bands] = [row for row in record["bands"] if row["split"] == "bands"]
     assert bands["banded_frames"] > 0
+    assert len(bands["block_latency_p50_s"]) == 4  # the engines took turns, block by block
     assert record["bands_bound"] > 0  # the kernel alone, bands on threads at once
     assert "the kernel alone, bands on threads at once" in printed
 
