@@ -45,7 +45,7 @@ from framering.kernels import LayerStack, composite_stack, warmup
 from framering.kernels.workloads import Workload, build
 
 from .parent_steps import cold_wake_cost, count_calls, thread_round_trip_cpu
-from .timing import progress, progress_done, report, results_stamp
+from .timing import block_ratio, progress, progress_done, report, results_stamp
 
 DEFAULT_RESULTS = Path("benchmarks") / "results"
 
@@ -412,12 +412,6 @@ def bench_full_compositing(name: str, plan: Plan, out: Results) -> None:
             eng.close()
 
 
-def block_ratio(numerator: object, denominator: object) -> float:
-    """The median over blocks of one figure over another measured in the same block."""
-    pairs = zip(numerator, denominator, strict=True)  # type: ignore[call-overload]
-    return statistics.median(float(a) / float(b) for a, b in pairs)
-
-
 def in_process_rate(
     stack: LayerStack, frames: list[np.ndarray], threads: int, seconds: float
 ) -> float:
@@ -452,9 +446,16 @@ def verdicts(out: Results, plan: Plan) -> list[str]:
         return float(out.get(section, case, damage)[key])  # type: ignore[arg-type]
 
     def per_block(case: str, key: str, on_over_off: bool) -> float:
-        on = out.get("throughput", case, True)[key]
-        off = out.get("throughput", case, False)[key]
+        on: list[float] = out.get("throughput", case, True)[key]  # type: ignore[assignment]
+        off: list[float] = out.get("throughput", case, False)[key]  # type: ignore[assignment]
         return block_ratio(on, off) if on_over_off else block_ratio(off, on)
+
+    def blocks(case: str, workers: int | None = None) -> list[float]:
+        return next(
+            r["block_fps"]  # type: ignore[misc]
+            for r in out.rows
+            if r["case"] == case and (workers is None or r.get("workers") == workers)
+        )
 
     animated = per_block("animated", "block_fps", True)
     line(
@@ -494,14 +495,6 @@ def verdicts(out: Results, plan: Plan) -> list[str]:
             pace <= TARGET_PARENT_PACED_S,
         )
     for name in plan.scaling_workloads:
-
-        def blocks(case: str, workers: int | None = None) -> object:
-            return next(
-                r["block_fps"]
-                for r in out.rows
-                if r["case"] == case and (workers is None or r.get("workers") == workers)
-            )
-
         kernel = blocks(f"{name}, in-process kernel")
         one = blocks(f"{name}, engine", 1)
         of_kernel = block_ratio(one, kernel)

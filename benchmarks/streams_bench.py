@@ -38,7 +38,7 @@ from framering.kernels import LayerStack, composite_stack, warmup
 from framering.kernels.workloads import build
 
 from .damage_bench import Studio
-from .timing import progress, progress_done, report, results_stamp
+from .timing import block_ratio, progress, progress_done, report, results_stamp
 
 DEFAULT_RESULTS = Path("benchmarks") / "results"
 FPS = 30.0
@@ -339,13 +339,9 @@ def verdicts(out: Results) -> list[str]:
     ]
     by_split = {row["split"]: row for row in out.bands}
     if {"frame", "bands"} <= by_split.keys():
-        ratio = statistics.median(
-            b / f
-            for b, f in zip(
-                by_split["bands"]["block_latency_p50_s"],  # type: ignore[call-overload]
-                by_split["frame"]["block_latency_p50_s"],  # type: ignore[call-overload]
-                strict=True,
-            )
+        ratio = block_ratio(
+            by_split["bands"]["block_latency_p50_s"],  # type: ignore[arg-type]
+            by_split["frame"]["block_latency_p50_s"],  # type: ignore[arg-type]
         )
         bound = (
             ""

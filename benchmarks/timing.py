@@ -8,7 +8,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +35,13 @@ def timed_blocks(
                 samples[name].append(time.perf_counter() - started)
         progress(f"{label}: block {block + 1}/{blocks}")
     return samples
+
+
+def block_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """The median over blocks of one figure over another measured in the same block: on a
+    machine whose speed drifts from one minute to the next, a ratio of two figures taken a
+    minute apart measures the drift as much as what is compared."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
 
 
 def summary(values: list[float]) -> dict[str, float | int]:

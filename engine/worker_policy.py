@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 from typing import Final
 
+from framering.errors import InvalidValueError
+
 ENVIRONMENT: Final = "FRAMERING_WORKER_POLICY"
 SETTINGS: Final = ("batch", "normal")
 
@@ -32,7 +34,7 @@ def wanted_policy(setting: str) -> str:
     """``batch`` or ``normal`` from the environment variable's value (empty: the default)."""
     value = setting.strip().lower() or "batch"
     if value not in SETTINGS:
-        raise ValueError(f"{ENVIRONMENT} must be batch or normal, not {setting!r}")
+        raise InvalidValueError(f"{ENVIRONMENT} must be batch or normal, not {setting!r}")
     return value
 
 
