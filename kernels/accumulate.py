@@ -30,6 +30,7 @@ import numpy as np
 
 from framering.kernels.bits import ALPHA_OPAQUE, SHIFT_A, SHIFT_B, SHIFT_G, U8
 from framering.kernels.blend import BlendMode, blend_channel
+from framering.kernels.fma import fma32
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
 from framering.kernels.spans import TAIL  # remainders as one overlapping block
 
@@ -83,20 +84,30 @@ def _round_u8(value):  # type: ignore[no-untyped-def]
 
 
 @KERNEL_INLINE
+def _round_u8_product(value, factor):  # type: ignore[no-untyped-def]
+    """:func:`_round_u8` of ``value * factor``, with the product and the half added in one
+    rounding (:func:`fma32`). Where ``factor`` is 1 it is exactly :func:`_round_u8` of
+    ``value``, which is what lets an opaque pixel skip the division."""
+    return np.uint32(np.int32(fma32(value, factor, _F32_HALF)))
+
+
+@KERNEL_INLINE
 def _over(p, k, r, g, b, ab):  # type: ignore[no-untyped-def]
     """A straight ``normal`` pixel ``p`` (``k`` = opacity / 255) over premultiplied
     ``(r, g, b, ab)``: the one formula every normal loop, fused or not, computes with.
 
-    Colour is the lerp ``c + as (Cs - c)``, which is ``as Cs + (1 - as) c`` in two operations
-    instead of three; it is exactly ``c`` where ``as`` is 0, exactly ``Cs`` where it is 1, and
-    exactly ``as Cs`` over zeros (what :func:`store_normal` stores).
+    Colour is the lerp ``c + as (Cs - c)``, which is ``as Cs + (1 - as) c``, as a subtraction
+    and one fused multiply-add (:func:`fma32`, rounded once): it is exactly ``c`` where ``as``
+    is 0, exactly ``Cs`` where it is 1, and exactly ``as Cs`` over zeros (what
+    :func:`store_normal` stores). Alpha is ``ab + as (1 - ab)`` the same way, which stays
+    exactly 1 over an opaque accumulator.
     """
     a = _f32(p >> SHIFT_A) * k
     return (
-        r + a * (_f32(p & U8) - r),
-        g + a * (_f32((p >> SHIFT_G) & U8) - g),
-        b + a * (_f32((p >> SHIFT_B) & U8) - b),
-        ab + a * (_F32_ONE - ab),
+        fma32(a, _f32(p & U8) - r, r),
+        fma32(a, _f32((p >> SHIFT_G) & U8) - g, g),
+        fma32(a, _f32((p >> SHIFT_B) & U8) - b, b),
+        fma32(a, _F32_ONE - ab, ab),
     )
 
 
@@ -251,10 +262,10 @@ def _pack(r, g, b, a, clear, q):  # type: ignore[no-untyped-def]
     """:func:`write_back` of one pixel's values (``q``: the frame's pixel, if not ``clear``)."""
     inv = _F32_ONE / max(a, _F32_TINY)
     out = (
-        _round_u8(r * inv)
-        | (_round_u8(g * inv) << SHIFT_G)
-        | (_round_u8(b * inv) << SHIFT_B)
-        | (_round_u8(a * _F32_255) << SHIFT_A)
+        _round_u8_product(r, inv)
+        | (_round_u8_product(g, inv) << SHIFT_G)
+        | (_round_u8_product(b, inv) << SHIFT_B)
+        | (_round_u8_product(a, _F32_255) << SHIFT_A)
     )
     if clear:
         return out if a > _F32_ZERO else np.uint32(0)

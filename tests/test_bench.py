@@ -28,7 +28,8 @@ def test_framering_bench_writes_a_table_json_and_target_verdicts(
     throughput = [r for r in record["records"] if r["metric"] == "throughput"]
     assert all("max_error" in r for r in throughput if "memcpy" not in r["tool"])
     assert record["machine"]["versions"]["numpy"]
-    assert f"machine: {record['machine']['cpu_model']}" in printed  # which CPU, every run
+    machine = record["machine"]
+    assert f"machine: {machine['cpu_model']} ({machine['llvm_cpu']})" in printed  # which CPU
 
 
 def test_framering_bench_formats_measures_every_format_and_transform(
