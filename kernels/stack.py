@@ -59,6 +59,7 @@ from framering.kernels.blend import BlendMode
 from framering.kernels.codes import NO_DELIVERY
 from framering.kernels.convert_out import deliver_rows
 from framering.kernels.delivery import DELIVER_BAND_ROWS, NOTHING_DELIVERED, Delivery
+from framering.kernels.hints import check_prefetch_min, prefetch_min_pixels
 from framering.kernels.jit import KERNEL, KERNEL_INLINE
 from framering.kernels.layers import LayerStack, PixelLayer
 from framering.kernels.pointers import pixels_at, prefetch_pixels, store_fence, unowned
@@ -97,6 +98,7 @@ def composite_stack(
     deliver: Delivery | None = None,
     write_frame: bool = True,
     stream_min: int | None = None,
+    prefetch_min: int | None = None,
 ) -> None:
     """Composite ``layers`` (bottom first) into ``frame`` in place.
 
@@ -122,10 +124,16 @@ def composite_stack(
             stores (the same bytes, without reading the lines first or keeping them in the
             cache); 0 never, None this CPU's measured choice (``framering.kernels.stores``).
             Ignored when the rows are converted for ``deliver`` as they are composited.
+        prefetch_min: rows of layers at least this many pixels wide get software prefetch
+            hints a couple of rows ahead (the same bytes either way); 0 never, None this
+            CPU's measured choice (``framering.kernels.hints``).
     """
     frame = check_rgba(frame, "frame", writable=True)
     height, width = frame.shape[0], frame.shape[1]
     stream_min = stream_min_pixels() if stream_min is None else check_stream_min(stream_min)
+    prefetch_min = (
+        prefetch_min_pixels() if prefetch_min is None else check_prefetch_min(prefetch_min)
+    )
     stack = layers if isinstance(layers, LayerStack) else LayerStack.prepare(width, height, layers)
     if (stack.width, stack.height) != (width, height):
         raise ValueError(
@@ -188,6 +196,7 @@ def composite_stack(
         band_rows,
         scratch_address,
         stream_min,
+        prefetch_min,
     )
 
 
@@ -202,10 +211,6 @@ def composite_layer(
 # track when one row reads six layers' rows in turn; asking for the same span a couple of
 # rows ahead gives DRAM the time one or two rows take to composite.
 PREFETCH_ROWS = 2
-
-# Spans shorter than this are not prefetched: a sprite's few cache lines a row are hot in L1
-# or the hardware prefetcher's to fetch, and the hints cost more than they save.
-PREFETCH_MIN_PIXELS = 256
 
 
 @KERNEL_INLINE
@@ -236,13 +241,14 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
     band_rows,
     scratch_address,
     stream_min,
+    prefetch_min,
 ):
     """The kernel behind :func:`composite_stack`; arguments as :class:`LayerStack` packs them,
     the boxes to composite (``(k, 4)`` int64 x0, y0, x1, y1, disjoint, inside the frame), then
     the delivery's buffer address, format code and coefficients (``Delivery``), the rows
     per converted band (even), the scratch band (0: none) and the shortest opaque run written
     with non-temporal stores (0: none; never when the rows are converted right after, which
-    reads them back)."""
+    reads them back), and the narrowest layer whose rows get prefetch hints (0: none)."""
     stream_min = stream_min_unless_read_back(stream_min, out_code, scratch_address)
     ks = np.empty(geometry.shape[0], np.float32)  # as = Sa * k, k = opacity / 255
     opacity32 = np.empty(geometry.shape[0], np.float32)
@@ -274,6 +280,7 @@ def composite_stack_kernel(  # type: ignore[no-untyped-def]
             band_rows,
             scratch_address,
             stream_min,
+            prefetch_min,
         )
     if stream_min != 0:
         store_fence()
@@ -358,6 +365,7 @@ def _accumulate_window(  # type: ignore[no-untyped-def]
     opacity32,
     opacity,
     modes,
+    prefetch_min,
 ):
     """Columns ``[w0, w1)`` (at most ``CHUNK``) of a row, blended in the accumulator from its
     start (the row-starting layer, transparent black, or the frame) and rounded once."""
@@ -381,7 +389,7 @@ def _accumulate_window(  # type: ignore[no-untyped-def]
         src = pixels_at(addresses[j], w * h)
         s = (y - ly) * w + (x0 - x)
         kind = kinds[j]
-        _prefetch_ahead(addresses, j, s, w, ly, h, y, y1, m)
+        _prefetch_ahead(addresses, j, s, w, ly, h, y, y1, m, prefetch_min)
         if pending_clear:
             pending_clear = False
             zero(acc, 0, o)
@@ -407,9 +415,10 @@ def _accumulate_window(  # type: ignore[no-untyped-def]
 
 
 @KERNEL_INLINE
-def _prefetch_ahead(addresses, j, s, w, ly, h, y, y1, m):  # type: ignore[no-untyped-def]
-    """Hints for the same ``m`` pixels of layer ``j`` a few rows down (wide layers only)."""
-    if w >= PREFETCH_MIN_PIXELS and y + PREFETCH_ROWS < min(ly + h, y1):
+def _prefetch_ahead(addresses, j, s, w, ly, h, y, y1, m, prefetch_min):  # type: ignore[no-untyped-def]
+    """Hints for the same ``m`` pixels of layer ``j`` a few rows down, if it is at least
+    ``prefetch_min`` wide (0: never)."""
+    if prefetch_min != 0 and w >= prefetch_min and y + PREFETCH_ROWS < min(ly + h, y1):
         prefetch_pixels(addresses[j] + 4 * (s + PREFETCH_ROWS * w), m)
 
 
@@ -421,13 +430,32 @@ def _layer_row(addresses, geometry, j, y, column):  # type: ignore[no-untyped-de
 
 
 @KERNEL_INLINE
-def _prefetch_layer(addresses, geometry, j, s, y, y1, m):  # type: ignore[no-untyped-def]
-    _prefetch_ahead(addresses, j, s, geometry[j, 2], geometry[j, 1], geometry[j, 3], y, y1, m)
+def _prefetch_layer(addresses, geometry, j, s, y, y1, m, prefetch_min):  # type: ignore[no-untyped-def]
+    _prefetch_ahead(
+        addresses, j, s, geometry[j, 2], geometry[j, 1], geometry[j, 3], y, y1, m, prefetch_min
+    )
 
 
 @KERNEL_INLINE
 def _fused_run(
-    dst, row, u, v, covers, f, m, top, tsrc, ts, clear, geometry, addresses, y, y1, acc, ks
+    dst,
+    row,
+    u,
+    v,
+    covers,
+    f,
+    m,
+    top,
+    tsrc,
+    ts,
+    clear,
+    geometry,
+    addresses,
+    y,
+    y1,
+    acc,
+    ks,
+    prefetch_min,
 ):  # type: ignore[no-untyped-def]
     """Columns ``[u, v)``, which the ``m`` straight ``normal`` layers ``covers[f:f + m]``
     (stack order) all cover entirely, over the row start or transparent black: fused passes
@@ -436,7 +464,7 @@ def _fused_run(
     if m == 1:
         j = covers[f]
         src, s = _layer_row(addresses, geometry, j, y, u)
-        _prefetch_layer(addresses, geometry, j, s, y, y1, v - u)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, v - u, prefetch_min)
         if top >= 0:
             over_opaque_write(dst, row + u, tsrc, ts + u, src, s, v - u, ks[j])
         else:
@@ -447,8 +475,8 @@ def _fused_run(
         j2 = covers[f + 1]
         src, s = _layer_row(addresses, geometry, j, y, u)
         src2, s2 = _layer_row(addresses, geometry, j2, y, u)
-        _prefetch_layer(addresses, geometry, j, s, y, y1, v - u)
-        _prefetch_layer(addresses, geometry, j2, s2, y, y1, v - u)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, v - u, prefetch_min)
+        _prefetch_layer(addresses, geometry, j2, s2, y, y1, v - u, prefetch_min)
         over_opaque_pair_write(dst, row + u, tsrc, ts + u, src, s, ks[j], src2, s2, ks[j2], v - u)
         return
     if m == 3 and top >= 0:
@@ -458,9 +486,9 @@ def _fused_run(
         src, s = _layer_row(addresses, geometry, j, y, u)
         src2, s2 = _layer_row(addresses, geometry, j2, y, u)
         src3, s3 = _layer_row(addresses, geometry, j3, y, u)
-        _prefetch_layer(addresses, geometry, j, s, y, y1, v - u)
-        _prefetch_layer(addresses, geometry, j2, s2, y, y1, v - u)
-        _prefetch_layer(addresses, geometry, j3, s3, y, y1, v - u)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, v - u, prefetch_min)
+        _prefetch_layer(addresses, geometry, j2, s2, y, y1, v - u, prefetch_min)
+        _prefetch_layer(addresses, geometry, j3, s3, y, y1, v - u, prefetch_min)
         over_opaque_triple_write(
             dst, row + u, tsrc, ts + u, src, s, ks[j], src2, s2, ks[j2], src3, s3, ks[j3], v - u
         )
@@ -469,7 +497,7 @@ def _fused_run(
         n = min(CHUNK, v - c0)
         j = covers[f]
         src, s = _layer_row(addresses, geometry, j, y, c0)
-        _prefetch_layer(addresses, geometry, j, s, y, y1, n)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, n, prefetch_min)
         if top >= 0:
             load_opaque(acc, 0, tsrc, ts + c0, n)
             blend_normal(acc, 0, src, s, n, ks[j])
@@ -479,19 +507,19 @@ def _fused_run(
         while m - c > 1:
             j = covers[f + c]
             src, s = _layer_row(addresses, geometry, j, y, c0)
-            _prefetch_layer(addresses, geometry, j, s, y, y1, n)
+            _prefetch_layer(addresses, geometry, j, s, y, y1, n, prefetch_min)
             if m - c == 2:
                 blend_normal(acc, 0, src, s, n, ks[j])
                 c += 1
                 break
             j2 = covers[f + c + 1]
             src2, s2 = _layer_row(addresses, geometry, j2, y, c0)
-            _prefetch_layer(addresses, geometry, j2, s2, y, y1, n)
+            _prefetch_layer(addresses, geometry, j2, s2, y, y1, n, prefetch_min)
             blend_normal_pair(acc, 0, src, s, ks[j], src2, s2, ks[j2], n)
             c += 2
         j = covers[f + c]
         src, s = _layer_row(addresses, geometry, j, y, c0)
-        _prefetch_layer(addresses, geometry, j, s, y, y1, n)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, n, prefetch_min)
         blend_normal_write(dst, row + c0, acc, 0, src, s, n, ks[j], clear)
 
 
@@ -525,6 +553,7 @@ def _composite_box(  # type: ignore[no-untyped-def]
     band_rows,
     scratch_address,
     stream_min,
+    prefetch_min,
 ):
     """Composite (and deliver) the box ``[cx0, cx1) x [y0, y1)`` of the frame.
 
@@ -618,6 +647,7 @@ def _composite_box(  # type: ignore[no-untyped-def]
                     y1,
                     acc,
                     ks,
+                    prefetch_min,
                 )
             elif action == GAP:
                 _copy_window(
@@ -661,6 +691,7 @@ def _composite_box(  # type: ignore[no-untyped-def]
                         opacity32,
                         opacity,
                         modes,
+                        prefetch_min,
                     )
             else:  # COPIES_ABOVE: opaque copies above a fused cluster, as integers
                 for c in range(copies):
