@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psutil
 
+from framering.kernels.jit import host_cpu
+
 
 def timed_blocks(
     tools: dict[str, Callable[[], object]], blocks: int, per_block: int, label: str
@@ -76,19 +78,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def llvm_cpu() -> str:
-    """The CPU as the kernels' compiler sees it ("znver3", "sapphirerapids"): a VM's model
-    name often says only "AMD EPYC", which covers three generations that differ in vector
-    width, and this is the name Numba compiles for."""
-    import llvmlite.binding
-
-    return str(llvmlite.binding.get_host_cpu_name())
-
-
 def machine_line() -> str:
     """One line saying where a run was measured, printed with every benchmark."""
     return (
-        f"machine: {cpu_model()} ({llvm_cpu()}), {psutil.cpu_count(logical=False)} physical cores, "
+        f"machine: {cpu_model()} ({host_cpu()}), {psutil.cpu_count(logical=False)} physical cores, "
         f"{os.cpu_count()} logical CPUs, Python {platform.python_version()}"
     )
 
@@ -106,7 +99,7 @@ def machine() -> dict[str, object]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
-        "llvm_cpu": llvm_cpu(),
+        "llvm_cpu": host_cpu(),
         "logical_cpus": os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),

@@ -10,8 +10,7 @@ instructions: without them stress-4k was 1.17x and 1.29x faster and studio-1080p
 minima; 2026-12-04).
 
 So hints are on by default, for layers at least :data:`DEFAULT_MIN_PIXELS` wide, and off on
-the CPUs in :data:`MEASURED_LOSSES`, named as LLVM names the host (the name Numba compiles
-for; a VM's model name often says only "AMD EPYC", which covers Zen 3, 4 and 5).
+the CPUs in :data:`MEASURED_LOSSES`, named as LLVM names them (``jit.host_cpu``).
 ``FRAMERING_PREFETCH=off`` turns them off anywhere, ``on`` (or a minimum width in pixels)
 turns them on. The choice is a kernel argument, not a compiled constant, so Numba's cache
 holds for every setting, and the engine's workers inherit the variable with the environment.
@@ -22,6 +21,8 @@ from __future__ import annotations
 import functools
 import os
 from typing import Final
+
+from framering.kernels.jit import host_cpu
 
 ENVIRONMENT: Final = "FRAMERING_PREFETCH"
 DEFAULT_MIN_PIXELS: Final = 256
@@ -56,6 +57,4 @@ def check_prefetch_min(value: object) -> int:
 @functools.cache
 def prefetch_min_pixels() -> int:
     """This process's choice (read once)."""
-    import llvmlite.binding
-
-    return choose(os.environ.get(ENVIRONMENT, "auto"), str(llvmlite.binding.get_host_cpu_name()))
+    return choose(os.environ.get(ENVIRONMENT, "auto"), host_cpu())

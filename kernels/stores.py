@@ -16,6 +16,8 @@ alternated in one process): on AMD EPYC Zen 5, streaming runs of 512 pixels or m
 studio-1080p in-process 1.21x-1.29x faster on one thread and 1.12x-1.22x on two (into 7
 frames in rotation; 1.24x-1.29x into one frame), sprites-1080p 0.98x-1.13x; from 1024 on it
 misses most of studio's background (1.03x-1.06x), and from 128 or 256 on, sprites lost 2-14%.
+On Zen 3 (2026-12-04, the same kernel with 0 and 512, blocks alternated in one process, ratio
+of the minima, two runs): studio-1080p 1.26x and 1.35x, sprites-1080p 1.01x, stress-4k 0.99x.
 Elsewhere it has not been measured, so it is off: ``FRAMERING_STREAM_STORES=on`` (or a
 minimum run in pixels, 64 or more) turns it on, ``off`` turns it off anywhere. The choice is a
 kernel argument, not a compiled constant, so Numba's cache holds for every setting, and the
@@ -26,37 +28,24 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 from typing import Final
+
+from framering.kernels.jit import host_cpu
 
 ENVIRONMENT: Final = "FRAMERING_STREAM_STORES"
 DEFAULT_MIN_PIXELS: Final = 512
 SMALLEST_MIN_PIXELS: Final = 64
-# (vendor, family) of the CPUs it was measured to win on.
-MEASURED_WINS: Final = frozenset({("AuthenticAMD", 26)})
+# LLVM's names of the CPUs it was measured to win on (``jit.host_cpu``; AMD's family 25 is
+# both Zen 3 and Zen 4, so the family number would not tell them apart).
+MEASURED_WINS: Final = frozenset({"znver3", "znver5"})
 
 
-def cpu_identity(cpuinfo: str) -> tuple[str, int] | None:
-    """(vendor, family) from the text of ``/proc/cpuinfo``, None if it does not say."""
-    vendor, family = None, None
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "vendor_id" and vendor is None:
-            vendor = value
-        elif key == "cpu family" and family is None and value.isdigit():
-            family = int(value)
-        if vendor is not None and family is not None:
-            return vendor, family
-    return None
-
-
-def choose(setting: str, identity: tuple[str, int] | None) -> int:
+def choose(setting: str, cpu: str) -> int:
     """The shortest opaque run to stream (0: none) for ``setting`` (the environment variable's
-    value, ``"auto"`` by default) on a CPU of ``identity``."""
+    value, ``"auto"`` by default) on the CPU LLVM calls ``cpu``."""
     setting = setting.strip().lower()
     if setting in ("", "auto"):
-        return DEFAULT_MIN_PIXELS if identity in MEASURED_WINS else 0
+        return DEFAULT_MIN_PIXELS if cpu in MEASURED_WINS else 0
     if setting in ("off", "0", "no", "false"):
         return 0
     if setting in ("on", "yes", "true"):
@@ -82,8 +71,4 @@ def check_stream_min(value: object) -> int:
 @functools.cache
 def stream_min_pixels() -> int:
     """This process's choice (read once)."""
-    try:
-        identity = cpu_identity(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        identity = None
-    return choose(os.environ.get(ENVIRONMENT, "auto"), identity)
+    return choose(os.environ.get(ENVIRONMENT, "auto"), host_cpu())

@@ -61,3 +61,15 @@ def test_a_caller_prefetch_min_must_be_a_width(value: object) -> None:
         check_prefetch_min(value)
     with pytest.raises(ValueError, match="prefetch_min"):
         composite_stack(np.zeros((2, 2, 4), np.uint8), [], prefetch_min=value)  # type: ignore[arg-type]
+
+
+def test_per_cpu_choices_key_on_the_cpu_numba_compiles_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llvmlite.binding
+    from numba.core import config
+
+    from framering.kernels.jit import host_cpu
+
+    monkeypatch.setattr(config, "CPU_NAME", None)
+    assert host_cpu() == llvmlite.binding.get_host_cpu_name()
+    monkeypatch.setattr(config, "CPU_NAME", "znver3")  # NUMBA_CPU_NAME=znver3
+    assert host_cpu() == "znver3"

@@ -16,12 +16,11 @@ from framering.kernels.stores import (
     SMALLEST_MIN_PIXELS,
     check_stream_min,
     choose,
-    cpu_identity,
 )
 from tests.kernels.pictures import converted
 from tests.layers import layers, rgba
 
-ZEN5 = ("AuthenticAMD", 26)
+ZEN5 = "znver5"
 
 
 def misaligned_frame(pixels: np.ndarray, shift: int) -> np.ndarray:
@@ -133,11 +132,12 @@ def test_a_pass_whose_rows_are_read_back_at_once_streams_nothing() -> None:
 def test_the_choice_is_on_where_it_was_measured_to_win_and_off_elsewhere() -> None:
     assert choose("auto", ZEN5) == DEFAULT_MIN_PIXELS
     assert choose("", ZEN5) == DEFAULT_MIN_PIXELS
-    assert choose("auto", ("GenuineIntel", 6)) == 0
-    assert choose("auto", None) == 0
+    assert choose("auto", "znver3") == DEFAULT_MIN_PIXELS
+    assert choose("auto", "znver4") == 0  # not measured
+    assert choose("auto", "sapphirerapids") == 0
     assert choose("off", ZEN5) == 0
-    assert choose("ON", ("GenuineIntel", 6)) == DEFAULT_MIN_PIXELS
-    assert choose(" 2048 ", None) == 2048
+    assert choose("ON", "sapphirerapids") == DEFAULT_MIN_PIXELS
+    assert choose(" 2048 ", "znver4") == 2048
 
 
 @pytest.mark.parametrize("setting", ["sometimes", "12", "-1", "1e3"])
@@ -152,9 +152,3 @@ def test_a_caller_stream_min_must_be_zero_or_longer_than_a_line(value: object) -
         check_stream_min(value)
     with pytest.raises(ValueError, match="stream_min"):
         composite_stack(np.zeros((2, 2, 4), np.uint8), [], stream_min=value)  # type: ignore[arg-type]
-
-
-def test_the_cpu_is_read_from_proc_cpuinfo() -> None:
-    text = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
-    assert cpu_identity(text) == ZEN5
-    assert cpu_identity("processor : 0\n") is None
