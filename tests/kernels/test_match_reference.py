@@ -109,12 +109,37 @@ def wide_normal_stacks(draw: st.DrawFn) -> tuple[np.ndarray, list[PixelLayer]]:
     return rng.integers(0, 256, (height, width, 4), dtype=np.uint8), layers
 
 
+@st.composite
+def deep_normal_stacks(draw: st.DrawFn) -> tuple[np.ndarray, list[PixelLayer]]:
+    """Two to eight translucent layers nearly as wide as rows wider than the accumulator, over
+    an opaque background or nothing: runs that four to eight layers cover, which take the
+    passes of up to three layers."""
+    width = draw(st.integers(CHUNK - 20, 2 * CHUNK + 20))
+    height = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    layers = []
+    if draw(st.booleans()):
+        background = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+        background[..., 3] = 255
+        layers.append(PixelLayer(background, opaque=True))
+    for _ in range(draw(st.integers(2, 8))):
+        w = draw(st.integers(width - 40, width + 10))
+        layers.append(
+            PixelLayer(
+                rng.integers(0, 256, (height, w, 4), dtype=np.uint8),
+                x=draw(st.integers(-20, 20)),
+                opacity=draw(st.floats(0.05, 1.0)),
+            )
+        )
+    return rng.integers(0, 256, (height, width, 4), dtype=np.uint8), layers
+
+
 @settings(max_examples=200, deadline=None)
-@given(wide_normal_stacks(), st.booleans(), st.data())
+@given(st.one_of(wide_normal_stacks(), deep_normal_stacks()), st.booleans(), st.data())
 def test_wide_rows_of_normal_layers_match_the_reference_and_their_boxes(
     case: tuple[np.ndarray, list[PixelLayer]], clear: bool, data: st.DataObject
 ) -> None:
-    """Runs cut at every span edge, two layers a pass, tails done twice: exact enough, and a
+    """Runs cut at every span edge, up to three layers a pass, tails done twice: exact enough, and a
     box of columns gets the bytes of the whole row."""
     frame, stack = case
     h, w = frame.shape[:2]
@@ -189,3 +214,20 @@ def test_fill_matches_reference(
     np.testing.assert_array_equal(got[rows[0] : rows[1]], want[rows[0] : rows[1]])
     np.testing.assert_array_equal(got[: rows[0]], frame[: rows[0]])  # outside the band: as was
     np.testing.assert_array_equal(got[rows[1] :], frame[rows[1] :])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(wide_normal_stacks(), deep_normal_stacks()), st.booleans())
+def test_fused_passes_give_the_bytes_of_layer_by_layer_accumulation(
+    case: tuple[np.ndarray, list[PixelLayer]], clear: bool
+) -> None:
+    """A fully transparent ``multiply`` layer on top changes no pixel, but it sends every row
+    through the accumulator one layer at a time instead of the fused passes of up to three
+    layers: both must give the same bytes."""
+    frame, stack = case
+    h, w = frame.shape[:2]
+    invisible = np.zeros((h, w, 4), np.uint8)
+    fused, layered = frame.copy(), frame.copy()
+    composite_stack(fused, stack, clear=clear)
+    composite_stack(layered, [*stack, PixelLayer(invisible, blend="multiply")], clear=clear)
+    np.testing.assert_array_equal(layered, fused)
