@@ -112,14 +112,6 @@ def _over(p, k, r, g, b, ab):  # type: ignore[no-untyped-def]
 
 
 @KERNEL_INLINE
-def _start(p, k):  # type: ignore[no-untyped-def]
-    """A straight ``normal`` pixel ``p`` over transparent black: ``as Cs``, ``as``; what
-    :func:`_over` gives over zeros, without reading them."""
-    a = _f32(p >> SHIFT_A) * k
-    return a * _f32(p & U8), a * _f32((p >> SHIFT_G) & U8), a * _f32((p >> SHIFT_B) & U8), a
-
-
-@KERNEL_INLINE
 def _opaque(q):  # type: ignore[no-untyped-def]
     """An opaque pixel as accumulator values: its colour, alpha 1."""
     return _f32(q & U8), _f32((q >> SHIFT_G) & U8), _f32((q >> SHIFT_B) & U8), _F32_ONE
@@ -175,10 +167,11 @@ def store_normal(acc, o, src, s, n, k):  # type: ignore[no-untyped-def]
     s = np.uint64(s)
     n = np.uint64(n)
     for i in range(n):
-        r, g, b, a = _start(src[s + i], k)
-        acc[R + o + i] = r
-        acc[G + o + i] = g
-        acc[B + o + i] = b
+        p = src[s + i]
+        a = _f32(p >> SHIFT_A) * k
+        acc[R + o + i] = a * _f32(p & U8)
+        acc[G + o + i] = a * _f32((p >> SHIFT_G) & U8)
+        acc[B + o + i] = a * _f32((p >> SHIFT_B) & U8)
         acc[A + o + i] = a
 
 
@@ -397,6 +390,24 @@ def over_clear_write(dst, d, src, s, n, k):  # type: ignore[no-untyped-def]
 
 
 @KERNEL_INLINE
+def blend_normal_pair(acc, o, src1, s1, k1, src2, s2, k2, n):  # type: ignore[no-untyped-def]
+    """:func:`blend_normal` of ``src1`` then of ``src2``, in one pass."""
+    o = np.uint64(o)
+    s1 = np.uint64(s1)
+    s2 = np.uint64(s2)
+    n = np.uint64(n)
+    for i in range(n):
+        r, g, b, a = _over(
+            src1[s1 + i], k1, acc[R + o + i], acc[G + o + i], acc[B + o + i], acc[A + o + i]
+        )
+        r, g, b, a = _over(src2[s2 + i], k2, r, g, b, a)
+        acc[R + o + i] = r
+        acc[G + o + i] = g
+        acc[B + o + i] = b
+        acc[A + o + i] = a
+
+
+@KERNEL_INLINE
 def _blend_normal_write_run(dst, d, acc, o, src, s, n, k, clear):  # type: ignore[no-untyped-def]
     """:func:`blend_normal` of ``src`` then :func:`write_back`, in one pass."""
     o = np.uint64(o)
@@ -528,171 +539,3 @@ def _over_opaque_triple_write_short(dst, d, base, b, src1, s1, k1, src2, s2, k2,
             r, g, bl, a = _over(src2[s2 + i], k2, r, g, bl, a)
             r, g, bl, _ = _over(src3[s3 + i], k3, r, g, bl, a)
             dst[d + i] = _pack_opaque(r, g, bl)
-
-
-# Passes of up to three layers for runs that more layers cover (``stack._fused_run``): a
-# stack of six translucent layers takes two passes over the accumulator instead of four. On
-# stress-4k the passes, not the arithmetic, set the pace once the layers come from memory
-# (AMD EPYC Zen 3: the same six layers in cache cost the same either way, from memory 1.08x
-# faster in three-layer passes; docs/kernels.md).
-
-
-@KERNEL_INLINE
-def store_normal_pair(acc, o, src1, s1, k1, src2, s2, k2, n):  # type: ignore[no-untyped-def]
-    """:func:`store_normal` of ``src1``, then :func:`blend_normal` of ``src2``, in one pass."""
-    o = np.uint64(o)
-    s1 = np.uint64(s1)
-    s2 = np.uint64(s2)
-    n = np.uint64(n)
-    for i in range(n):
-        r, g, b, a = _start(src1[s1 + i], k1)
-        r, g, b, a = _over(src2[s2 + i], k2, r, g, b, a)
-        acc[R + o + i] = r
-        acc[G + o + i] = g
-        acc[B + o + i] = b
-        acc[A + o + i] = a
-
-
-@KERNEL_INLINE
-def store_normal_triple(acc, o, src1, s1, k1, src2, s2, k2, src3, s3, k3, n):  # type: ignore[no-untyped-def]
-    """:func:`store_normal_pair` with a third layer over the second, in one pass."""
-    o = np.uint64(o)
-    s1 = np.uint64(s1)
-    s2 = np.uint64(s2)
-    s3 = np.uint64(s3)
-    n = np.uint64(n)
-    for i in range(n):
-        r, g, b, a = _start(src1[s1 + i], k1)
-        r, g, b, a = _over(src2[s2 + i], k2, r, g, b, a)
-        r, g, b, a = _over(src3[s3 + i], k3, r, g, b, a)
-        acc[R + o + i] = r
-        acc[G + o + i] = g
-        acc[B + o + i] = b
-        acc[A + o + i] = a
-
-
-@KERNEL_INLINE
-def over_opaque_pair_store(acc, o, base, b, src1, s1, k1, src2, s2, k2, n):  # type: ignore[no-untyped-def]
-    """:func:`load_opaque` of ``base``, then :func:`blend_normal` of ``src1`` and ``src2``,
-    in one pass."""
-    o = np.uint64(o)
-    b = np.uint64(b)
-    s1 = np.uint64(s1)
-    s2 = np.uint64(s2)
-    n = np.uint64(n)
-    for i in range(n):
-        r, g, bl, a = _opaque(base[b + i])
-        r, g, bl, a = _over(src1[s1 + i], k1, r, g, bl, a)
-        r, g, bl, a = _over(src2[s2 + i], k2, r, g, bl, a)
-        acc[R + o + i] = r
-        acc[G + o + i] = g
-        acc[B + o + i] = bl
-        acc[A + o + i] = a
-
-
-@KERNEL_INLINE
-def blend_normal_triple(acc, o, src1, s1, k1, src2, s2, k2, src3, s3, k3, n):  # type: ignore[no-untyped-def]
-    """:func:`blend_normal` of ``src1``, ``src2`` and ``src3``, in one pass."""
-    o = np.uint64(o)
-    s1 = np.uint64(s1)
-    s2 = np.uint64(s2)
-    s3 = np.uint64(s3)
-    n = np.uint64(n)
-    for i in range(n):
-        r, g, b, a = _over(
-            src1[s1 + i], k1, acc[R + o + i], acc[G + o + i], acc[B + o + i], acc[A + o + i]
-        )
-        r, g, b, a = _over(src2[s2 + i], k2, r, g, b, a)
-        r, g, b, a = _over(src3[s3 + i], k3, r, g, b, a)
-        acc[R + o + i] = r
-        acc[G + o + i] = g
-        acc[B + o + i] = b
-        acc[A + o + i] = a
-
-
-@KERNEL_INLINE
-def _blend_normal_pair_write_run(dst, d, acc, o, src1, s1, k1, src2, s2, k2, n, clear):  # type: ignore[no-untyped-def]
-    """:func:`blend_normal` of ``src1`` and ``src2``, then :func:`write_back`, in one pass."""
-    o = np.uint64(o)
-    d = np.uint64(d)
-    s1 = np.uint64(s1)
-    s2 = np.uint64(s2)
-    n = np.uint64(n)
-    for i in range(n):
-        r, g, b, a = _over(
-            src1[s1 + i], k1, acc[R + o + i], acc[G + o + i], acc[B + o + i], acc[A + o + i]
-        )
-        r, g, b, a = _over(src2[s2 + i], k2, r, g, b, a)
-        q = np.uint32(0) if clear else dst[d + i]
-        dst[d + i] = _pack(r, g, b, a, clear, q)
-
-
-@KERNEL_INLINE
-def blend_normal_pair_write(dst, d, acc, o, src1, s1, k1, src2, s2, k2, n, clear):  # type: ignore[no-untyped-def]
-    """:func:`_blend_normal_pair_write_run` with its remainder done as one more overlapping
-    block of :data:`TAIL` pixels (see :data:`TAIL`)."""
-    t = n - TAIL
-    if n > TAIL and n % TAIL != 0:
-        _blend_normal_pair_write_run(
-            dst, d, acc, o, src1, s1, k1, src2, s2, k2, n - n % TAIL, clear
-        )
-        _blend_normal_pair_write_run(
-            dst, d + t, acc, o + t, src1, s1 + t, k1, src2, s2 + t, k2, TAIL, clear
-        )
-    else:
-        _blend_normal_pair_write_run(dst, d, acc, o, src1, s1, k1, src2, s2, k2, n, clear)
-
-
-@KERNEL_INLINE
-def _blend_normal_triple_write_run(  # type: ignore[no-untyped-def]
-    dst, d, acc, o, src1, s1, k1, src2, s2, k2, src3, s3, k3, n, clear
-):
-    """:func:`blend_normal_triple` then :func:`write_back`, in one pass."""
-    o = np.uint64(o)
-    d = np.uint64(d)
-    s1 = np.uint64(s1)
-    s2 = np.uint64(s2)
-    s3 = np.uint64(s3)
-    n = np.uint64(n)
-    for i in range(n):
-        r, g, b, a = _over(
-            src1[s1 + i], k1, acc[R + o + i], acc[G + o + i], acc[B + o + i], acc[A + o + i]
-        )
-        r, g, b, a = _over(src2[s2 + i], k2, r, g, b, a)
-        r, g, b, a = _over(src3[s3 + i], k3, r, g, b, a)
-        q = np.uint32(0) if clear else dst[d + i]
-        dst[d + i] = _pack(r, g, b, a, clear, q)
-
-
-@KERNEL_INLINE
-def blend_normal_triple_write(  # type: ignore[no-untyped-def]
-    dst, d, acc, o, src1, s1, k1, src2, s2, k2, src3, s3, k3, n, clear
-):
-    """:func:`_blend_normal_triple_write_run` with its remainder done as one more overlapping
-    block of :data:`TAIL` pixels (see :data:`TAIL`)."""
-    t = n - TAIL
-    if n > TAIL and n % TAIL != 0:
-        _blend_normal_triple_write_run(
-            dst, d, acc, o, src1, s1, k1, src2, s2, k2, src3, s3, k3, n - n % TAIL, clear
-        )
-        _blend_normal_triple_write_run(
-            dst,
-            d + t,
-            acc,
-            o + t,
-            src1,
-            s1 + t,
-            k1,
-            src2,
-            s2 + t,
-            k2,
-            src3,
-            s3 + t,
-            k3,
-            TAIL,
-            clear,
-        )
-    else:
-        _blend_normal_triple_write_run(
-            dst, d, acc, o, src1, s1, k1, src2, s2, k2, src3, s3, k3, n, clear
-        )

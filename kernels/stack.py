@@ -19,8 +19,8 @@ output written once". Per row:
    (``framering.kernels.accumulate``). When all its layers are straight ``normal`` layers
    with no opaque copy under them (the common case), it is swept into runs that the same
    layers cover entirely, each done in fused passes that keep values in registers: one pass
-   for up to three layers over an opaque start, and otherwise up to three layers a pass over
-   an L1-sized accumulator, the last pass fused with the write-back. Any other cluster (blend modes,
+   for up to three layers over an opaque start, and otherwise two layers a pass over an
+   L1-sized accumulator, the last fused with the write-back. Any other cluster (blend modes,
    premultiplied layers, copies in between) goes layer by layer through the accumulator.
 4. With a :class:`~framering.kernels.delivery.Delivery`, convert each finished band of
    :data:`~framering.kernels.delivery.DELIVER_BAND_ROWS` rows into the delivery buffer while
@@ -42,21 +42,16 @@ from framering.kernels.accumulate import (
     CHUNK,
     blend_general,
     blend_normal,
-    blend_normal_pair_write,
+    blend_normal_pair,
     blend_normal_premultiplied,
-    blend_normal_triple,
-    blend_normal_triple_write,
     blend_normal_write,
     load_frame,
     load_opaque,
     over_clear_write,
-    over_opaque_pair_store,
     over_opaque_pair_write,
     over_opaque_triple_write,
     over_opaque_write,
     store_normal,
-    store_normal_pair,
-    store_normal_triple,
     write_back,
     zero,
 )
@@ -464,8 +459,8 @@ def _fused_run(
 ):  # type: ignore[no-untyped-def]
     """Columns ``[u, v)``, which the ``m`` straight ``normal`` layers ``covers[f:f + m]``
     (stack order) all cover entirely, over the row start or transparent black: fused passes
-    (up to three layers over an opaque start in one; otherwise up to three layers to an
-    accumulator pass, the last pass with the write-back, ``accumulate``)."""
+    (up to three layers over an opaque start in one; otherwise two layers to an accumulator
+    pass and the last one with the write-back, ``accumulate``)."""
     if m == 1:
         j = covers[f]
         src, s = _layer_row(addresses, geometry, j, y, u)
@@ -500,67 +495,32 @@ def _fused_run(
         return
     for c0 in range(u, v, CHUNK):
         n = min(CHUNK, v - c0)
-        src, s, k = _cover_row(covers, f, addresses, geometry, ks, y, y1, c0, n, prefetch_min)
-        if top >= 0:  # m >= 4 here: the opaque start and two layers
-            src2, s2, k2 = _cover_row(
-                covers, f + 1, addresses, geometry, ks, y, y1, c0, n, prefetch_min
-            )
-            over_opaque_pair_store(acc, 0, tsrc, ts + c0, src, s, k, src2, s2, k2, n)
-            c = 2
-        else:  # at most three layers, and one at least left for the write-back
-            c = min(3, m - 1)
-            if c == 1:
-                store_normal(acc, 0, src, s, n, k)
-            else:
-                src2, s2, k2 = _cover_row(
-                    covers, f + 1, addresses, geometry, ks, y, y1, c0, n, prefetch_min
-                )
-                if c == 2:
-                    store_normal_pair(acc, 0, src, s, k, src2, s2, k2, n)
-                else:
-                    src3, s3, k3 = _cover_row(
-                        covers, f + 2, addresses, geometry, ks, y, y1, c0, n, prefetch_min
-                    )
-                    store_normal_triple(acc, 0, src, s, k, src2, s2, k2, src3, s3, k3, n)
-        while m - c > 3:
-            src, s, k = _cover_row(
-                covers, f + c, addresses, geometry, ks, y, y1, c0, n, prefetch_min
-            )
-            src2, s2, k2 = _cover_row(
-                covers, f + c + 1, addresses, geometry, ks, y, y1, c0, n, prefetch_min
-            )
-            src3, s3, k3 = _cover_row(
-                covers, f + c + 2, addresses, geometry, ks, y, y1, c0, n, prefetch_min
-            )
-            blend_normal_triple(acc, 0, src, s, k, src2, s2, k2, src3, s3, k3, n)
-            c += 3
-        # the last one to three layers with the write-back
-        src, s, k = _cover_row(covers, f + c, addresses, geometry, ks, y, y1, c0, n, prefetch_min)
-        if m - c == 1:
-            blend_normal_write(dst, row + c0, acc, 0, src, s, n, k, clear)
-            continue
-        src2, s2, k2 = _cover_row(
-            covers, f + c + 1, addresses, geometry, ks, y, y1, c0, n, prefetch_min
-        )
-        if m - c == 2:
-            blend_normal_pair_write(dst, row + c0, acc, 0, src, s, k, src2, s2, k2, n, clear)
-            continue
-        src3, s3, k3 = _cover_row(
-            covers, f + c + 2, addresses, geometry, ks, y, y1, c0, n, prefetch_min
-        )
-        blend_normal_triple_write(
-            dst, row + c0, acc, 0, src, s, k, src2, s2, k2, src3, s3, k3, n, clear
-        )
-
-
-@KERNEL_INLINE
-def _cover_row(covers, c, addresses, geometry, ks, y, y1, column, n, prefetch_min):  # type: ignore[no-untyped-def]
-    """Layer ``covers[c]``'s pixels, the index in them of its pixel at ``(column, y)``, and its
-    ``k``; the same ``n`` pixels a few rows down are prefetched (if it is wide enough)."""
-    j = covers[c]
-    src, s = _layer_row(addresses, geometry, j, y, column)
-    _prefetch_layer(addresses, geometry, j, s, y, y1, n, prefetch_min)
-    return src, s, ks[j]
+        j = covers[f]
+        src, s = _layer_row(addresses, geometry, j, y, c0)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, n, prefetch_min)
+        if top >= 0:
+            load_opaque(acc, 0, tsrc, ts + c0, n)
+            blend_normal(acc, 0, src, s, n, ks[j])
+        else:
+            store_normal(acc, 0, src, s, n, ks[j])
+        c = 1
+        while m - c > 1:
+            j = covers[f + c]
+            src, s = _layer_row(addresses, geometry, j, y, c0)
+            _prefetch_layer(addresses, geometry, j, s, y, y1, n, prefetch_min)
+            if m - c == 2:
+                blend_normal(acc, 0, src, s, n, ks[j])
+                c += 1
+                break
+            j2 = covers[f + c + 1]
+            src2, s2 = _layer_row(addresses, geometry, j2, y, c0)
+            _prefetch_layer(addresses, geometry, j2, s2, y, y1, n, prefetch_min)
+            blend_normal_pair(acc, 0, src, s, ks[j], src2, s2, ks[j2], n)
+            c += 2
+        j = covers[f + c]
+        src, s = _layer_row(addresses, geometry, j, y, c0)
+        _prefetch_layer(addresses, geometry, j, s, y, y1, n, prefetch_min)
+        blend_normal_write(dst, row + c0, acc, 0, src, s, n, ks[j], clear)
 
 
 @KERNEL

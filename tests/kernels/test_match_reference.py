@@ -113,7 +113,7 @@ def wide_normal_stacks(draw: st.DrawFn) -> tuple[np.ndarray, list[PixelLayer]]:
 def deep_normal_stacks(draw: st.DrawFn) -> tuple[np.ndarray, list[PixelLayer]]:
     """Two to eight translucent layers nearly as wide as rows wider than the accumulator, over
     an opaque background or nothing: runs that four to eight layers cover, which take the
-    passes of up to three layers."""
+    fused passes of two layers each."""
     width = draw(st.integers(CHUNK - 20, 2 * CHUNK + 20))
     height = draw(st.integers(1, 3))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -139,7 +139,7 @@ def deep_normal_stacks(draw: st.DrawFn) -> tuple[np.ndarray, list[PixelLayer]]:
 def test_wide_rows_of_normal_layers_match_the_reference_and_their_boxes(
     case: tuple[np.ndarray, list[PixelLayer]], clear: bool, data: st.DataObject
 ) -> None:
-    """Runs cut at every span edge, up to three layers a pass, tails done twice: exact enough, and a
+    """Runs cut at every span edge, two layers a pass, tails done twice: exact enough, and a
     box of columns gets the bytes of the whole row."""
     frame, stack = case
     h, w = frame.shape[:2]
@@ -222,8 +222,8 @@ def test_fused_passes_give_the_bytes_of_layer_by_layer_accumulation(
     case: tuple[np.ndarray, list[PixelLayer]], clear: bool
 ) -> None:
     """A fully transparent ``multiply`` layer on top changes no pixel, but it sends every row
-    through the accumulator one layer at a time instead of the fused passes of up to three
-    layers: both must give the same bytes."""
+    through the accumulator one layer at a time instead of the fused passes: both must give
+    the same bytes."""
     frame, stack = case
     h, w = frame.shape[:2]
     invisible = np.zeros((h, w, 4), np.uint8)
