@@ -5,9 +5,10 @@ full-frame layers (stress-4k: six 4K layers, 200 MB a frame) the hardware prefet
 CPU it was written on did not follow, and hints for the same span a couple of rows ahead
 took stress-4k from 31 ms to 15.5 ms a frame (``docs/kernels.md``). On AMD EPYC Zen 3
 (``znver3``), whose prefetchers follow the streams themselves, the hints only cost
-instructions: without them stress-4k was 1.17x and 1.29x faster and studio-1080p 1.13x and
-1.02x (the same kernel with and without, in one process, blocks alternated, ratio of the
-minima; 2026-12-04).
+instructions. Without them (2026-12-04, blocks alternated in one process, ratio of the minima):
+stress-4k 1.055x faster with the same compiled kernel and only ``prefetch_min`` switched, 1.22x
+and 1.23x with two such processes at once (both cores busy, as two workers), 1.17x and 1.29x
+in two runs of the kernel before and after; studio-1080p 1.01x-1.13x.
 
 So hints are on by default, for layers at least :data:`DEFAULT_MIN_PIXELS` wide, and off on
 the CPUs in :data:`MEASURED_LOSSES`, named as LLVM names them (``jit.host_cpu``).

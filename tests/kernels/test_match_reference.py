@@ -80,6 +80,17 @@ def test_stack_matches_the_exact_reference_of_the_whole_stack(
     assert_stack_close(got, composite_stack_exact(w, h, stack, None if clear else frame))
 
 
+def _opaque_background_or_none(
+    draw: st.DrawFn, rng: np.random.Generator, width: int, height: int
+) -> list[PixelLayer]:
+    """A frame-sized background flagged opaque, or nothing: the two starts a run can have."""
+    if not draw(st.booleans()):
+        return []
+    background = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+    background[..., 3] = 255
+    return [PixelLayer(background, opaque=True)]
+
+
 @st.composite
 def wide_normal_stacks(draw: st.DrawFn) -> tuple[np.ndarray, list[PixelLayer]]:
     """Rows wider than the accumulator, of straight normal layers (the fused passes), over
@@ -87,11 +98,7 @@ def wide_normal_stacks(draw: st.DrawFn) -> tuple[np.ndarray, list[PixelLayer]]:
     width = draw(st.integers(CHUNK - 20, 3 * CHUNK + 20))
     height = draw(st.integers(1, 4))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    layers = []
-    if draw(st.booleans()):
-        background = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
-        background[..., 3] = 255
-        layers.append(PixelLayer(background, opaque=True))
+    layers = _opaque_background_or_none(draw, rng, width, height)
     for _ in range(draw(st.integers(1, 7))):
         w = draw(st.integers(1, width + 10))
         pixels = rng.integers(0, 256, (height, w, 4), dtype=np.uint8)
@@ -117,11 +124,7 @@ def deep_normal_stacks(draw: st.DrawFn) -> tuple[np.ndarray, list[PixelLayer]]:
     width = draw(st.integers(CHUNK - 20, 2 * CHUNK + 20))
     height = draw(st.integers(1, 3))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    layers = []
-    if draw(st.booleans()):
-        background = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
-        background[..., 3] = 255
-        layers.append(PixelLayer(background, opaque=True))
+    layers = _opaque_background_or_none(draw, rng, width, height)
     for _ in range(draw(st.integers(2, 8))):
         w = draw(st.integers(width - 40, width + 10))
         layers.append(
