@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from framering.kernels.jit import host_cpu
+from framering.kernels.cpu import host_cpu
 
 
 def timed_blocks(

@@ -11,7 +11,7 @@ and 1.23x with two such processes at once (both cores busy, as two workers), 1.1
 in two runs of the kernel before and after; studio-1080p 1.01x-1.13x.
 
 So hints are on by default, for layers at least :data:`DEFAULT_MIN_PIXELS` wide, and off on
-the CPUs in :data:`MEASURED_LOSSES`, named as LLVM names them (``jit.host_cpu``).
+the CPUs in :data:`MEASURED_LOSSES`, named as LLVM names them (``cpu.host_cpu``).
 ``FRAMERING_PREFETCH=off`` turns them off anywhere, ``on`` (or a minimum width in pixels)
 turns them on. The choice is a kernel argument, not a compiled constant, so Numba's cache
 holds for every setting, and the engine's workers inherit the variable with the environment.
@@ -23,7 +23,7 @@ import functools
 import os
 from typing import Final
 
-from framering.kernels.jit import host_cpu
+from framering.kernels.cpu import host_cpu, pixels_setting
 
 ENVIRONMENT: Final = "FRAMERING_PREFETCH"
 DEFAULT_MIN_PIXELS: Final = 256
@@ -34,17 +34,13 @@ MEASURED_LOSSES: Final = frozenset({"znver3"})
 def choose(setting: str, cpu: str) -> int:
     """The narrowest layer (pixels) whose rows get hints (0: none) for ``setting`` (the
     environment variable's value, ``"auto"`` by default) on the CPU LLVM calls ``cpu``."""
-    setting = setting.strip().lower()
-    if setting in ("", "auto"):
-        return 0 if cpu in MEASURED_LOSSES else DEFAULT_MIN_PIXELS
-    if setting in ("off", "0", "no", "false"):
-        return 0
-    if setting in ("on", "yes", "true"):
-        return DEFAULT_MIN_PIXELS
-    if setting.isdigit():
-        return int(setting)
-    raise ValueError(
-        f"{ENVIRONMENT} must be auto, on, off or a layer width in pixels, not {setting!r}"
+    return pixels_setting(
+        setting,
+        variable=ENVIRONMENT,
+        auto=0 if cpu in MEASURED_LOSSES else DEFAULT_MIN_PIXELS,
+        on=DEFAULT_MIN_PIXELS,
+        smallest=0,
+        number="a layer width in pixels",
     )
 
 

@@ -43,14 +43,3 @@ KERNEL = numba.jit(**KERNEL_OPTIONS)
 #: was a quarter of the frame time (0.85 ms -> 0.68 ms once inlined). Not for big functions:
 #: every caller compiles its own copy.
 KERNEL_INLINE = numba.jit(**KERNEL_OPTIONS, inline="always")
-
-
-def host_cpu() -> str:
-    """The CPU the kernels are compiled for, as LLVM names it ("znver3", "sapphirerapids"):
-    ``NUMBA_CPU_NAME`` if set, else the host's. Per-CPU choices key on this name, which is
-    also part of Numba's cache key, rather than on the model name, which in a VM often says
-    only "AMD EPYC" for three generations that differ in vector width and prefetchers."""
-    import llvmlite.binding
-    from numba.core import config
-
-    return str(config.CPU_NAME or llvmlite.binding.get_host_cpu_name())

@@ -30,12 +30,12 @@ import functools
 import os
 from typing import Final
 
-from framering.kernels.jit import host_cpu
+from framering.kernels.cpu import host_cpu, pixels_setting
 
 ENVIRONMENT: Final = "FRAMERING_STREAM_STORES"
 DEFAULT_MIN_PIXELS: Final = 512
 SMALLEST_MIN_PIXELS: Final = 64
-# LLVM's names of the CPUs it was measured to win on (``jit.host_cpu``; AMD's family 25 is
+# LLVM's names of the CPUs it was measured to win on (``cpu.host_cpu``; AMD's family 25 is
 # both Zen 3 and Zen 4, so the family number would not tell them apart).
 MEASURED_WINS: Final = frozenset({"znver3", "znver5"})
 
@@ -43,18 +43,13 @@ MEASURED_WINS: Final = frozenset({"znver3", "znver5"})
 def choose(setting: str, cpu: str) -> int:
     """The shortest opaque run to stream (0: none) for ``setting`` (the environment variable's
     value, ``"auto"`` by default) on the CPU LLVM calls ``cpu``."""
-    setting = setting.strip().lower()
-    if setting in ("", "auto"):
-        return DEFAULT_MIN_PIXELS if cpu in MEASURED_WINS else 0
-    if setting in ("off", "0", "no", "false"):
-        return 0
-    if setting in ("on", "yes", "true"):
-        return DEFAULT_MIN_PIXELS
-    if setting.isdigit() and int(setting) >= SMALLEST_MIN_PIXELS:
-        return int(setting)
-    raise ValueError(
-        f"{ENVIRONMENT} must be auto, on, off or a run length of at least "
-        f"{SMALLEST_MIN_PIXELS} pixels, not {setting!r}"
+    return pixels_setting(
+        setting,
+        variable=ENVIRONMENT,
+        auto=DEFAULT_MIN_PIXELS if cpu in MEASURED_WINS else 0,
+        on=DEFAULT_MIN_PIXELS,
+        smallest=SMALLEST_MIN_PIXELS,
+        number=f"a run length of at least {SMALLEST_MIN_PIXELS} pixels",
     )
 
 

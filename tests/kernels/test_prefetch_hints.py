@@ -67,7 +67,7 @@ def test_per_cpu_choices_key_on_the_cpu_numba_compiles_for(monkeypatch: pytest.M
     import llvmlite.binding
     from numba.core import config
 
-    from framering.kernels.jit import host_cpu
+    from framering.kernels.cpu import host_cpu
 
     monkeypatch.setattr(config, "CPU_NAME", None)
     assert host_cpu() == llvmlite.binding.get_host_cpu_name()
