@@ -36,6 +36,7 @@ import numpy as np
 from framering.asyncio_bridge import AsyncBridge
 from framering.damage import DamageTracker
 from framering.errors import AcquireTimeoutError, ForeignObjectError, SlotStateError
+from framering.free_slots import FreeSlots
 from framering.lifetime import Lifetime
 from framering.reservations import Reservations, SlotAccount
 from framering.ring import FrameRing, SlotState
@@ -142,7 +143,7 @@ class FrameTable:
         self._lifetime = lifetime
         self._lock = threading.Condition()
         self._sequence = itertools.count(1)
-        self._free: deque[int] = deque(range(ring.slots))
+        self._free = FreeSlots(ring.slots)
         self._reservations = Reservations(ring.slots, submit)
         self.default_account = self._reservations.default
         """The default stream's account (``eng.acquire()``): it reserves nothing."""
@@ -167,6 +168,7 @@ class FrameTable:
         """The stream closed: no more slots for it, and its reservation ends now."""
         with self._lock:
             self._reservations.close(account)
+            self._free.forget(account)
             self._lock.notify_all()  # borrowers may take what it had reserved
             self._notify_async()
 
@@ -291,7 +293,7 @@ class FrameTable:
 
     def _take(self, account: SlotAccount) -> FrameSlot:
         """Lock held; a slot is free."""
-        index = self._free.popleft()
+        index = self._free.take(account)
         record = FrameRecord(account=account)
         account.held += 1
         slot = FrameSlot(self, index, next(self._sequence), record, account.submit)
@@ -327,7 +329,7 @@ class FrameTable:
             record.account.held -= 1
         if not self._closed:
             self.ring.set_state(slot.index, SlotState.FREE)
-        self._free.append(slot.index)
+        self._free.give(slot.index, record.account)
         self._lock.notify_all()
         self._notify_async()
 
