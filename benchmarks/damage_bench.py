@@ -58,6 +58,16 @@ TARGET_PARENT_BACK_TO_BACK_S = 60e-6
 TARGET_PARENT_PACED_S = 120e-6
 TARGET_ENGINE_OF_KERNEL = 0.90
 TARGET_SCALING = 1.8
+# Moved layers step through this many positions: a slot's last frame (a few frames back, as a
+# stream gets its own newest free slot) never had the step of the frame it is about to hold,
+# so "moved" is moved against what the slot holds, whatever the depth in flight.
+MOVE_PERIOD = 89
+
+
+def move_step(index: int) -> int:
+    """How far the moving layers of frame ``index`` are from where they started."""
+    return index % MOVE_PERIOD
+
 
 Scene = Callable[[int], list[Layer]]
 
@@ -153,12 +163,12 @@ class Studio:
         return [*self.layers[:3], self._opacities[index % 50]]
 
     def two_moved(self, index: int) -> list[Layer]:
-        step = index % 2
+        step = move_step(index)
         lower, logo = self.layers[2], self.layers[3]
         return [*self.layers[:2], replace(lower, y=lower.y - step), replace(logo, x=logo.x - step)]
 
     def everything_moves(self, index: int) -> list[Layer]:
-        step = index % 2
+        step = move_step(index)
         return [replace(layer, x=layer.x + step, y=layer.y + step) for layer in self.layers]
 
 

@@ -37,7 +37,7 @@ from framering import Engine, Layer, Stream, physical_cores
 from framering.kernels import LayerStack, composite_stack, warmup
 from framering.kernels.workloads import build
 
-from .damage_bench import Studio
+from .damage_bench import Studio, move_step
 from .timing import block_ratio, progress, progress_done, report, results_stamp
 
 DEFAULT_RESULTS = Path("benchmarks") / "results"
@@ -125,7 +125,7 @@ def greedy(stream: Stream, scene: Studio, stop: threading.Event) -> None:
         if not stop.is_set() and len(inflight) < GREEDY_DEPTH:
             slot = stream.try_acquire()
             if slot is not None:
-                step = index % (GREEDY_SLOTS + 1)
+                step = move_step(index)
                 slot.submit([replace(layer, x=layer.x + step) for layer in scene.layers])
                 index += 1
                 inflight.append(slot)
