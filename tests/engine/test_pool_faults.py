@@ -312,13 +312,15 @@ def test_a_dead_workers_frames_go_to_a_live_worker_without_waiting_for_its_repla
         # a frame of a few hundred milliseconds: still in its worker when the kill lands
         layers = [Layer(big)] + [Layer(big, x=i % 7, opacity=0.5) for i in range(150)]
         expected = eng.render(layers)
-        slot = eng.acquire(timeout=5)
+        kept = eng.acquire(timeout=5)  # the slot of `expected` (nothing to redo there)
+        slot = eng.acquire(timeout=5)  # never used: composited whole
         slot.submit(layers)  # one frame: the other worker stays idle
         (holder,) = [w.pid for w in eng.metrics().workers if w.inflight]
         os.kill(holder, signal.SIGKILL)
         started = time.monotonic()
         np.testing.assert_array_equal(slot.wait(timeout=60), expected)
         slot.release()
+        kept.release()
         assert time.monotonic() - started < 8  # the replacement sleeps 10 s before its hello
         metrics = eng.metrics()
         assert metrics.retries >= 1 and metrics.frames_failed == 0
