@@ -11,7 +11,8 @@ from multiprocessing.connection import Connection
 import numpy as np
 import pytest
 
-from framering import protocol, shm
+from framering import Engine, Layer, protocol, shm
+from framering.kernels import PixelLayer, composite_stack
 from framering.protocol import LAYER_RECORD
 from framering.ring import FrameRing, SlotState
 from framering.worker import worker_main
@@ -107,3 +108,35 @@ def test_a_worker_that_cannot_start_sends_its_traceback_before_it_dies() -> None
         parent.close()
         ring.release_views()
         ring.segment.close_and_unlink()
+
+
+def test_a_camera_cycling_its_buffers_under_still_overlays_gives_every_frame_right() -> None:
+    # the worker keeps packed stacks by their records: the same records must always mean the
+    # same pictures, whichever buffer the camera published into, and after sources changed
+    rng = np.random.default_rng(11)
+    h, w = 36, 48
+    background = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    overlay = rng.integers(0, 256, (12, 20, 4), dtype=np.uint8)
+    pictures = [rng.integers(0, 256, (20, 30, 4), dtype=np.uint8) for _ in range(5)]
+    with Engine(w, h, slots=2, workers=1, damage=False) as eng:
+        camera = eng.live_source(30, 20, buffers=3)
+        still = [Layer(eng.upload(background)), Layer(camera, x=-4, y=9)]
+        top = Layer(eng.upload(overlay), x=30, y=-3, opacity=0.6)
+        for index in range(12):
+            picture = pictures[index % 5]
+            with camera.write() as buffer:
+                buffer[...] = picture
+            if index == 6:  # the overlay's source goes, another takes its place
+                eng.free(top.source)  # type: ignore[arg-type]
+                overlay = rng.integers(0, 256, (12, 20, 4), dtype=np.uint8)
+                top = Layer(eng.upload(overlay), x=30, y=-3, opacity=0.6)
+            expected = np.empty((h, w, 4), np.uint8)
+            composite_stack(
+                expected,
+                [
+                    PixelLayer(background),
+                    PixelLayer(picture, x=-4, y=9),
+                    PixelLayer(overlay, x=30, y=-3, opacity=0.6),
+                ],
+            )
+            np.testing.assert_array_equal(eng.render([*still, top]), expected)
