@@ -51,6 +51,8 @@ class FreeSlots:
 
     def give(self, index: int, account: SlotAccount | None) -> None:
         """Slot ``index`` is free again; ``account`` held it last."""
+        if account is not None and account.closed:
+            account = None  # (a slot a closed stream still held: nobody's now)
         self._oldest_first[index] = None
         self._last_holder[index] = account
         if account is not None:

@@ -95,3 +95,14 @@ def test_streams_sharing_a_ring_reuse_their_own_slots_and_recomposite_nothing_st
         assert eng.metrics().damaged_fraction <= 0.1
         for stream in streams:
             stream.close()
+
+
+def test_a_slot_a_closed_stream_gives_back_is_nobodys() -> None:
+    free, show, other = FreeSlots(2), account("show"), account("other")
+    a, b = free.take(show), free.take(show)
+    free.give(b, show)
+    free.forget(show)
+    show.closed = True
+    free.give(a, show)  # it held this one when it closed
+    assert free.take(other) == b  # oldest first: nothing is kept for the closed stream
+    assert free.take(other) == a

@@ -140,3 +140,12 @@ def test_a_camera_cycling_its_buffers_under_still_overlays_gives_every_frame_rig
                 ],
             )
             np.testing.assert_array_equal(eng.render([*still, top]), expected)
+
+
+def test_the_stack_key_covers_every_field_a_packed_stack_is_made_of() -> None:
+    from framering.worker import _STACK_FIELDS_BYTES
+
+    before = {
+        name for name, (_, offset) in LAYER_RECORD.fields.items() if offset < _STACK_FIELDS_BYTES
+    }
+    assert before == {"source", "buffer", "mode", "flags", "x", "y", "opacity"}
