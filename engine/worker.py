@@ -41,6 +41,7 @@ from framering.kernels.codes import (
     matrix_name,
     range_name,
 )
+from framering.kernels.layers import MIN_OPACITY
 from framering.kernels.transform import Transform, TransformBuffers, TransformCache, apply_transform
 from framering.ring import FrameRing, RingHeader, SlotState
 from framering.shm import AttachedSegment
@@ -65,6 +66,9 @@ MAX_CACHED_STACKS: Final = 16
 # A record's fields before its picture's version (source, buffer, mode, flags, x, y, opacity):
 # what a packed stack is made of. The version changes with every publish of a live source.
 _STACK_FIELDS_BYTES: Final = protocol.LAYER_RECORD.fields["version"][1]
+# The same fields but the opacity, which comes last of them: stacks that differ only there (a
+# fade) share every other column (``LayerStack.with_opacity``).
+_SHAPE_FIELDS_BYTES: Final = protocol.LAYER_RECORD.fields["opacity"][1]
 _RECORD_BYTES: Final = protocol.LAYER_RECORD.itemsize
 
 
@@ -120,8 +124,9 @@ class Worker:
         # Checked buffers per combination of pictures a frame used: a live loop reuses a
         # handful of them, so a frame's set-up is only its per-layer columns.
         self.tables: dict[tuple[object, ...], BufferTable] = {}
-        # Packed stacks of plain frames by their records' bytes (``_plain_stack``).
-        self.stacks: dict[bytes, LayerStack] = {}
+        # Packed stacks of plain frames by their records' bytes but the opacities, with the
+        # opacities' bytes they were packed at (``_plain_stack``).
+        self.stacks: dict[bytes, tuple[bytes, LayerStack]] = {}
         # Tables of frames with transformed, converted or nested pictures; cleared whenever
         # the transform cache drops an entry (their keys name cache entries by serial).
         self.general_tables: dict[tuple[object, ...], BufferTable] = {}
@@ -316,19 +321,31 @@ class Worker:
         its buffers differ only in that buffer's number. Packing one (finding its buffers,
         checking and packing its columns) costs 20 us hot and 40-55 us as a worker runs it
         between frames (AMD EPYC Zen 3); the key costs a copy of a few hundred bytes. A
-        picture's version is not in the key: the stack holds the buffer, whatever it shows."""
-        key = None
-        if len(records) <= FEW_LAYERS:  # the fields a stack is made of, not the versions
-            rows = np.ascontiguousarray(records).view(np.uint8).reshape(len(records), _RECORD_BYTES)
-            key = rows[:, :_STACK_FIELDS_BYTES].tobytes()
-        stack = None if key is None else self.stacks.get(key)
-        if stack is None:
+        picture's version is not in the key: the stack holds the buffer, whatever it shows.
+        Nor are the opacities: a fade, which changes them every frame, gets the kept stack
+        with a new opacity column, unless a layer was dropped (opacity 0, outside the frame)
+        when it was packed or would be now, which only a fresh packing gets right."""
+        if len(records) > FEW_LAYERS:
             table, layer_index = self._plain_table(records)
-            stack = self._stack(table, layer_index, records)
-            if key is not None:
-                if len(self.stacks) >= MAX_CACHED_STACKS:
-                    self.stacks.clear()
-                self.stacks[key] = stack
+            return self._stack(table, layer_index, records)
+        rows = np.ascontiguousarray(records).view(np.uint8).reshape(len(records), _RECORD_BYTES)
+        key = rows[:, :_SHAPE_FIELDS_BYTES].tobytes()
+        opacities = rows[:, _SHAPE_FIELDS_BYTES:_STACK_FIELDS_BYTES].tobytes()
+        kept = self.stacks.get(key)
+        if kept is not None:
+            kept_opacities, stack = kept
+            if kept_opacities == opacities:
+                return stack
+            opacity = records["opacity"]
+            if len(stack) == len(records) and (opacity >= MIN_OPACITY).all():
+                stack = stack.with_opacity(opacity)
+                self.stacks[key] = (opacities, stack)
+                return stack
+        table, layer_index = self._plain_table(records)
+        stack = self._stack(table, layer_index, records)
+        if len(self.stacks) >= MAX_CACHED_STACKS:
+            self.stacks.clear()
+        self.stacks[key] = (opacities, stack)
         return stack
 
     def _delivery(self, slot: int) -> Delivery | None:

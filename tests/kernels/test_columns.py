@@ -128,3 +128,68 @@ def test_unsigned_positions_too_large_for_int32_are_refused_not_wrapped() -> Non
             W, H, _TABLE, index=one, x=np.array([2**64 - 1], np.uint64), y=one,
             opacity=np.ones(1), modes=one, premultiplied=np.zeros(1, bool),
         )  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.integers(-10, 45),
+            st.integers(-10, 35),
+            st.sampled_from([0.3, 1.0, MIN_OPACITY]),
+            st.one_of(st.floats(MIN_OPACITY, 1.0), st.just(1.0)),
+            st.integers(0, _N_MODES - 1),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(0, 2**32 - 1),
+)
+def test_a_stack_at_new_opacities_composites_as_one_packed_at_them(
+    rows: list[tuple[int, int, int, float, float, int, bool]], seed: int
+) -> None:
+    from framering.kernels import PixelLayer, composite_stack
+
+    rng = np.random.default_rng(seed)
+    buffers = [rng.integers(0, 256, (h, w, 4), dtype=np.uint8) for w, h in ((5, 4), (40, 30))]
+    buffers += [np.full((1, 1, 4), 255, np.uint8), rng.integers(0, 256, (9, 17, 4), np.uint8)]
+    buffers[1][..., 3] = 255  # one opaque picture, so that opacity 1 makes it a copy
+
+    def layers(opacity_at: int) -> list[PixelLayer]:
+        return [
+            PixelLayer(buffers[r[0]], x=r[1], y=r[2], opacity=r[opacity_at], blend=BlendMode(r[5]),
+                       premultiplied=r[6])
+            for r in rows
+        ]  # fmt: skip
+
+    before = LayerStack.prepare(W, H, layers(3))
+    kept = [r for r in rows if r[1] < W and r[1] + buffers[r[0]].shape[1] > 0]
+    kept = [r for r in kept if r[2] < H and r[2] + buffers[r[0]].shape[0] > 0]
+    assert len(before) == len(kept)
+    after = before.with_opacity([r[4] for r in kept])
+    for shared in ("addresses", "geometry", "modes", "flags"):
+        assert getattr(after, shared) is getattr(before, shared)
+    assert not after.opacity.flags.writeable
+    expected = np.empty((H, W, 4), np.uint8)
+    composite_stack(expected, layers(4))
+    got = np.empty((H, W, 4), np.uint8)
+    composite_stack(got, after)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    "opacity", [[0.5], [0.5, 0.5, 0.5], [0.0, 0.5], [float("nan"), 0.5], [1.5, 0.5], [-0.2, 0.5]]
+)
+def test_new_opacities_that_would_drop_a_layer_or_are_not_one_per_layer_are_refused(
+    opacity: list[float],
+) -> None:
+    stack = LayerStack.from_buffers(
+        W, H, _TABLE, index=np.array([0, 1]), x=np.zeros(2, np.int64), y=np.zeros(2, np.int64),
+        opacity=np.ones(2), modes=np.zeros(2, np.int64), premultiplied=np.zeros(2, bool),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="opacity"):
+        stack.with_opacity(opacity)
+    with pytest.raises(AttributeError, match="immutable"):
+        stack.with_opacity([0.5, 0.5]).opacity = np.ones(2)
