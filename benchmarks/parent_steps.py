@@ -161,3 +161,19 @@ def cold_wake_cost(steps: int = 300, rounds: int = 60, sleep_s: float = 1 / 60) 
         _fixed_work(steps)
         cold.append(time.thread_time_ns() - began)
     return ColdWake(statistics.median(hot) / 1e9, statistics.median(cold) / 1e9, sleep_s)
+
+
+def paced_idle_cpu(fps: float = 60.0, seconds: float = 2.0) -> float:
+    """Seconds of this process's CPU per tick of a loop that sleeps to each tick of ``fps``
+    exactly as the paced benchmark does, and does nothing else: the floor under every paced
+    figure of the parent (on a VM a wake-up from an idle vCPU is far from free)."""
+    interval = 1.0 / fps
+    ticks = max(1, int(seconds * fps))
+    began_cpu = _cpu()
+    began = time.perf_counter()
+    for index in range(ticks):
+        tick = began + index * interval
+        now = time.perf_counter()
+        if tick > now:
+            time.sleep(tick - now)
+    return (_cpu() - began_cpu) / ticks
