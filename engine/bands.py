@@ -73,28 +73,49 @@ def slice_count(split: Split, estimate_ns: float) -> int:
 def split_boxes(boxes: np.ndarray, bands: int) -> list[np.ndarray]:
     """Cut disjoint boxes ``(k, 4)`` (x0, y0, x1, y1) into at most ``bands`` bands of rows of
     about equal area, on even rows (so that 4:2:0 chroma rows are never shared between bands);
-    each band's boxes are the input boxes clipped to its rows. Returns the non-empty bands."""
+    each band's boxes are the input boxes clipped to its rows. Returns the non-empty bands.
+
+    A band ends after the first row where the area so far reaches its share of the total.
+    Plain Python on the boxes' edges: a frame has a few boxes, and the dozen numpy calls this
+    took cost 150 us of a paced 4K frame's submit, as the first code run after each tick."""
     if bands <= 1 or not len(boxes):
         return [boxes]
-    top, bottom = int(boxes[:, 1].min()), int(boxes[:, 3].max())
-    area_per_row = np.zeros(bottom - top, np.int64)
-    for x0, y0, x1, y1 in boxes.tolist():
-        area_per_row[y0 - top : y1 - top] += x1 - x0
-    cumulative = np.cumsum(area_per_row)
-    targets = cumulative[-1] * np.arange(1, bands) / bands
-    cuts = top + np.searchsorted(cumulative, targets, side="left") + 1
-    cuts = (cuts // 2) * 2  # even rows
+    rows = boxes.tolist()
+    top = min(box[1] for box in rows)
+    bottom = max(box[3] for box in rows)
+    total = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rows)
+    # the rows as segments between the boxes' edges, each of one area a row
+    segments = []
+    for y0, y1 in itertools.pairwise(sorted({y for box in rows for y in (box[1], box[3])})):
+        width = sum(box[2] - box[0] for box in rows if box[1] <= y0 and y1 <= box[3])
+        segments.append((y0, y1, width))
     edges = [top]
-    for cut in cuts.tolist():
+    for band in range(1, bands):
+        cut = _row_reaching(segments, total * band / bands) // 2 * 2  # even rows
         if cut - edges[-1] >= MIN_BAND_ROWS and bottom - cut >= MIN_BAND_ROWS:
             edges.append(cut)
     edges.append(bottom)
     result = []
     for a, b in itertools.pairwise(edges):
-        clipped = boxes.copy()
-        clipped[:, 1] = np.maximum(boxes[:, 1], a)
-        clipped[:, 3] = np.minimum(boxes[:, 3], b)
-        clipped = clipped[clipped[:, 1] < clipped[:, 3]]
-        if len(clipped):
-            result.append(np.ascontiguousarray(clipped))
+        clipped = [
+            [x0, max(y0, a), x1, min(y1, b)] for x0, y0, x1, y1 in rows if max(y0, a) < min(y1, b)
+        ]
+        if clipped:
+            result.append(np.array(clipped, boxes.dtype))
     return result
+
+
+def _row_reaching(segments: list[tuple[int, int, int]], share: float) -> int:
+    """The row after the first row at whose end the area so far is at least ``share`` (> 0,
+    below the total), given the rows as ``(first row, end row, area a row)`` segments."""
+    before = 0
+    for y0, y1, width in segments:
+        if width and before + width * (y1 - y0) >= share:
+            rows = max(1, math.ceil((share - before) / width))
+            while rows > 1 and before + width * (rows - 1) >= share:
+                rows -= 1  # the division's rounding, undone: the comparisons are exact
+            while before + width * rows < share:
+                rows += 1
+            return y0 + rows
+        before += width * (y1 - y0)
+    return segments[-1][1]

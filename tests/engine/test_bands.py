@@ -3,6 +3,7 @@ damage included, and a worker killed under one band costs only that band's retry
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from framering import Engine, InvalidValueError, Layer
-from framering.bands import AUTO_MIN_PIXELS, band_count, split_boxes
+from framering.bands import AUTO_MIN_PIXELS, MIN_BAND_ROWS, band_count, split_boxes
 from framering.kernels import PixelLayer, composite_stack
 from tests import faults
 from tests.engine.test_damage import STEPS, H, Side, W, pictures, run_sequence
@@ -53,6 +54,67 @@ def test_bands_cover_exactly_the_boxes_on_even_rows(boxes: np.ndarray, bands: in
                 assert y0 % 2 == 0
             if y1 != original[3]:
                 assert y1 % 2 == 0
+
+
+def numpy_split_boxes(boxes: np.ndarray, bands: int) -> list[np.ndarray]:
+    """The cut as numpy made it before ``split_boxes`` was plain Python: the reference."""
+    if bands <= 1 or not len(boxes):
+        return [boxes]
+    top, bottom = int(boxes[:, 1].min()), int(boxes[:, 3].max())
+    area_per_row = np.zeros(bottom - top, np.int64)
+    for x0, y0, x1, y1 in boxes.tolist():
+        area_per_row[y0 - top : y1 - top] += x1 - x0
+    cumulative = np.cumsum(area_per_row)
+    targets = cumulative[-1] * np.arange(1, bands) / bands
+    cuts = (top + np.searchsorted(cumulative, targets, side="left") + 1) // 2 * 2
+    edges = [top]
+    for cut in cuts.tolist():
+        if cut - edges[-1] >= MIN_BAND_ROWS and bottom - cut >= MIN_BAND_ROWS:
+            edges.append(cut)
+    edges.append(bottom)
+    result = []
+    for a, b in itertools.pairwise(edges):
+        clipped = boxes.copy()
+        clipped[:, 1] = np.maximum(boxes[:, 1], a)
+        clipped[:, 3] = np.minimum(boxes[:, 3], b)
+        clipped = clipped[clipped[:, 1] < clipped[:, 3]]
+        if len(clipped):
+            result.append(np.ascontiguousarray(clipped))
+    return result
+
+
+@st.composite
+def damage_boxes(draw: st.DrawFn) -> np.ndarray:
+    """Disjoint boxes as damage gives them: up to 6 side by side or stacked in a 4K frame,
+    some of them a row or two high, some sharing edges."""
+    boxes: list[list[int]] = []
+    y = 0
+    for _ in range(draw(st.integers(1, 6))):
+        y += draw(st.integers(0, 400))
+        height = draw(st.sampled_from([1, 2, 3, 17, 300, 1080]))
+        if y + height > 2160:
+            break
+        x = 0
+        for _ in range(draw(st.integers(1, 3))):
+            x += draw(st.integers(0, 900))
+            width = draw(st.integers(1, 1200))
+            if x + width > 3840:
+                break
+            boxes.append([x, y, x + width, y + height + draw(st.integers(0, 3))])
+            x += width
+        y = max(box[3] for box in boxes)
+    return np.array(boxes or [[0, 0, 3840, 2160]], np.int64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(damage_boxes(), st.integers(0, 17))
+def test_bands_are_cut_where_the_numpy_cut_put_them(boxes: np.ndarray, bands: int) -> None:
+    got = split_boxes(boxes, bands)
+    expected = numpy_split_boxes(boxes, bands)
+    assert len(got) == len(expected)
+    for band, reference in zip(got, expected, strict=True):
+        assert band.dtype == reference.dtype and band.flags.c_contiguous
+        np.testing.assert_array_equal(band, reference)
 
 
 def test_auto_cuts_only_big_damage_on_an_idle_pool() -> None:
