@@ -41,7 +41,6 @@ from framering.kernels.codes import (
     matrix_name,
     range_name,
 )
-from framering.kernels.layers import MIN_OPACITY
 from framering.kernels.transform import Transform, TransformBuffers, TransformCache, apply_transform
 from framering.ring import FrameRing, RingHeader, SlotState
 from framering.shm import AttachedSegment
@@ -66,9 +65,10 @@ MAX_CACHED_STACKS: Final = 16
 # A record's fields before its picture's version (source, buffer, mode, flags, x, y, opacity):
 # what a packed stack is made of. The version changes with every publish of a live source.
 _STACK_FIELDS_BYTES: Final = protocol.LAYER_RECORD.fields["version"][1]
-# The same fields but the opacity, which comes last of them: stacks that differ only there (a
-# fade) share every other column (``LayerStack.with_opacity``).
-_SHAPE_FIELDS_BYTES: Final = protocol.LAYER_RECORD.fields["opacity"][1]
+# The same fields but the placement (x, y, opacity, which come last of them): stacks that
+# differ only there (moves and fades) share their other columns (``LayerStack.with_placement``).
+_SHAPE_FIELDS_BYTES: Final = protocol.LAYER_RECORD.fields["x"][1]
+_OPACITY_BYTES: Final = protocol.LAYER_RECORD.fields["opacity"][1]
 _RECORD_BYTES: Final = protocol.LAYER_RECORD.itemsize
 
 
@@ -124,9 +124,9 @@ class Worker:
         # Checked buffers per combination of pictures a frame used: a live loop reuses a
         # handful of them, so a frame's set-up is only its per-layer columns.
         self.tables: dict[tuple[object, ...], BufferTable] = {}
-        # Packed stacks of plain frames by their records' bytes but the opacities, with the
-        # opacities' bytes they were packed at (``_plain_stack``).
-        self.stacks: dict[bytes, tuple[bytes, LayerStack]] = {}
+        # Packed stacks of plain frames by their records' bytes but the placements, with the
+        # positions' and opacities' bytes they were packed at (``_plain_stack``).
+        self.stacks: dict[bytes, tuple[bytes, bytes, LayerStack]] = {}
         # Tables of frames with transformed, converted or nested pictures; cleared whenever
         # the transform cache drops an entry (their keys name cache entries by serial).
         self.general_tables: dict[tuple[object, ...], BufferTable] = {}
@@ -322,30 +322,38 @@ class Worker:
         checking and packing its columns) costs 20 us hot and 40-55 us as a worker runs it
         between frames (AMD EPYC Zen 3); the key costs a copy of a few hundred bytes. A
         picture's version is not in the key: the stack holds the buffer, whatever it shows.
-        Nor are the opacities: a fade, which changes them every frame, gets the kept stack
-        with a new opacity column, unless a layer was dropped (opacity 0, outside the frame)
-        when it was packed or would be now, which only a fresh packing gets right."""
+        Nor are the placements (x, y, opacity): a move or a fade, which changes them every
+        frame, gets the kept stack with new columns for them, unless a layer was dropped
+        (opacity 0, outside the frame) when it was packed or would be now, which only a fresh
+        packing gets right."""
         if len(records) > FEW_LAYERS:
             table, layer_index = self._plain_table(records)
             return self._stack(table, layer_index, records)
         rows = np.ascontiguousarray(records).view(np.uint8).reshape(len(records), _RECORD_BYTES)
         key = rows[:, :_SHAPE_FIELDS_BYTES].tobytes()
-        opacities = rows[:, _SHAPE_FIELDS_BYTES:_STACK_FIELDS_BYTES].tobytes()
+        positions = rows[:, _SHAPE_FIELDS_BYTES:_OPACITY_BYTES].tobytes()
+        opacities = rows[:, _OPACITY_BYTES:_STACK_FIELDS_BYTES].tobytes()
         kept = self.stacks.get(key)
         if kept is not None:
-            kept_opacities, stack = kept
-            if kept_opacities == opacities:
+            kept_positions, kept_opacities, stack = kept
+            if kept_positions == positions and kept_opacities == opacities:
                 return stack
-            opacity = records["opacity"]
-            if len(stack) == len(records) and (opacity >= MIN_OPACITY).all():
-                stack = stack.with_opacity(opacity)
-                self.stacks[key] = (opacities, stack)
-                return stack
+            if len(stack) == len(records):  # no layer was dropped when it was packed
+                try:
+                    if kept_positions == positions:  # a fade: the geometry is kept as well
+                        stack = stack.with_opacity(records["opacity"])
+                    else:
+                        stack = stack.with_placement(records["x"], records["y"], records["opacity"])
+                except ValueError:
+                    pass  # a layer would be dropped now: packed afresh below
+                else:
+                    self.stacks[key] = (positions, opacities, stack)
+                    return stack
         table, layer_index = self._plain_table(records)
         stack = self._stack(table, layer_index, records)
         if len(self.stacks) >= MAX_CACHED_STACKS:
             self.stacks.clear()
-        self.stacks[key] = (opacities, stack)
+        self.stacks[key] = (positions, opacities, stack)
         return stack
 
     def _delivery(self, slot: int) -> Delivery | None:

@@ -151,19 +151,20 @@ def test_the_stack_key_covers_every_field_a_packed_stack_is_made_of() -> None:
     assert before == {"source", "buffer", "mode", "flags", "x", "y", "opacity"}
 
 
-def test_a_fade_gives_every_frame_right_through_zero_and_with_a_move_between() -> None:
-    # the worker keeps a stack by everything but its opacities and gives a fade the kept one at
-    # new opacities, unless a layer was or would be dropped (opacity 0): every frame must be the
-    # frame a fresh packing gives
+def test_moves_and_fades_give_every_frame_right_through_zero_and_off_the_frame() -> None:
+    # the worker keeps a stack by everything but its placements and gives a move or a fade the
+    # kept one placed anew, unless a layer was or would be dropped (opacity 0, outside the
+    # frame): every frame must be the frame a fresh packing gives
     rng = np.random.default_rng(12)
     h, w = 30, 40
     background = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
     logo = rng.integers(0, 256, (10, 14, 4), dtype=np.uint8)
-    steps = [0.9, 0.6, 0.6, 0.3, 0.0, 0.0, 0.2, 1.0, 0.7, 0.4]
+    steps = [0.9, 0.6, 0.6, 0.3, 0.0, 0.0, 0.2, 1.0, 0.7, 0.4, 0.4, 0.4, 0.5, 0.5, 0.5, 0.5]
+    # it stays, then slides left off the frame, and back in from the right
+    places = [20, 20, 20, 20, 20, 20, 20, 20, 3, -5, -13, -14, -40, 45, 39, 26]
     with Engine(w, h, slots=2, workers=1, damage=False) as eng:
         under, over = eng.upload(background), eng.upload(logo)
-        for index, fade in enumerate(steps):
-            x = 20 if index < 8 else 3  # it moves near the end: a new stack, then fades on
+        for index, (fade, x) in enumerate(zip(steps, places, strict=True)):
             layers = [Layer(under, opacity=0.8), Layer(over, x=x, y=-2, opacity=fade)]
             expected = np.empty((h, w, 4), np.uint8)
             composite_stack(

@@ -130,7 +130,11 @@ def test_unsigned_positions_too_large_for_int32_are_refused_not_wrapped() -> Non
         )  # fmt: skip
 
 
-@settings(max_examples=100, deadline=None)
+# buffer, x, y, opacity; then a move (dx, dy) and a new opacity; blend mode, premultiplied
+Row = tuple[int, int, int, float, int, int, float, int, bool]
+
+
+@settings(max_examples=150, deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -138,7 +142,9 @@ def test_unsigned_positions_too_large_for_int32_are_refused_not_wrapped() -> Non
             st.integers(-10, 45),
             st.integers(-10, 35),
             st.sampled_from([0.3, 1.0, MIN_OPACITY]),
-            st.one_of(st.floats(MIN_OPACITY, 1.0), st.just(1.0)),
+            st.integers(-60, 60),
+            st.integers(-50, 50),
+            st.one_of(st.floats(MIN_OPACITY, 1.0), st.just(1.0), st.just(0.0)),
             st.integers(0, _N_MODES - 1),
             st.booleans(),
         ),
@@ -146,9 +152,10 @@ def test_unsigned_positions_too_large_for_int32_are_refused_not_wrapped() -> Non
         max_size=8,
     ),
     st.integers(0, 2**32 - 1),
+    st.booleans(),
 )
-def test_a_stack_at_new_opacities_composites_as_one_packed_at_them(
-    rows: list[tuple[int, int, int, float, float, int, bool]], seed: int
+def test_a_stack_placed_anew_composites_as_one_packed_there(
+    rows: list[Row], seed: int, fade_only: bool
 ) -> None:
     from framering.kernels import PixelLayer, composite_stack
 
@@ -157,23 +164,42 @@ def test_a_stack_at_new_opacities_composites_as_one_packed_at_them(
     buffers += [np.full((1, 1, 4), 255, np.uint8), rng.integers(0, 256, (9, 17, 4), np.uint8)]
     buffers[1][..., 3] = 255  # one opaque picture, so that opacity 1 makes it a copy
 
-    def layers(opacity_at: int) -> list[PixelLayer]:
-        return [
-            PixelLayer(buffers[r[0]], x=r[1], y=r[2], opacity=r[opacity_at], blend=BlendMode(r[5]),
-                       premultiplied=r[6])
-            for r in rows
-        ]  # fmt: skip
+    def shows(r: Row, x: int, y: int) -> bool:
+        h, w = buffers[r[0]].shape[:2]
+        return x < W and x + w > 0 and y < H and y + h > 0
 
-    before = LayerStack.prepare(W, H, layers(3))
-    kept = [r for r in rows if r[1] < W and r[1] + buffers[r[0]].shape[1] > 0]
-    kept = [r for r in kept if r[2] < H and r[2] + buffers[r[0]].shape[0] > 0]
+    def place(r: Row) -> tuple[int, int]:
+        return (r[1], r[2]) if fade_only else (r[1] + r[4], r[2] + r[5])
+
+    def layer(r: Row, after: bool) -> PixelLayer:
+        x, y = place(r) if after else (r[1], r[2])
+        return PixelLayer(buffers[r[0]], x=x, y=y, opacity=r[6] if after else r[3],
+                          blend=BlendMode(r[7]), premultiplied=r[8])  # fmt: skip
+
+    before = LayerStack.prepare(W, H, [layer(r, False) for r in rows])
+    kept = [r for r in rows if shows(r, r[1], r[2])]
     assert len(before) == len(kept)
-    after = before.with_opacity([r[4] for r in kept])
-    for shared in ("addresses", "geometry", "modes", "flags"):
+    moved = [place(r) for r in kept]
+    opacity = [r[6] for r in kept]
+    if any(o < MIN_OPACITY for o in opacity) or not all(
+        shows(r, x, y) for r, (x, y) in zip(kept, moved, strict=True)
+    ):
+        with pytest.raises(ValueError, match="prepare a new one"):
+            if fade_only:
+                before.with_opacity(opacity)
+            else:
+                before.with_placement([m[0] for m in moved], [m[1] for m in moved], opacity)
+        return
+    if fade_only:
+        after = before.with_opacity(opacity)
+        assert after.geometry is before.geometry
+    else:
+        after = before.with_placement([m[0] for m in moved], [m[1] for m in moved], opacity)
+    for shared in ("addresses", "modes", "flags"):
         assert getattr(after, shared) is getattr(before, shared)
-    assert not after.opacity.flags.writeable
+    assert not after.opacity.flags.writeable and not after.geometry.flags.writeable
     expected = np.empty((H, W, 4), np.uint8)
-    composite_stack(expected, layers(4))
+    composite_stack(expected, [layer(r, True) for r in kept])
     got = np.empty((H, W, 4), np.uint8)
     composite_stack(got, after)
     np.testing.assert_array_equal(got, expected)
@@ -191,5 +217,9 @@ def test_new_opacities_that_would_drop_a_layer_or_are_not_one_per_layer_are_refu
     )  # fmt: skip
     with pytest.raises(ValueError, match="opacity"):
         stack.with_opacity(opacity)
+    with pytest.raises(ValueError, match="opacity"):
+        stack.with_placement([0, 0], [0, 0], opacity)
+    with pytest.raises(ValueError, match="one value per layer"):
+        stack.with_placement([0], [0, 0], [0.5, 0.5])
     with pytest.raises(AttributeError, match="immutable"):
         stack.with_opacity([0.5, 0.5]).opacity = np.ones(2)
