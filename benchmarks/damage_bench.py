@@ -45,7 +45,7 @@ from framering.kernels import LayerStack, composite_stack, warmup
 from framering.kernels.workloads import Workload, build
 
 from .parent_steps import cold_wake_cost, count_calls, paced_idle_cpu, thread_round_trip_cpu
-from .timing import block_ratio, progress, progress_done, report, results_stamp
+from .timing import block_ratio, paced_ticks, progress, progress_done, report, results_stamp
 
 DEFAULT_RESULTS = Path("benchmarks") / "results"
 
@@ -206,15 +206,10 @@ def saturated(eng: Engine, scene: Scene, seconds: float, depth: int) -> Run:
 def paced(eng: Engine, scene: Scene, fps: float, seconds: float) -> Run:
     """One frame a tick, waited for before the next tick, as a live loop with no lead."""
     processes = [psutil.Process(pid) for pid in eng.worker_pids()]
-    interval = 1.0 / fps
     count = max(1, int(seconds * fps))
     parent0, workers0 = process_cpu(), workers_cpu(processes)
     began = time.perf_counter()
-    for index in range(count):
-        tick = began + index * interval
-        now = time.perf_counter()
-        if tick > now:
-            time.sleep(tick - now)
+    for index, _ in paced_ticks(fps, count):
         with eng.acquire(timeout=30) as slot:
             slot.submit(scene(index))
             slot.wait(timeout=30)

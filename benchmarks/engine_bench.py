@@ -41,7 +41,15 @@ from framering.kernels.reference import composite_stack_reference, premultiplied
 from framering.kernels.workloads import WORKLOAD_NAMES, Workload, build
 
 from . import baselines
-from .timing import progress, progress_done, report, results_stamp, summary, timed_blocks
+from .timing import (
+    paced_ticks,
+    progress,
+    progress_done,
+    report,
+    results_stamp,
+    summary,
+    timed_blocks,
+)
 
 DEFAULT_RESULTS = Path("benchmarks") / "results"
 # The memory check runs on one workload: 10,000 frames of stress-4k would take five minutes
@@ -192,12 +200,7 @@ def paced(eng: Engine, layers: list[Layer], fps: float, seconds: float) -> Paced
     count = int(seconds * fps)
     cpu0 = time.thread_time()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
-    began = time.perf_counter()
-    for index in range(count):
-        tick = began + index * interval
-        now = time.perf_counter()
-        if tick > now:
-            time.sleep(tick - now)
+    for _, tick in paced_ticks(fps, count):
         with eng.acquire(timeout=30) as slot:
             slot.submit(layers)
             slot.wait(timeout=30)

@@ -29,6 +29,8 @@ from typing import Any
 from framering import Engine
 from framering.kernels.workloads import Workload
 
+from .timing import paced_ticks
+
 Scene = Callable[[int], list[Any]]
 
 
@@ -167,13 +169,8 @@ def paced_idle_cpu(fps: float = 60.0, seconds: float = 2.0) -> float:
     """Seconds of this process's CPU per tick of a loop that sleeps to each tick of ``fps``
     exactly as the paced benchmark does, and does nothing else: the floor under every paced
     figure of the parent (on a VM a wake-up from an idle vCPU is far from free)."""
-    interval = 1.0 / fps
     ticks = max(1, int(seconds * fps))
-    began_cpu = _cpu()
-    began = time.perf_counter()
-    for index in range(ticks):
-        tick = began + index * interval
-        now = time.perf_counter()
-        if tick > now:
-            time.sleep(tick - now)
-    return (_cpu() - began_cpu) / ticks
+    began = _cpu()
+    for _ in paced_ticks(fps, ticks):
+        pass
+    return (_cpu() - began) / ticks

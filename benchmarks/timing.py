@@ -8,7 +8,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -54,6 +54,20 @@ def summary(values: list[float]) -> dict[str, float | int]:
         "max": max(values),
         "repetitions": len(values),
     }
+
+
+def paced_ticks(fps: float, count: int) -> Iterator[tuple[int, float]]:
+    """``(index, tick)`` for ``count`` ticks of ``fps`` from now, each once its tick has come
+    (sleeping until then): the clock of every paced loop of the benchmarks, so that they all,
+    and the floor measured under them, sleep alike."""
+    interval = 1.0 / fps
+    began = time.perf_counter()
+    for index in range(count):
+        tick = began + index * interval
+        now = time.perf_counter()
+        if tick > now:
+            time.sleep(tick - now)
+        yield index, tick
 
 
 def progress(text: str) -> None:
