@@ -264,18 +264,16 @@ class LayerStack:
         if problems & BAD_MODE:
             raise ValueError(f"modes must be BlendMode values in [0, {_N_MODES})")
 
-        stack = cls.__new__(cls)
-        stack.width = width
-        stack.height = height
-        stack.addresses = addresses[:count]
-        stack.geometry = geometry[:count]
-        stack.opacity = opacity[:count]
-        stack.modes = modes[:count]
-        stack.flags = flags[:count]
-        stack._buffers = table.buffers
-        for column in (stack.addresses, stack.geometry, stack.opacity, stack.modes, stack.flags):
-            column.setflags(write=False)
-        return stack
+        return _assembled(
+            width,
+            height,
+            addresses[:count],
+            geometry[:count],
+            opacity[:count],
+            modes[:count],
+            flags[:count],
+            table.buffers,
+        )
 
     def with_placement(
         self,
@@ -307,23 +305,18 @@ class LayerStack:
         geometry = self.geometry.copy()
         geometry[:, 0] = xs
         geometry[:, 1] = ys
-        return self._placed(geometry, values)
+        return _assembled(
+            self.width, self.height, self.addresses, geometry, values, self.modes, self.flags,
+            self._buffers,
+        )  # fmt: skip
 
     def with_opacity(self, opacity: np.ndarray | Sequence[float]) -> LayerStack:
         """The same layers at new opacities (one per layer, in stack order); every other column
         is shared with this stack. A fade: :meth:`with_placement` without the moves."""
-        return self._placed(self.geometry, _checked_opacity(opacity, len(self)))
-
-    def _placed(self, geometry: np.ndarray, opacity: np.ndarray) -> LayerStack:
-        geometry.setflags(write=False)
-        opacity.setflags(write=False)
-        stack = LayerStack.__new__(LayerStack)
-        for name in ("width", "height", "addresses", "modes", "flags"):
-            object.__setattr__(stack, name, getattr(self, name))
-        object.__setattr__(stack, "geometry", geometry)
-        object.__setattr__(stack, "opacity", opacity)
-        object.__setattr__(stack, "_buffers", self._buffers)
-        return stack
+        return _assembled(
+            self.width, self.height, self.addresses, self.geometry,
+            _checked_opacity(opacity, len(self)), self.modes, self.flags, self._buffers,
+        )  # fmt: skip
 
     def reads_memory_of(self, array: np.ndarray) -> bool:
         """Some layer's buffer may overlap ``array`` (writing it would change what is read)."""
@@ -333,6 +326,31 @@ class LayerStack:
         if hasattr(self, "_buffers"):
             raise AttributeError("a LayerStack is immutable; prepare a new one")
         object.__setattr__(self, name, value)
+
+
+def _assembled(
+    width: int,
+    height: int,
+    addresses: np.ndarray,
+    geometry: np.ndarray,
+    opacity: np.ndarray,
+    modes: np.ndarray,
+    flags: np.ndarray,
+    buffers: tuple[np.ndarray, ...],
+) -> LayerStack:
+    """A stack of checked columns, made read-only (the one way a LayerStack is built)."""
+    stack = LayerStack.__new__(LayerStack)
+    stack.width = width
+    stack.height = height
+    stack.addresses = addresses
+    stack.geometry = geometry
+    stack.opacity = opacity
+    stack.modes = modes
+    stack.flags = flags
+    stack._buffers = buffers  # last: from here on the stack refuses every attribute write
+    for column in (addresses, geometry, opacity, modes, flags):
+        column.setflags(write=False)
+    return stack
 
 
 def _checked_opacity(opacity: np.ndarray | Sequence[float], n: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from framering.kernels import BlendMode, LayerStack
+from framering.kernels import BlendMode, LayerStack, PixelLayer, composite_stack
 from framering.kernels.codes import LAYER_PREMULTIPLIED
 from framering.kernels.layers import MIN_OPACITY, BufferTable
 from framering.kernels.validate import INT32_MAX, INT32_MIN
@@ -157,8 +157,6 @@ Row = tuple[int, int, int, float, int, int, float, int, bool]
 def test_a_stack_placed_anew_composites_as_one_packed_there(
     rows: list[Row], seed: int, fade_only: bool
 ) -> None:
-    from framering.kernels import PixelLayer, composite_stack
-
     rng = np.random.default_rng(seed)
     buffers = [rng.integers(0, 256, (h, w, 4), dtype=np.uint8) for w, h in ((5, 4), (40, 30))]
     buffers += [np.full((1, 1, 4), 255, np.uint8), rng.integers(0, 256, (9, 17, 4), np.uint8)]
