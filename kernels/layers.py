@@ -264,7 +264,7 @@ class LayerStack:
         if problems & BAD_MODE:
             raise ValueError(f"modes must be BlendMode values in [0, {_N_MODES})")
 
-        return _assembled(
+        return cls._assembled(
             width,
             height,
             addresses[:count],
@@ -305,7 +305,7 @@ class LayerStack:
         geometry = self.geometry.copy()
         geometry[:, 0] = xs
         geometry[:, 1] = ys
-        return _assembled(
+        return self._assembled(
             self.width, self.height, self.addresses, geometry, values, self.modes, self.flags,
             self._buffers,
         )  # fmt: skip
@@ -313,10 +313,35 @@ class LayerStack:
     def with_opacity(self, opacity: np.ndarray | Sequence[float]) -> LayerStack:
         """The same layers at new opacities (one per layer, in stack order); every other column
         is shared with this stack. A fade: :meth:`with_placement` without the moves."""
-        return _assembled(
+        return self._assembled(
             self.width, self.height, self.addresses, self.geometry,
             _checked_opacity(opacity, len(self)), self.modes, self.flags, self._buffers,
         )  # fmt: skip
+
+    @staticmethod
+    def _assembled(
+        width: int,
+        height: int,
+        addresses: np.ndarray,
+        geometry: np.ndarray,
+        opacity: np.ndarray,
+        modes: np.ndarray,
+        flags: np.ndarray,
+        buffers: tuple[np.ndarray, ...],
+    ) -> LayerStack:
+        """A stack of checked columns, made read-only (the one way a LayerStack is built)."""
+        stack = LayerStack.__new__(LayerStack)
+        stack.width = width
+        stack.height = height
+        stack.addresses = addresses
+        stack.geometry = geometry
+        stack.opacity = opacity
+        stack.modes = modes
+        stack.flags = flags
+        stack._buffers = buffers  # last: from here on the stack refuses every attribute write
+        for column in (addresses, geometry, opacity, modes, flags):
+            column.setflags(write=False)
+        return stack
 
     def reads_memory_of(self, array: np.ndarray) -> bool:
         """Some layer's buffer may overlap ``array`` (writing it would change what is read)."""
@@ -326,31 +351,6 @@ class LayerStack:
         if hasattr(self, "_buffers"):
             raise AttributeError("a LayerStack is immutable; prepare a new one")
         object.__setattr__(self, name, value)
-
-
-def _assembled(
-    width: int,
-    height: int,
-    addresses: np.ndarray,
-    geometry: np.ndarray,
-    opacity: np.ndarray,
-    modes: np.ndarray,
-    flags: np.ndarray,
-    buffers: tuple[np.ndarray, ...],
-) -> LayerStack:
-    """A stack of checked columns, made read-only (the one way a LayerStack is built)."""
-    stack = LayerStack.__new__(LayerStack)
-    stack.width = width
-    stack.height = height
-    stack.addresses = addresses
-    stack.geometry = geometry
-    stack.opacity = opacity
-    stack.modes = modes
-    stack.flags = flags
-    stack._buffers = buffers  # last: from here on the stack refuses every attribute write
-    for column in (addresses, geometry, opacity, modes, flags):
-        column.setflags(write=False)
-    return stack
 
 
 def _checked_opacity(opacity: np.ndarray | Sequence[float], n: int) -> np.ndarray:
