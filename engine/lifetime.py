@@ -11,6 +11,7 @@ An engine belongs to the process that made it. Its threads, pipes and locks do n
 from __future__ import annotations
 
 import atexit
+import multiprocessing.util  # noqa: F401 (its exit hook registered first: see below)
 import os
 import threading
 import weakref
@@ -38,7 +39,12 @@ _open: weakref.WeakSet[Closable] = weakref.WeakSet()
 
 @atexit.register
 def _close_what_is_open() -> None:
-    """Close every engine still open at interpreter exit, so no segment outlives us."""
+    """Close every engine still open at interpreter exit, so no segment outlives us.
+
+    Exit hooks run last registered first. ``multiprocessing.util`` registers one that
+    terminates every child process, and it is imported above, before this registration, so
+    that engines close first: the other way round the pool saw its workers killed and started
+    replacements while the interpreter shut down."""
     for owner in list(_open):
         owner.close()
 

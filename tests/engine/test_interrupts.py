@@ -171,6 +171,44 @@ def test_a_forked_child_cannot_use_the_engine_and_leaves_the_parents_workers_alo
     assert result == {"child": 0, "pixel": 255, "same_workers": True, "restarts": 0}
 
 
+NEVER_CLOSED = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from framering import Engine, Layer
+
+    if __name__ == "__main__":
+        eng = Engine(32, 16, slots=2, workers=2)
+        red = eng.upload(np.full((16, 32, 4), 255, np.uint8))
+        eng.render([Layer(red)])
+        print(json.dumps({"token": eng.token, "workers": eng.worker_pids()}), flush=True)
+        if sys.argv[1] == "raise":
+            raise RuntimeError("the caller's own bug")
+    """
+)
+
+
+@pytest.mark.parametrize("ending", ["return", "raise"])
+def test_an_engine_never_closed_is_closed_at_exit_before_its_workers_are_terminated(
+    tmp_path: Path, ending: str
+) -> None:
+    """multiprocessing terminates its children at exit; if that came first, the pool would
+    see its workers die and start replacements while the interpreter shuts down."""
+    script = tmp_path / "never_closed.py"
+    script.write_text(NEVER_CLOSED)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    run = subprocess.run(
+        [sys.executable, str(script), ending], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == (1 if ending == "raise" else 0), run.stderr[-2000:]
+    assert "killed by" not in run.stderr, run.stderr[-2000:]
+    assert "replacement" not in run.stderr, run.stderr[-2000:]
+    assert "Exception ignored" not in run.stderr, run.stderr[-2000:]
+    started = json.loads(run.stdout.strip().splitlines()[-1])
+    assert not [name for name in shm.list_segments() if started["token"] in name]
+    wait_until(lambda: not any(shm.pid_alive(pid) for pid in started["workers"]), "stopped")
+
+
 def test_an_interrupt_before_the_frame_table_lets_go_of_every_pin(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
