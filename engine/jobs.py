@@ -410,6 +410,7 @@ class Jobs:
                     write_frame=write_frame,
                     flow=share.flow,
                     tick=None if tick is None else float(tick),
+                    spread=len(bands) > 1,
                 )
                 for boxes in bands
             ]

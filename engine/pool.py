@@ -22,8 +22,10 @@ under pressure, retires an idle one, and recycles one whose memory grew too big.
 Shared state (`pending`, each worker's `inflight`) is guarded by one lock that is never held
 while writing to a pipe, so a full pipe can never stall the manager thread (it is held while a
 replacement process starts, so that no upload can miss the new worker). At most
-``scheduler.MAX_QUEUED_PER_WORKER`` tasks sit in a worker's pipe; the rest wait in `pending`
-(the scheduler's queue).
+``scheduler.MAX_PACKED_PER_WORKER`` tasks sit in a worker's pipe (``MAX_QUEUED_PER_WORKER``
+unless short frames are packed onto it); the rest wait in `pending` (the scheduler's queue).
+When a worker dies, only the first of its tasks can have been started: the others go back to
+the queue with their attempt unspent.
 """
 
 from __future__ import annotations
@@ -382,7 +384,15 @@ class WorkerPool:
             self._generation += 1
             orphans = list(worker.inflight.values())
             worker.inflight.clear()
-            for task in reversed(orphans):  # oldest first at the front of the queue
+            # A worker takes its tasks one at a time, in the order sent: only the first could
+            # have been started. The ones queued behind it in the pipe go back as if never
+            # sent, their attempt not spent, so that a frame that kills every worker it meets
+            # cannot take down the frames queued behind it on each.
+            unstarted = orphans[1:]
+            for task in reversed(unstarted):
+                task.attempts -= 1
+                self._scheduler.put_back(task)
+            for task in orphans[:1]:  # at the front of the queue, as the oldest
                 task.last_cause = cause
                 if not task.retryable:
                     task.last_cause = (
@@ -412,13 +422,15 @@ class WorkerPool:
         if became_broken:
             log.error("engine broken: %s%s", self._broken, told)
         elif replace:
-            retried = len(orphans) - len(failed)
+            retried = len(orphans) - len(unstarted) - len(failed)
+            behind = f", {len(unstarted)} not started sent again" if unstarted else ""
             log.warning(
-                "%s (pid %s); %d task(s) retried, %d failed; starting a replacement%s",
+                "%s (pid %s); %d task(s) retried, %d failed%s; starting a replacement%s",
                 cause,
                 worker.pid,
                 retried,
                 len(failed),
+                behind,
                 told,
             )
         elif planned or self._closing:
@@ -428,7 +440,7 @@ class WorkerPool:
                 "%s (pid %s) while retiring; %d task(s) retried%s",
                 cause,
                 worker.pid,
-                len(orphans) - len(failed),
+                len(orphans) - len(failed),  # (the unstarted ones among them)
                 told,
             )
         for task in failed:

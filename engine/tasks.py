@@ -61,6 +61,9 @@ class Task:
     """The stream whose share of the pool the task uses (None: the default stream's)."""
     tick: float | None = None
     """``time.perf_counter()`` by which a paced frame is due: served earliest first."""
+    spread: bool = False
+    """One of several bands of a frame: it takes a worker of its own, never a place queued
+    behind a busy worker's tasks (``scheduler``'s packing)."""
     charged_ns: float | None = None
     """Worker time the scheduler charged its flow at dispatch, until the measured time
     replaces it (``FairScheduler.charge``)."""

@@ -120,6 +120,39 @@ def test_a_frame_failing_every_attempt_names_the_cause_and_only_it_fails(
         assert eng.metrics().frames_failed == 1
 
 
+@pytest.mark.parametrize("kind", ["sigkill", "hang"])
+def test_frames_queued_behind_a_frame_that_kills_its_worker_spend_no_attempt(
+    kind: str, tmp_path: Path
+) -> None:
+    """One worker holds a doomed frame and, queued in its pipe, two healthy ones: each death
+    sends the healthy frames again as never started, so they come out right whatever the
+    doomed one does to every worker it meets."""
+    with Engine(
+        W,
+        H,
+        slots=3,
+        workers=1,
+        deadline=0.5,
+        initializer=faults.install,
+        initargs=(kind, str(tmp_path), "marked"),
+    ) as eng:
+        layers, expected = scene(eng)
+        doomed, *healthy = (eng.acquire(timeout=5) for _ in range(3))
+        doomed.submit([*layers, Layer(layers[1].source, opacity=faults.MARK)])
+        for slot in healthy:
+            slot.submit(layers)
+        with pytest.raises(FrameFailedError) as failure:
+            doomed.wait(timeout=60)
+        assert failure.value.attempts == 2
+        for slot in healthy:
+            np.testing.assert_array_equal(slot.wait(timeout=60), expected)
+        metrics = eng.metrics()
+        assert metrics.frames_failed == 1
+        assert metrics.retries == 1  # the doomed frame's; the others were never started
+        for slot in (doomed, *healthy):
+            slot.release()
+
+
 @pytest.mark.timing
 def test_workers_that_always_die_while_starting_break_the_engine_with_the_reason(
     tmp_path: Path,

@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from framering.scheduler import MAX_QUEUED_PER_WORKER, FairScheduler, Flow
+from framering.scheduler import (
+    MAX_PACKED_PER_WORKER,
+    MAX_QUEUED_PER_WORKER,
+    PACK_QUEUED_NS,
+    FairScheduler,
+    Flow,
+)
 from framering.tasks import Task
 from framering.workers import WorkerState
 
@@ -100,6 +106,84 @@ def test_while_paced_frames_come_unpaced_work_waits_for_an_idle_worker() -> None
     sends = scheduler.assign([idle])
     assert [t.tick for _, t in sends] == [1.0]  # the paced frame, and nothing queued behind it
     assert len(idle.inflight) == 1 and len(scheduler) == 3
+
+
+@dataclass(eq=False, kw_only=True)
+class SizedTask(Task):
+    """A task of a known number of output pixels (what its cost is estimated from)."""
+
+    size: int
+
+    @property
+    def pixels(self) -> int:
+        return self.size
+
+
+def sized(flow: Flow, ns: float, *, spread: bool = False) -> SizedTask:
+    """A task ``flow`` expects to take ``ns`` of worker time."""
+    return SizedTask(
+        id=next(_ids),
+        deadline_s=5.0,
+        listener=Listener(),
+        flow=flow,
+        size=round(ns / flow.ns_per_pixel),
+        spread=spread,
+    )
+
+
+def test_short_unpaced_tasks_join_a_busy_worker_before_an_idle_one_is_woken() -> None:
+    scheduler = FairScheduler(max_attempts=2)
+    flow = Flow("loop", 1.0)
+    short = PACK_QUEUED_NS / 10
+    busy = StandInWorker(inflight={0: sized(flow, short)})
+    idle = StandInWorker()
+    for _ in range(4):
+        scheduler.add(sized(flow, short))
+    sends = scheduler.assign([idle, busy])
+    held = len(sends) - (MAX_PACKED_PER_WORKER - 1)
+    assert [w for w, _ in sends[: MAX_PACKED_PER_WORKER - 1]] == [busy, busy]
+    assert len(busy.inflight) == MAX_PACKED_PER_WORKER  # then it is full
+    assert [w for w, _ in sends[MAX_PACKED_PER_WORKER - 1 :]] == [idle] * held
+    assert held == 2  # the idle worker takes the rest, up to its queue depth
+
+
+def test_an_idle_worker_is_woken_for_a_task_behind_long_queued_work() -> None:
+    scheduler = FairScheduler(max_attempts=2)
+    flow = Flow("4k", 1.0)
+    busy = StandInWorker(inflight={0: sized(flow, 2 * PACK_QUEUED_NS)})
+    idle = StandInWorker()
+    scheduler.add(sized(flow, PACK_QUEUED_NS / 10))
+    assert [w for w, _ in scheduler.assign([busy, idle])] == [idle]
+
+
+def test_paced_frames_retries_and_bands_are_never_queued_behind_a_busy_worker() -> None:
+    flow = Flow("loop", 1.0)
+    short = PACK_QUEUED_NS / 10
+    band = sized(flow, short, spread=True)
+    paced = sized(flow, short)
+    paced.tick = 1.0
+    retried = sized(flow, short)
+    retried.attempts = 1
+    for chosen in (band, paced, retried):
+        scheduler = FairScheduler(max_attempts=3)
+        if chosen is retried:
+            assert scheduler.retry(retried, closing=False)
+        else:
+            scheduler.add(chosen)
+        busy = StandInWorker(inflight={0: sized(flow, short)})
+        idle = StandInWorker()
+        assert scheduler.assign([busy, idle]) == [(idle, chosen)]
+
+
+def test_without_an_idle_worker_the_least_loaded_one_gets_the_task() -> None:
+    """Packing only ever replaces waking an idle worker: it never unbalances busy ones."""
+    scheduler = FairScheduler(max_attempts=2)
+    flow = Flow("loop", 1.0)
+    short = PACK_QUEUED_NS / 10
+    fuller = StandInWorker(inflight={0: sized(flow, short), 1: sized(flow, short)})
+    emptier = StandInWorker(inflight={2: sized(flow, short)})
+    scheduler.add(sized(flow, short))
+    assert [w for w, _ in scheduler.assign([fuller, emptier])] == [emptier]
 
 
 def run_busy(scheduler: FairScheduler, flows: dict[Flow, int], tasks: int) -> dict[Flow, int]:
