@@ -18,8 +18,8 @@ wake an idle worker goes instead to a busy one whose queued work is short (at mo
 ``PACK_QUEUED_NS`` by its flows' estimates, fewer than ``MAX_PACKED_PER_WORKER`` tasks). A
 worker that sleeps and is woken for every short frame costs more CPU than the frame: on a
 2-vCPU EPYC VM, animated studio frames with damage tracking (about 150 us of compositing each,
-back to back) took 2 workers 207 us of worker CPU and the parent 148 us a frame spread over
-both workers, 158 us and 124 us packed, and 1.4x the frames a second. Paced frames, retries
+back to back, 5 in flight) took 204-210 us of worker CPU and 143-152 us of the parent's a frame
+spread over both workers (4,390-4,490 fps), 156-160 us and 115-126 us packed (5,710-6,280 fps). Paced frames, retries
 and the bands of one frame (``Task.spread``) are never packed: they want a worker of their
 own now.
 
