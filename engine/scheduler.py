@@ -18,8 +18,9 @@ wake an idle worker goes instead to a busy one whose queued work is short (at mo
 ``PACK_QUEUED_NS`` by its flows' estimates, fewer than ``MAX_PACKED_PER_WORKER`` tasks). A
 worker that sleeps and is woken for every short frame costs more CPU than the frame: on a
 2-vCPU EPYC VM, animated studio frames with damage tracking (about 150 us of compositing each,
-back to back, 5 in flight) took 204-210 us of worker CPU and 143-152 us of the parent's a frame
-spread over both workers (4,390-4,490 fps), 156-160 us and 115-126 us packed (5,710-6,280 fps). Paced frames, retries
+back to back, 5 in flight, blocks alternated in one process) took 207 us of worker CPU and
+144 us of the parent's a frame spread over both workers (4,650 fps), 160 us and 126 us packed
+(5,980 fps; medians of 6 blocks each). Paced frames, retries
 and the bands of one frame (``Task.spread``) are never packed: they want a worker of their
 own now.
 
@@ -45,12 +46,16 @@ from framering.workers import WorkerHandle, WorkerState
 # while the manager handles the last); more only makes a dead worker's backlog longer.
 MAX_QUEUED_PER_WORKER: Final = 2
 # Packing (module docstring): most tasks a busy worker may hold when it is given one that would
-# otherwise wake an idle worker, and most work (its flows' estimates) queued on it. The third
-# place is what keeps one worker busy while the parent alone feeds it short frames (with at
-# most two, every third frame woke the other worker, and nothing was gained); a millisecond
-# is about three 1080p frames composited whole, so heavy frames spread at once.
+# otherwise wake an idle worker, and most work (its flows' estimates) queued on it, which is
+# also the most a packed frame waits for the frames ahead of it. The third place is what keeps
+# one worker busy while the parent alone feeds it short frames (with at most two, every third
+# frame woke the other worker, and nothing was gained). Measured against spreading, blocks
+# alternated in one process, 2 workers, studio-1080p: with 1 ms, animated frames with damage
+# 1.39x the fps but whole frames 0.88x (three of them, 1.2 ms, went to one worker while the
+# other slept); with 0.3 ms nothing changed (two short frames already filled it); with 0.5 ms
+# animated with damage 1.28x, whole frames, two layers moved and still frames 1.00x-1.02x.
 MAX_PACKED_PER_WORKER: Final = 3
-PACK_QUEUED_NS: Final = 1_000_000
+PACK_QUEUED_NS: Final = 500_000
 # Worker time a flow of weight 1 is credited per round of deficit round robin. Near one
 # frame's cost, so a round is short and a light flow waits at most about one frame per flow.
 QUANTUM_NS: Final = 2_000_000
