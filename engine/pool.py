@@ -5,7 +5,7 @@ Who owns what::
     caller threads               manager thread (one)                worker processes (spawn)
     --------------               --------------------                ------------------------
     submit(task) --+                                                 +-> worker 0: recv RENDER,
-                   | least-loaded READY worker with room?            |   composite into the
+                   | a READY worker with room (scheduler)?           |   composite into the
                    +-- yes: send RENDER ---------------------------->+   slot, send DONE
                    +-- no: append to `pending`                       |
                                                                      |
