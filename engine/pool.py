@@ -24,8 +24,9 @@ while writing to a pipe, so a full pipe can never stall the manager thread (it i
 replacement process starts, so that no upload can miss the new worker). At most
 ``scheduler.MAX_PACKED_PER_WORKER`` tasks sit in a worker's pipe (``MAX_QUEUED_PER_WORKER``
 unless short frames are packed onto it); the rest wait in `pending` (the scheduler's queue).
-When a worker dies, only the first of its tasks can have been started: the others go back to
-the queue with their attempt unspent.
+When a worker dies, only the first of its tasks written to its pipe can have been started
+(``WorkerHandle.send_task`` notes the order): the others go back to the queue with their
+attempt unspent.
 """
 
 from __future__ import annotations
@@ -171,6 +172,14 @@ class WorkerPool:
             self._counters.bytes_sent += len(data)
         return True
 
+    def _send_task(self, worker: WorkerHandle, task: Task) -> bool:
+        data = task.encode()
+        if not worker.send_task(task, data):
+            return False
+        with self._lock:
+            self._counters.bytes_sent += len(data)
+        return True
+
     def _broadcast(self, data: bytes) -> None:
         """Send ``data`` to every live worker (outside the lock)."""
         with self._lock:
@@ -236,7 +245,7 @@ class WorkerPool:
     def _send_all(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
         for i, (worker, task) in enumerate(sends):
             try:
-                self._send(worker, task.encode())
+                self._send_task(worker, task)
             except BaseException:
                 # interrupted (Ctrl-C): the task being sent may have reached its worker, which
                 # then answers or misses its deadline; the rest never left, so back they go
@@ -246,6 +255,7 @@ class WorkerPool:
     def _unassign(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
         with self._lock:
             for worker, task in reversed(sends):
+                worker.written.pop(task.id, None)
                 if worker.inflight.pop(task.id, None) is task:
                     task.attempts -= 1
                     self._scheduler.put_back(task)
@@ -341,6 +351,7 @@ class WorkerPool:
                 self._counters.stale_replies += 1  # an attempt this worker no longer holds
                 return
             del worker.inflight[message.task]
+            worker.written.pop(message.task, None)
             worker.head_since = time.monotonic()
             if isinstance(message, protocol.Done):
                 self._scheduler.charge(task, message.worker_ns)
@@ -384,15 +395,17 @@ class WorkerPool:
             self._generation += 1
             orphans = list(worker.inflight.values())
             worker.inflight.clear()
-            # A worker takes its tasks one at a time, in the order sent: only the first could
-            # have been started. The ones queued behind it in the pipe go back as if never
-            # sent, their attempt not spent, so that a frame that kills every worker it meets
-            # cannot take down the frames queued behind it on each.
-            unstarted = orphans[1:]
+            # A worker takes its tasks one at a time, in the order written to its pipe: only
+            # the first written can have been started. The others go back as if never sent,
+            # their attempt not spent, so that a frame that kills every worker it meets cannot
+            # take down the frames queued behind it on each. (Closing, nothing is sent again.)
+            started = worker.first_written(orphans)
+            unstarted = [] if self._closing else [t for t in orphans if t is not started]
             for task in reversed(unstarted):
                 task.attempts -= 1
                 self._scheduler.put_back(task)
-            for task in orphans[:1]:  # at the front of the queue, as the oldest
+            attempted = [t for t in orphans if t not in unstarted]  # all of them when closing
+            for task in attempted:  # at the front of the queue
                 task.last_cause = cause
                 if not task.retryable:
                     task.last_cause = (

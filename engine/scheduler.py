@@ -13,16 +13,16 @@ Three classes of waiting task, served in this order:
    weight, however different its frames' costs.
 
 Each task goes to the ready worker holding the fewest tasks, while it holds fewer than
-``MAX_QUEUED_PER_WORKER``, with one exception, **packing**: a task without a tick that would
-wake an idle worker goes instead to a busy one whose queued work is short (at most
-``PACK_QUEUED_NS`` by its flows' estimates, fewer than ``MAX_PACKED_PER_WORKER`` tasks). A
-worker that sleeps and is woken for every short frame costs more CPU than the frame: on a
-2-vCPU EPYC VM, animated studio frames with damage tracking (about 150 us of compositing each,
-back to back, 5 in flight, blocks alternated in one process) took 207 us of worker CPU and
-144 us of the parent's a frame spread over both workers (4,650 fps), 160 us and 126 us packed
-(5,980 fps; medians of 6 blocks each). Paced frames, retries
-and the bands of one frame (``Task.spread``) are never packed: they want a worker of their
-own now.
+``MAX_QUEUED_PER_WORKER``, with one exception, **packing**: a short task without a tick (its
+flow's estimate at most ``PACK_QUEUED_NS``) that would wake an idle worker goes instead to a
+busy one whose queued work is short too (at most ``PACK_QUEUED_NS`` by its flows' estimates,
+fewer than ``MAX_PACKED_PER_WORKER`` tasks). A worker that sleeps and is woken for every short
+frame costs more CPU than the frame: on a 2-vCPU EPYC VM, animated studio frames with damage
+tracking (about 150 us of compositing each, back to back, 5 in flight, blocks alternated in
+one process) took 207 us of worker CPU and 144 us of the parent's a frame spread over both
+workers (4,650 fps), 160 us and 126 us packed (5,980 fps; medians of 6 blocks each). Paced
+frames, retries and the bands of one frame (``Task.spread``) are never packed: they want a
+worker of their own now.
 
 Every method runs under the pool's lock and only moves tasks between lists: sending is the
 pool's job, outside the lock.
@@ -203,7 +203,12 @@ class FairScheduler:
         if unpaced and paced_live:
             # unpaced work waits for an idle worker (PACED_RECENT_S)
             return None if least.inflight else least
-        if unpaced and not task.spread and not least.inflight:
+        if (
+            unpaced
+            and not task.spread
+            and not least.inflight
+            and self._estimate_ns(task) <= PACK_QUEUED_NS
+        ):
             packed = self._packing_target(ready)
             if packed is not None:
                 return packed
@@ -219,13 +224,13 @@ class FairScheduler:
                 continue
             if best is not None and held <= len(best.inflight):
                 continue
-            queued = sum(
-                (t.flow or self.default_flow).estimate_ns(t.pixels)
-                for t in worker.inflight.values()
-            )
+            queued = sum(self._estimate_ns(t) for t in worker.inflight.values())
             if queued <= PACK_QUEUED_NS:
                 best = worker
         return best
+
+    def _estimate_ns(self, task: Task) -> float:
+        return (task.flow or self.default_flow).estimate_ns(task.pixels)
 
     def _upcoming(self) -> Task:
         """The task :meth:`pop_next` would take now (one is waiting), left in place."""

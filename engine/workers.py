@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Final
@@ -87,6 +87,10 @@ class WorkerHandle:
     crash_report: Connection | None = None  # where faulthandler writes a fatal signal's stack
     retire_reason: str = ""  # why it is RETIRING
     stop_sent: bool = False
+    written: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """Task id -> (place in the pipe, attempt) of each task it holds whose message was written
+    to its pipe, or was being written (``send_task``); dropped when the task ends here."""
+    tasks_written: int = 0
     _process_info: psutil.Process | None = field(default=None, init=False, repr=False)
     _reader: MessageReader = field(init=False, repr=False)
 
@@ -170,6 +174,33 @@ class WorkerHandle:
         except (OSError, ValueError):
             return False
         return True
+
+    def send_task(self, task: Task, data: bytes) -> bool:
+        """:meth:`send` of ``task``'s message, noting its place in this pipe first
+        (:attr:`written`). A worker takes its tasks one at a time in the order they were
+        written, which is not the order they were assigned in (two threads send), so after a
+        death the places tell the task it may have started from those it cannot have. Noted
+        before the write, so a write that fails or is interrupted counts as made: the error
+        that way is only ever to spend an attempt that was not used."""
+        try:
+            with self.send_lock:
+                self.tasks_written += 1
+                self.written[task.id] = (self.tasks_written, task.attempts)
+                self.conn.send_bytes(data)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def first_written(self, tasks: Sequence[Task]) -> Task | None:
+        """Of ``tasks`` (its orphans after a death), the one whose current attempt was written
+        to this pipe first: the only one it may have started; None if none was."""
+        with self.send_lock:  # no write half noted
+            first, first_place = None, 0
+            for task in tasks:
+                place, attempt = self.written.get(task.id, (0, -1))
+                if attempt == task.attempts and (first is None or place < first_place):
+                    first, first_place = task, place
+            return first
 
     def receive(self, all_pending: bool) -> list[bytes]:
         """The messages the pipe holds (the watch said it is readable), in one read; or, before

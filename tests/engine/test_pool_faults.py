@@ -124,9 +124,10 @@ def test_a_frame_failing_every_attempt_names_the_cause_and_only_it_fails(
 def test_frames_queued_behind_a_frame_that_kills_its_worker_spend_no_attempt(
     kind: str, tmp_path: Path
 ) -> None:
-    """One worker holds a doomed frame and, queued in its pipe, two healthy ones: each death
-    sends the healthy frames again as never started, so they come out right whatever the
-    doomed one does to every worker it meets."""
+    """One worker holds a doomed frame, a healthy one queued in its pipe behind it and a
+    second waiting in the pool's queue: each death sends the frame behind again as never
+    started, so the healthy frames come out right whatever the doomed one does to every
+    worker it meets, and only the doomed one's retry counts."""
     with Engine(
         W,
         H,

@@ -156,6 +156,45 @@ def test_an_idle_worker_is_woken_for_a_task_behind_long_queued_work() -> None:
     assert [w for w, _ in scheduler.assign([busy, idle])] == [idle]
 
 
+def test_a_long_task_wakes_the_idle_worker_however_short_the_queue() -> None:
+    scheduler = FairScheduler(max_attempts=2)
+    flow = Flow("4k", 1.0)
+    busy = StandInWorker(inflight={0: sized(flow, PACK_QUEUED_NS / 10)})
+    idle = StandInWorker()
+    scheduler.add(sized(flow, 2 * PACK_QUEUED_NS))
+    assert [w for w, _ in scheduler.assign([busy, idle])] == [idle]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([0, 1]), st.booleans()), min_size=1, max_size=24),
+    st.floats(0.25, 4.0),
+)
+def test_each_task_is_placed_by_its_own_cost_under_weighted_round_robin(
+    tasks: list[tuple[int, bool]], weight: float
+) -> None:
+    """While an idle worker is left, a short task joins a busy one and a long one takes the
+    idle one: the task placed is the task taken, whichever flow the round robin serves."""
+    scheduler = FairScheduler(max_attempts=2)
+    flows = [Flow("a", 1.0), Flow("b", weight)]
+    short, long = PACK_QUEUED_NS / 10, 2 * PACK_QUEUED_NS
+    for index, is_short in tasks:
+        scheduler.add(sized(flows[index], short if is_short else long))
+    while len(scheduler):
+        busy = StandInWorker(inflight={0: sized(flows[0], short)})
+        idle = StandInWorker()
+        sends = scheduler.assign([busy, idle])
+        assert sends
+        held = {id(busy): 1, id(idle): 0}  # replayed in the order the tasks were placed
+        for worker, placed in sends:
+            cost = placed.flow.estimate_ns(placed.pixels)  # type: ignore[union-attr]
+            if held[id(idle)] == 0:  # an idle worker was left when this one was placed
+                packs = cost <= PACK_QUEUED_NS and held[id(busy)] < MAX_PACKED_PER_WORKER
+                assert worker is (busy if packs else idle), (cost, held)
+            held[id(worker)] += 1
+            scheduler.charge(placed, round(cost))  # as estimated: the estimates stay put
+
+
 def test_paced_frames_retries_and_bands_are_never_queued_behind_a_busy_worker() -> None:
     flow = Flow("loop", 1.0)
     short = PACK_QUEUED_NS / 10
