@@ -14,7 +14,7 @@ Three classes of waiting task, served in this order:
 
 Each task goes to the ready worker holding the fewest tasks, while it holds fewer than
 ``MAX_QUEUED_PER_WORKER``, with one exception, **packing**: a short task without a tick (its
-flow's estimate at most ``PACK_QUEUED_NS``) that would wake an idle worker goes instead to a
+flow's estimate at most ``PACK_TASK_NS``) that would wake an idle worker goes instead to a
 busy one whose queued work is short too (at most ``PACK_QUEUED_NS`` by its flows' estimates,
 fewer than ``MAX_PACKED_PER_WORKER`` tasks). A worker that sleeps and is woken for every short
 frame costs more CPU than the frame: on a 2-vCPU EPYC VM, animated studio frames with damage
@@ -54,8 +54,16 @@ MAX_QUEUED_PER_WORKER: Final = 2
 # 1.39x the fps but whole frames 0.88x (three of them, 1.2 ms, went to one worker while the
 # other slept); with 0.3 ms nothing changed (two short frames already filled it); with 0.5 ms
 # animated with damage 1.28x, whole frames, two layers moved and still frames 1.00x-1.02x.
+# Three more runs later, in a slower stretch of the VM: animated with damage 1.31x-1.37x, two
+# moved 0.95x-0.97x (one worker then does all, and two would have kept up), whole frames
+# 0.95x-1.06x (noise: from the third run on they were no longer packed at all, below).
 MAX_PACKED_PER_WORKER: Final = 3
 PACK_QUEUED_NS: Final = 500_000
+# Longest task that is packed (its flow's estimate): a quarter of a millisecond is past the
+# frames a wake-up costs most to (damage-tracked ones, 100-250 us here), and short of a whole
+# 1080p frame (about 0.4 ms) and of a transform's first estimate (2 ms), which take the idle
+# worker.
+PACK_TASK_NS: Final = 250_000
 # Worker time a flow of weight 1 is credited per round of deficit round robin. Near one
 # frame's cost, so a round is short and a light flow waits at most about one frame per flow.
 QUANTUM_NS: Final = 2_000_000
@@ -207,7 +215,7 @@ class FairScheduler:
             unpaced
             and not task.spread
             and not least.inflight
-            and self._estimate_ns(task) <= PACK_QUEUED_NS
+            and self._estimate_ns(task) <= PACK_TASK_NS
         ):
             packed = self._packing_target(ready)
             if packed is not None:

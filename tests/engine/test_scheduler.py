@@ -12,6 +12,7 @@ from framering.scheduler import (
     MAX_PACKED_PER_WORKER,
     MAX_QUEUED_PER_WORKER,
     PACK_QUEUED_NS,
+    PACK_TASK_NS,
     FairScheduler,
     Flow,
 )
@@ -161,7 +162,7 @@ def test_a_long_task_wakes_the_idle_worker_however_short_the_queue() -> None:
     flow = Flow("4k", 1.0)
     busy = StandInWorker(inflight={0: sized(flow, PACK_QUEUED_NS / 10)})
     idle = StandInWorker()
-    scheduler.add(sized(flow, 2 * PACK_QUEUED_NS))
+    scheduler.add(sized(flow, 2 * PACK_TASK_NS))
     assert [w for w, _ in scheduler.assign([busy, idle])] == [idle]
 
 
@@ -189,7 +190,7 @@ def test_each_task_is_placed_by_its_own_cost_under_weighted_round_robin(
         for worker, placed in sends:
             cost = placed.flow.estimate_ns(placed.pixels)  # type: ignore[union-attr]
             if held[id(idle)] == 0:  # an idle worker was left when this one was placed
-                packs = cost <= PACK_QUEUED_NS and held[id(busy)] < MAX_PACKED_PER_WORKER
+                packs = cost <= PACK_TASK_NS and held[id(busy)] < MAX_PACKED_PER_WORKER
                 assert worker is (busy if packs else idle), (cost, held)
             held[id(worker)] += 1
             scheduler.charge(placed, round(cost))  # as estimated: the estimates stay put
