@@ -18,20 +18,7 @@ from framering.scheduler import (
 )
 from framering.tasks import Task
 from framering.workers import WorkerState
-
-
-class Listener:
-    def task_dispatched(self, task: Task) -> None:
-        pass
-
-    def task_requeued(self, task: Task) -> None:
-        pass
-
-    def task_done(self, task: Task, worker_ns: int) -> None:
-        pass
-
-    def task_failed(self, task: Task, cause: str) -> None:
-        pass
+from tests.listeners import IgnoringListener
 
 
 @dataclass(eq=False)
@@ -45,7 +32,7 @@ _ids = iter(range(1, 10**9))
 
 
 def task(flow: Flow | None = None, tick: float | None = None) -> Task:
-    return Task(id=next(_ids), deadline_s=5.0, listener=Listener(), flow=flow, tick=tick)
+    return Task(id=next(_ids), deadline_s=5.0, listener=IgnoringListener(), flow=flow, tick=tick)
 
 
 def dispatch_one(scheduler: FairScheduler) -> Task:
@@ -125,7 +112,7 @@ def sized(flow: Flow, ns: float, *, spread: bool = False) -> SizedTask:
     return SizedTask(
         id=next(_ids),
         deadline_s=5.0,
-        listener=Listener(),
+        listener=IgnoringListener(),
         flow=flow,
         size=round(ns / flow.ns_per_pixel),
         spread=spread,

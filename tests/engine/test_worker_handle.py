@@ -7,20 +7,7 @@ import multiprocessing
 
 from framering.tasks import Task
 from framering.workers import WorkerHandle
-
-
-class Listener:
-    def task_dispatched(self, task: Task) -> None:
-        pass
-
-    def task_requeued(self, task: Task) -> None:
-        pass
-
-    def task_done(self, task: Task, worker_ns: int) -> None:
-        pass
-
-    def task_failed(self, task: Task, cause: str) -> None:
-        pass
+from tests.listeners import IgnoringListener
 
 
 def handle() -> tuple[WorkerHandle, multiprocessing.connection.Connection]:
@@ -30,7 +17,7 @@ def handle() -> tuple[WorkerHandle, multiprocessing.connection.Connection]:
 
 
 def task(number: int) -> Task:
-    return Task(id=number, deadline_s=5.0, listener=Listener(), attempts=1)
+    return Task(id=number, deadline_s=5.0, listener=IgnoringListener(), attempts=1)
 
 
 def test_the_task_written_first_is_the_one_a_dead_worker_may_have_started() -> None:
