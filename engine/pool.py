@@ -25,7 +25,7 @@ replacement process starts, so that no upload can miss the new worker). At most
 ``scheduler.MAX_PACKED_PER_WORKER`` tasks sit in a worker's pipe (``MAX_QUEUED_PER_WORKER``
 unless short frames are packed onto it); the rest wait in `pending` (the scheduler's queue).
 When a worker dies, only the first of its tasks written to its pipe can have been started
-(``WorkerHandle.send_task`` notes the order): the others go back to the queue with their
+(``WorkerHandle.send`` notes the order): the others go back to the queue with their
 attempt unspent.
 """
 
@@ -164,17 +164,10 @@ class WorkerPool:
             self._initargs,
         )
 
-    def _send(self, worker: WorkerHandle, data: bytes) -> bool:
-        """Write one message; False if the worker's pipe is gone (its death is seen elsewhere)."""
-        if not worker.send(data):
-            return False
-        with self._lock:
-            self._counters.bytes_sent += len(data)
-        return True
-
-    def _send_task(self, worker: WorkerHandle, task: Task) -> bool:
-        data = task.encode()
-        if not worker.send_task(task, data):
+    def _send(self, worker: WorkerHandle, data: bytes, task: Task | None = None) -> bool:
+        """Write one message (``task``'s, if it is a task's); False if the worker's pipe is
+        gone (its death is seen elsewhere)."""
+        if not worker.send(data, task):
             return False
         with self._lock:
             self._counters.bytes_sent += len(data)
@@ -245,7 +238,7 @@ class WorkerPool:
     def _send_all(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
         for i, (worker, task) in enumerate(sends):
             try:
-                self._send_task(worker, task)
+                self._send(worker, task.encode(), task)
             except BaseException:
                 # interrupted (Ctrl-C): the task being sent may have reached its worker, which
                 # then answers or misses its deadline; the rest never left, so back they go
@@ -399,12 +392,15 @@ class WorkerPool:
             # the first written can have been started. The others go back as if never sent,
             # their attempt not spent, so that a frame that kills every worker it meets cannot
             # take down the frames queued behind it on each. (Closing, nothing is sent again.)
-            started = worker.first_written(orphans)
-            unstarted = [] if self._closing else [t for t in orphans if t is not started]
+            if self._closing:
+                attempted, unstarted = orphans, []
+            else:
+                started = worker.first_written(orphans)
+                attempted = [] if started is None else [started]
+                unstarted = [t for t in orphans if t is not started]
             for task in reversed(unstarted):
                 task.attempts -= 1
                 self._scheduler.put_back(task)
-            attempted = [t for t in orphans if t not in unstarted]  # all of them when closing
             for task in attempted:  # at the front of the queue
                 task.last_cause = cause
                 if not task.retryable:

@@ -89,7 +89,7 @@ class WorkerHandle:
     stop_sent: bool = False
     written: dict[int, tuple[int, int]] = field(default_factory=dict)
     """Task id -> (place in the pipe, attempt) of each task it holds whose message was written
-    to its pipe, or was being written (``send_task``); dropped when the task ends here."""
+    to its pipe, or was being written (:meth:`send`); dropped when the task ends here."""
     tasks_written: int = 0
     _process_info: psutil.Process | None = field(default=None, init=False, repr=False)
     _reader: MessageReader = field(init=False, repr=False)
@@ -166,26 +166,21 @@ class WorkerHandle:
         except (psutil.Error, OSError):
             return None
 
-    def send(self, data: bytes) -> bool:
-        """Write one message; False if the pipe is gone (the death is seen by the watch)."""
-        try:
-            with self.send_lock:
-                self.conn.send_bytes(data)
-        except (OSError, ValueError):
-            return False
-        return True
+    def send(self, data: bytes, task: Task | None = None) -> bool:
+        """Write one message (``task``'s, if it is a task's); False if the pipe is gone (the
+        death is seen by the watch).
 
-    def send_task(self, task: Task, data: bytes) -> bool:
-        """:meth:`send` of ``task``'s message, noting its place in this pipe first
-        (:attr:`written`). A worker takes its tasks one at a time in the order they were
-        written, which is not the order they were assigned in (two threads send), so after a
-        death the places tell the task it may have started from those it cannot have. Noted
-        before the write, so a write that fails or is interrupted counts as made: the error
-        that way is only ever to spend an attempt that was not used."""
+        A task's place in this pipe is noted first (:attr:`written`). A worker takes its tasks
+        one at a time in the order they were written, which is not the order they were
+        assigned in (two threads send), so after a death the places tell the task it may have
+        started from those it cannot have. Noted before the write, so a write that fails or is
+        interrupted counts as made: the error that way is only ever to spend an attempt that
+        was not used."""
         try:
             with self.send_lock:
-                self.tasks_written += 1
-                self.written[task.id] = (self.tasks_written, task.attempts)
+                if task is not None:
+                    self.tasks_written += 1
+                    self.written[task.id] = (self.tasks_written, task.attempts)
                 self.conn.send_bytes(data)
         except (OSError, ValueError):
             return False

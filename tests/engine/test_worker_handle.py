@@ -24,8 +24,8 @@ def test_the_task_written_first_is_the_one_a_dead_worker_may_have_started() -> N
     worker, other_end = handle()
     assigned_first, written_first, never_written = task(1), task(2), task(3)
     # assigned in one order (the inflight dict), written in the other (two threads sending)
-    assert worker.send_task(written_first, b"second assigned")
-    assert worker.send_task(assigned_first, b"first assigned")
+    assert worker.send(b"second assigned", written_first)
+    assert worker.send(b"first assigned", assigned_first)
     tasks = [assigned_first, written_first, never_written]
     assert worker.first_written(tasks) is written_first
     assert worker.first_written([never_written]) is None
@@ -35,9 +35,9 @@ def test_the_task_written_first_is_the_one_a_dead_worker_may_have_started() -> N
 def test_a_mark_left_by_an_earlier_attempt_does_not_count() -> None:
     worker, _ = handle()
     retried, fresh = task(1), task(2)
-    assert worker.send_task(retried, b"attempt 1")
+    assert worker.send(b"attempt 1", retried)
     retried.attempts = 2  # its first attempt failed; the second is assigned here, not sent yet
-    assert worker.send_task(fresh, b"fresh")
+    assert worker.send(b"fresh", fresh)
     assert worker.first_written([retried, fresh]) is fresh
 
 
@@ -47,5 +47,5 @@ def test_a_write_to_a_closed_pipe_still_counts_as_made() -> None:
     other_end.close()
     worker.conn.close()
     lost = task(1)
-    assert not worker.send_task(lost, b"nobody reads this")
+    assert not worker.send(b"nobody reads this", lost)
     assert worker.first_written([lost]) is lost
