@@ -25,7 +25,10 @@ before it exits). A pool that wants a worker the budget cannot give marks the bu
 contended; another pool that has had no task waiting for ``CONTENDED_IDLE_S`` then retires one
 worker beyond its minimum, busy or not (a retiring worker finishes what it holds), rather than
 waiting for one to sit idle for ``idle_timeout``: a pool that cuts frames into bands keeps all
-its workers a little busy, and would otherwise never give one back.
+its workers a little busy, and would otherwise never give one back. When a pool's start takes
+the budget past its total (the others had grown into all of it), one pool above its minimum
+retires its newest worker at once, however busy it is: an overloaded pool always has work
+waiting, and would otherwise keep the node over its cores for as long as the load lasts.
 """
 
 from __future__ import annotations
@@ -132,6 +135,17 @@ def worker_to_retire(
     return idle[-1] if idle else None  # the newest: tasks go to the first workers first
 
 
+def worker_over_budget(
+    limits: PoolLimits, ready: list[WorkerHandle], serving: int, starting: int
+) -> WorkerHandle | None:
+    """The worker to retire if the pool's budget is over its total: the newest ready one, when
+    the pool serves more than its minimum and none is starting (retiring the only ready worker
+    while another starts would leave the pool with none)."""
+    if serving <= limits.minimum or starting or not ready:
+        return None
+    return ready[-1]
+
+
 def over_memory(limits: PoolLimits, private_bytes: int | None) -> bool:
     return (
         limits.max_worker_rss is not None
@@ -186,6 +200,16 @@ class WorkerBudget:
         with self._lock:
             self._taken -= workers
 
+    def give_back_excess(self) -> bool:
+        """One worker less if more are taken than the budget holds (a pool started while the
+        others had taken it all): True for the one caller that is to retire that worker, so
+        that two pools never both give back the same excess."""
+        with self._lock:
+            if self._taken > self.total:
+                self._taken -= 1
+                return True
+            return False
+
     @property
     def contended(self) -> bool:
         """A pool waits for a worker the budget has not got: another should give one back
@@ -230,6 +254,14 @@ class BudgetShare:
         if self._budget is not None and workers:
             self._budget.give_back(workers)
             self._held -= workers
+
+    def give_back_excess(self) -> bool:
+        """One worker given back if the budget is over its total (``WorkerBudget``'s); the
+        pool then retires one."""
+        if self._budget is None or not self._budget.give_back_excess():
+            return False
+        self._held -= 1
+        return True
 
     def leave(self) -> None:
         """Stopping or broken: the pool wants nothing more, and gives back every worker it

@@ -498,24 +498,9 @@ class WorkerPool:
                 elif reason is None:
                     self._budget.stop_wanting()
             if started is None:
-                contended = self._budget.others_want
-                victim = elastic.worker_to_retire(
-                    limits,
-                    ready,
-                    serving,
-                    len(self._scheduler),
-                    now,
-                    self._last_grow,
-                    contended=contended,
-                    queued_at=self._queued_at,
-                )
+                victim, why = self._shrink_by(ready, serving, starting, now)
                 if victim is not None:
-                    if contended:
-                        why = "retired for another engine of its worker budget (nothing waited)"
-                    else:
-                        why = f"retired after {now - victim.head_since:.1f} s idle"
                     self._retire(victim, why)
-                    self._budget.give_back(1)
                     self._counters.scale_downs += 1
                     serving -= 1
             for worker in self._workers:
@@ -543,6 +528,32 @@ class WorkerPool:
                     worker.retire_reason,
                     serving,
                 )
+
+    def _shrink_by(
+        self, ready: list[WorkerHandle], serving: int, starting: int, now: float
+    ) -> tuple[WorkerHandle | None, str]:
+        """Lock held. The worker to retire now and why (``framering.elastic``), its place in
+        the budget given back; (None, "") to keep every worker."""
+        victim = elastic.worker_over_budget(self._limits, ready, serving, starting)
+        if victim is not None and self._budget.give_back_excess():
+            return victim, "retired: its worker budget was over its total (an engine started)"
+        contended = self._budget.others_want
+        victim = elastic.worker_to_retire(
+            self._limits,
+            ready,
+            serving,
+            len(self._scheduler),
+            now,
+            self._last_grow,
+            contended=contended,
+            queued_at=self._queued_at,
+        )
+        if victim is None:
+            return None, ""
+        self._budget.give_back(1)
+        if contended:
+            return victim, "retired for another engine of its worker budget (nothing waited)"
+        return victim, f"retired after {now - victim.head_since:.1f} s idle"
 
     def _add_worker(
         self, index: int, in_place_of: WorkerHandle | None = None

@@ -177,6 +177,29 @@ def test_a_worker_budget_grants_what_pools_start_with_and_refuses_growth_beyond_
     assert budget.taken == 0
 
 
+def test_a_budget_a_start_took_past_its_total_gives_the_excess_back_to_one_pool_only() -> None:
+    budget = WorkerBudget(2)
+    grown, started = BudgetShare(budget), BudgetShare(budget)
+    grown.take_at_start(1)
+    assert grown.try_grow()
+    started.take_at_start(1)  # the budget is over: one of the two must retire a worker
+    assert grown.give_back_excess()
+    assert not started.give_back_excess()  # the same excess is never given back twice
+    assert budget.taken == 2
+    grown.leave()
+    started.leave()
+    assert budget.taken == 0
+    assert not BudgetShare(None).give_back_excess()  # no budget: never over it
+
+
+def test_a_pool_over_its_budget_retires_its_newest_ready_worker_unless_one_is_starting() -> None:
+    limits = PoolLimits.from_arguments(1, 1, 2, 30.0, None, physical_cores=2)
+    first, second = _Worker(head_since=0.0, inflight=2), _Worker(head_since=0.0, inflight=2)
+    assert elastic.worker_over_budget(limits, [first, second], 2, 0) is second  # busy or not
+    assert elastic.worker_over_budget(limits, [first], 2, 1) is None  # the other is starting
+    assert elastic.worker_over_budget(limits, [first], 1, 0) is None  # at its minimum
+
+
 def test_a_contended_budget_takes_a_worker_from_a_pool_with_nothing_waiting_for_a_second() -> None:
     """Busy or not (a pool cutting frames into bands keeps every worker a little busy), and
     whenever the pool last grew; never below its minimum, never while its own work waits."""
@@ -197,6 +220,29 @@ class _Worker:
     def __init__(self, head_since: float, inflight: int = 0) -> None:
         self.head_since = head_since
         self.inflight = dict.fromkeys(range(inflight))
+
+
+def test_a_grown_engine_gives_a_worker_back_at_once_when_another_starts_over_the_budget() -> None:
+    """A budget of two: the first engine grows to both under a load that never lets up; the
+    second starts with its one worker all the same (a start is never refused), so the first
+    retires its extra worker at once, with its own work still waiting, and every frame of it
+    stays exact."""
+    budget = WorkerBudget(2)
+    common = dict(
+        slots=40, workers=1, max_workers=2, idle_timeout=60.0, damage=False, worker_budget=budget
+    )
+    with Engine(W, H, **common) as first:  # type: ignore[arg-type]
+        with Load(first, heavy_layers(first), depth=36) as load:
+            wait_until(lambda: first.workers == 2, "the first engine grown to 2 workers")
+            with Engine(W, H, **common) as second:  # type: ignore[arg-type]
+                wait_until(
+                    lambda: budget.taken == 2 and first.workers == 1,
+                    "the first engine's extra worker given back",
+                )
+                assert second.workers == 1
+                assert first.metrics().queued_tasks > 0  # its own work still waits
+        assert load.wrong == 0 and load.frames > 0
+        assert first.metrics().scale_downs == 1 and first.metrics().frames_failed == 0
 
 
 def test_engines_sharing_a_budget_never_run_more_workers_than_it_holds() -> None:
