@@ -9,7 +9,8 @@ previous records are compared, not a history of per-frame damage, so damage neve
 with the time since the slot was last used.
 
 What counts as a change of a layer is a change of any byte of its record or of its transform's
-parameters: its source (or the nested frame's sequence), the buffer and version a live source
+parameters: its source (or the nested frame's picture version: its sequence, and a new one at
+every read once the frame was handed out writable), the buffer and version a live source
 published, its position, opacity, blend mode and flags. A changed layer damages its old and its
 new box. Layers are matched by position in the list when the count is unchanged; when layers
 were added or removed, the unchanged layers at the bottom and the top are matched from each

@@ -115,6 +115,13 @@ class FrameRecord:
     worker_ns: int = 0
     account: SlotAccount | None = None
     """The stream that holds the slot."""
+    picture_version: int = 0
+    """What a layer showing this frame is packed with as its picture's version: equal
+    versions, the same pixels (the damage tracker's layer keys and the workers' transform
+    cache compare it). The frame's sequence, until it is handed out writable."""
+    drawn_on: bool = False
+    """Handed out writable: the caller may change its pixels at any time until it is
+    released, so every read of it gets a new :attr:`picture_version`."""
 
 
 @dataclass(eq=False)
@@ -297,6 +304,7 @@ class FrameTable:
         record = FrameRecord(account=account)
         account.held += 1
         slot = FrameSlot(self, index, next(self._sequence), record, account.submit)
+        record.picture_version = slot.sequence
         self._held[index] = (slot, record)
         self.ring.set_state(index, SlotState.ACQUIRED)
         self.ring.sequences[index] = slot.sequence
@@ -448,8 +456,26 @@ class FrameTable:
         ``writable``: then the slot's next frame is composited whole, since the caller may
         have changed any pixel of it."""
         if writable:
+            with self._lock:
+                record = self._record(slot)
+                if record is not None:
+                    record.drawn_on = True
             self._damage.forget(slot.index)
         return self.ring.delivered(slot.index, writable=writable)
+
+    def picture_version(self, slot: FrameSlot) -> int:
+        """The version a layer showing ``slot``'s finished frame is packed with now: a new one
+        at every read once the frame was handed out writable (the caller may have drawn on it
+        again since the last read, which nothing else would tell the damage tracker or a
+        worker's transform cache), so those reads are never taken for the pixels of an
+        earlier one. Versions come from the sequence numbers, so none repeats."""
+        with self._lock:
+            record = self._record(slot)
+            if record is None:
+                return slot.sequence  # (released: the layer's own check refuses it)
+            if record.drawn_on:
+                record.picture_version = next(self._sequence)
+            return record.picture_version
 
     def state(self, slot: FrameSlot) -> SlotState:
         self._lifetime.check_open()

@@ -160,7 +160,7 @@ def _pack_layer(
     flags = (
         flag | (LAYER_OPAQUE if opaque else 0) | (LAYER_PREMULTIPLIED if layer.premultiplied else 0)
     )
-    version = (frame.sequence & 0xFFFFFFFF) if frame is not None else 0
+    version = (frame.picture_version() & 0xFFFFFFFF) if frame is not None else 0
     record = _RECORD.pack(source_id, 0, _mode_code(layer.blend), flags, x, y, o, version, 0)
     picture = None if frame is not None else source
     return LayerRecord(engine_token, record, (width, height), transform, picture, frame)  # type: ignore[arg-type]

@@ -24,7 +24,8 @@ ids are unique and increasing per engine. A RENDER composites only its boxes: th
 a band of rows, or the damage since the slot's previous frame (``framering.damage``; a frame
 with no damage is never sent, and a RENDER without boxes is answered at once). A layer names
 its pixels as (source id, buffer index, version), or, with ``LAYER_FRAME``, as (slot index, 0,
-frame sequence): a finished frame of the ring read as a layer (nesting). A transform travels
+picture version: the frame's sequence, new at every read of a frame handed out writable): a
+finished frame of the ring read as a layer (nesting). A transform travels
 as its parameters, so a worker needs no state beyond its attached sources to run one, and a
 replacement worker runs it the same.
 

@@ -225,6 +225,11 @@ class FrameSlot:
             raise SlotStateError(f"cannot {action} {self!r}: it was released")
         self._table.lifetime.check_open()
 
+    def picture_version(self) -> int:
+        """The version of its picture a layer showing this frame is packed with
+        (``FrameTable.picture_version``)."""
+        return self._table.picture_version(self)
+
     def check_readable(self, token: str, what: str) -> None:
         """Raise unless this is a finished frame of engine ``token`` that a layer (or a
         transform) can read: submitted, finished, not failed, not released, RGBA kept."""

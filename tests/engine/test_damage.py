@@ -390,6 +390,36 @@ def test_a_frame_shown_as_a_layer_and_drawn_on_in_place_is_shown_as_drawn() -> N
                 assert (program.wait(timeout=10) == 7).all()
 
 
+@pytest.mark.parametrize("transform", [None, Transform(flip="horizontal")])
+def test_a_nested_frame_drawn_on_again_through_its_kept_writable_view_is_shown_as_drawn(
+    transform: Transform | None,
+) -> None:
+    """The writable view stays valid until release: drawing on it again after a frame showed
+    it must show in the next frame that shows it, with damage on and off alike (the layer's
+    records are the same each time; a worker's transform cache kept the first picture)."""
+    frames: dict[bool, list[np.ndarray]] = {}
+    for damage in (True, False):
+        with Engine(16, 8, slots=3, workers=1, damage=damage) as eng:
+            red = np.zeros((8, 16, 4), np.uint8)
+            red[..., 0], red[..., 3] = 200, 255
+            source = eng.upload(red)
+            with eng.acquire() as scene:
+                scene.submit([Layer(source)])
+                drawing = scene.wait(timeout=10, writable=True)
+                shown = frames[damage] = []
+                for value in (7, 9, 11):
+                    drawing[:, :4] = value  # drawn on in place, the view kept
+                    with eng.acquire() as program:  # the same slot, the same layer records
+                        program.submit([Layer(scene, transform=transform)])
+                        shown.append(program.wait(timeout=10).copy())
+                del drawing
+        for frame, value in zip(shown, (7, 9, 11), strict=True):
+            expected = np.full((8, 16, 4), value, np.uint8)
+            expected[:, 4:] = (200, 0, 0, 255)
+            assert np.array_equal(frame, expected if transform is None else expected[:, ::-1])
+    assert all(np.array_equal(a, b) for a, b in zip(frames[True], frames[False], strict=True))
+
+
 def test_damage_can_be_turned_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FRAMERING_DAMAGE", "full")
     with Engine(W, H, slots=1, workers=1) as eng:
