@@ -236,14 +236,16 @@ class WorkerPool:
             return not any(task.id in w.inflight for w in self._workers)
 
     def _send_all(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
-        for i, (worker, task) in enumerate(sends):
-            try:
+        try:
+            for worker, task in sends:
                 self._send(worker, task.encode(), task)
-            except BaseException:
-                # interrupted (Ctrl-C): the task being sent may have reached its worker, which
-                # then answers or misses its deadline; the rest never left, so back they go
-                self._unassign(sends[i + 1 :])
-                raise
+        except BaseException:
+            # interrupted (Ctrl-C), anywhere in the loop: a task noted as written may have
+            # reached its worker, which then answers or misses its deadline; every other one
+            # never left (left in flight, it would hold its worker's place until the deadline
+            # killed a healthy worker), so back they go
+            self._unassign([(w, task) for w, task in sends if not w.wrote(task)])
+            raise
 
     def _unassign(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
         with self._lock:

@@ -186,6 +186,11 @@ class WorkerHandle:
             return False
         return True
 
+    def wrote(self, task: Task) -> bool:
+        """``task``'s current attempt was (or was being) written to this pipe."""
+        with self.send_lock:
+            return self.written.get(task.id, (0, -1))[1] == task.attempts
+
     def first_written(self, tasks: Sequence[Task]) -> Task | None:
         """Of ``tasks`` (its orphans after a death), the one whose current attempt was written
         to this pipe first: the only one it may have started; None if none was."""

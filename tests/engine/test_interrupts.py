@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import numpy as np
 import psutil
 import pytest
 
-from framering import Engine, EngineClosedError, Layer, protocol, shm
+from framering import Engine, EngineClosedError, FrameFailedError, Layer, protocol, shm
 from framering.frames import FrameTable
 from framering.jobs import LiveJobs
 from framering.pool import WorkerPool
+from framering.tasks import RenderTask
 from framering.workers import WorkerHandle
 from tests.waiting import wait_until
 
@@ -81,6 +83,37 @@ def test_an_interrupt_after_a_render_reached_its_worker_leaves_the_frame_to_fini
         assert metrics.frames_failed == 0 and metrics.retries == 0
         for reused in held:
             reused.release()
+
+
+def test_an_interrupt_before_a_render_is_written_gives_the_task_back_and_kills_no_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """^C while the RENDER is being encoded: the task never reached the pipe, so it must not
+    stay in the worker's hands (where only the deadline would end it, by killing the worker)."""
+    with Engine(W, H, slots=2, workers=1, deadline=1.0) as eng:
+        red = solid(eng, 255, 0)
+        encode = RenderTask.encode
+        fired: list[bool] = []
+
+        def interrupted_encode(task: RenderTask) -> bytes:
+            if threading.current_thread() is threading.main_thread() and not fired:
+                fired.append(True)
+                raise KeyboardInterrupt  # as if ^C landed while the message was built
+            return encode(task)
+
+        monkeypatch.setattr(RenderTask, "encode", interrupted_encode)
+        pid = eng.worker_pids()
+        slot = eng.acquire(timeout=10)
+        with pytest.raises(KeyboardInterrupt):
+            slot.submit([Layer(red)])
+        monkeypatch.undo()
+        assert fired
+        with pytest.raises(FrameFailedError):  # an interrupted submit ends its frame at once
+            slot.wait(timeout=0.5)
+        slot.release()
+        time.sleep(1.5)  # past the deadline the task would have held its worker to
+        assert (eng.render([Layer(red)])[..., 0] == 255).all()
+        assert eng.worker_pids() == pid and eng.metrics().worker_restarts == 0
 
 
 def test_an_interrupted_start_leaves_no_manager_thread_and_no_worker(
