@@ -125,6 +125,7 @@ class WorkerPool:
         self._broken: str | None = None
         self._ready = threading.Condition(self._lock)
         self._watch = WorkerWatch(self._context)
+        self._reassign = False  # queued tasks may wait with a worker free (``_take_back``)
         self._manager = threading.Thread(target=self._manage, name="framering-manager", daemon=True)
         self._budget.take_at_start(limits.start)
         try:  # whatever interrupts the start (Ctrl-C included), nothing started outlives it
@@ -206,10 +207,23 @@ class WorkerPool:
                 raise EngineBrokenError(self._broken)
             if self._closing:
                 raise EngineClosedError("the engine is closing; no task is taken")
-            for task in tasks:
-                self._scheduler.add(task)
-            sends = self._scheduler.assign(self._workers)
+            sends: list[tuple[WorkerHandle, Task]] = []
+            try:
+                for task in tasks:
+                    self._scheduler.add(task)
+                self._scheduler.assign(self._workers, sends)
+            except BaseException:
+                self._take_back(sends)  # interrupted (Ctrl-C): nothing of this call was sent
+                raise
         self._send_all(sends)
+
+    def _take_back(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
+        """Lock held. Undo an interrupted ``assign`` (``FairScheduler.take_back``), and wake the
+        manager thread to hand the tasks out again: those of other frames may have no other
+        event coming to do it."""
+        self._scheduler.take_back(sends)
+        self._reassign = True
+        self._watch.wake()
 
     def paced_estimate(self, flow: Flow | None, pixels: int) -> float | None:
         """While paced frames are coming: the worker time a task of ``pixels`` of ``flow``
@@ -293,6 +307,11 @@ class WorkerPool:
                 generation = self._generation
                 self._watch.watch(live)
             results, deaths = self._watch.wait(timeout)
+            if self._reassign:
+                with self._lock:
+                    self._reassign = False
+                    sends = self._scheduler.assign(self._workers)
+                self._send_all(sends)
             for worker in results:
                 self._drain(worker)
             for worker in deaths:

@@ -124,15 +124,17 @@ class FairScheduler:
 
     # ------------------------------------------------------------------ queueing
     def add(self, task: Task) -> None:
-        self._count += 1
+        """Queue a task. Each step leaves the queue one that :meth:`repair` makes whole, should
+        an interrupt (Ctrl-C on a caller's thread) land between two of them."""
         if task.tick is not None:
             heapq.heappush(self._paced, (task.tick, next(self._order), task))
             self._paced_at = time.monotonic()
-            return
-        flow = task.flow or self.default_flow
-        if not flow.waiting:
-            self._active.append(flow)
-        flow.waiting.append(task)
+        else:
+            flow = task.flow or self.default_flow
+            if not flow.waiting:
+                self._active.append(flow)
+            flow.waiting.append(task)
+        self._count += 1
 
     def retry(self, task: Task, closing: bool) -> bool:
         """Queue a task whose attempt failed or was lost, at the front, if it may be retried:
@@ -145,9 +147,18 @@ class FairScheduler:
 
     def put_back(self, task: Task) -> None:
         """A task taken from the queue and not done goes back to the front, as if never taken."""
-        self._count += 1
         self._retries.appendleft(task)
+        self._count += 1
         task.listener.task_requeued(task)
+
+    def repair(self) -> None:
+        """Make the queue whole again after an interrupt landed inside one of its changes: the
+        count of what waits, and the round robin holding exactly the flows that have tasks
+        waiting (``add`` always enters a flow in the round before its task)."""
+        self._active = deque(flow for flow in self._active if flow.waiting)
+        self._count = (
+            len(self._retries) + len(self._paced) + sum(len(flow.waiting) for flow in self._active)
+        )
 
     def remove(self, task: Task) -> bool:
         """Take a waiting task off the queue; False if it is not waiting (a rare path: a
@@ -180,9 +191,17 @@ class FairScheduler:
         return tasks
 
     # ------------------------------------------------------------------ dispatch
-    def assign(self, workers: Sequence[WorkerHandle]) -> list[tuple[WorkerHandle, Task]]:
-        """Move waiting tasks to the least-loaded ready workers; returns what to send."""
-        sends: list[tuple[WorkerHandle, Task]] = []
+    def assign(
+        self,
+        workers: Sequence[WorkerHandle],
+        sends: list[tuple[WorkerHandle, Task]] | None = None,
+    ) -> list[tuple[WorkerHandle, Task]]:
+        """Move waiting tasks to the least-loaded ready workers; returns what to send (into
+        ``sends``, if given). Each task is listed there before it leaves the queue, so that a
+        caller interrupted in the middle knows every task this call may have taken
+        (``WorkerPool.submit``)."""
+        if sends is None:
+            sends = []
         if not self._count:
             return sends  # the common case on every completion
         paced_live = self.paced_live()
@@ -190,17 +209,31 @@ class FairScheduler:
             ready = [w for w in workers if w.state is WorkerState.READY]
             if not ready:
                 break
-            worker = self._worker_for(self._upcoming(), ready, paced_live)
+            task = self._upcoming()
+            worker = self._worker_for(task, ready, paced_live)
             if worker is None:
                 break
-            task = self.pop_next()
+            sends.append((worker, task))
+            self.pop_next()  # takes `task`
             task.attempts += 1
             if not worker.inflight:
                 worker.head_since = time.monotonic()
             worker.inflight[task.id] = task
             task.listener.task_dispatched(task)
-            sends.append((worker, task))
         return sends
+
+    def take_back(self, sends: list[tuple[WorkerHandle, Task]]) -> None:
+        """Undo an :meth:`assign` an interrupt cut short (``sends``: what it listed): each task
+        goes back to the front of the queue and out of its worker's hands, and the queue is
+        made whole. An interrupt between counting a task's attempt and handing it over spends
+        that attempt: never one too few."""
+        self.repair()
+        for worker, task in reversed(sends):
+            self.remove(task)  # (interrupted before it left the queue)
+            if worker.inflight.pop(task.id, None) is task:
+                task.attempts -= 1
+            self.put_back(task)
+        self.repair()
 
     def _worker_for(
         self, task: Task, ready: list[WorkerHandle], paced_live: bool

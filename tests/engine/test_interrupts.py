@@ -18,12 +18,22 @@ import numpy as np
 import psutil
 import pytest
 
-from framering import Engine, EngineClosedError, FrameFailedError, Layer, protocol, shm
+from framering import (
+    Engine,
+    EngineClosedError,
+    FrameFailedError,
+    Layer,
+    SlotStateError,
+    protocol,
+    shm,
+)
+from framering import scheduler as scheduler_module
 from framering.frames import FrameTable
 from framering.jobs import LiveJobs
 from framering.pool import WorkerPool
 from framering.tasks import RenderTask
 from framering.workers import WorkerHandle
+from tests.interrupting import InterruptAtLine
 from tests.waiting import wait_until
 
 W, H = 64, 36
@@ -114,6 +124,40 @@ def test_an_interrupt_before_a_render_is_written_gives_the_task_back_and_kills_n
         time.sleep(1.5)  # past the deadline the task would have held its worker to
         assert (eng.render([Layer(red)])[..., 0] == 255).all()
         assert eng.worker_pids() == pid and eng.metrics().worker_restarts == 0
+
+
+def test_an_interrupt_at_any_line_of_the_pools_queueing_leaves_every_frame_to_end() -> None:
+    """^C on each line the scheduler runs in one submit, in turn, with frames of a second
+    stream queued before it: the interrupted frame ends (done or failed), every other frame
+    is delivered, no worker is killed, and the engine keeps working."""
+    with Engine(W, H, slots=8, workers=1) as eng:
+        red, green = solid(eng, 255, 0), solid(eng, 0, 255)
+        other = eng.open_stream("other")
+        points = 0
+        for n in range(1, 200):
+            queued = [other.acquire(timeout=10) for _ in range(3)]
+            for slot in queued:
+                slot.submit([Layer(green)])
+            slot = eng.acquire(timeout=10)
+            with InterruptAtLine(scheduler_module, n) as interrupt:
+                try:
+                    slot.submit([Layer(red)])
+                except KeyboardInterrupt:
+                    pass
+            try:
+                assert (slot.wait(timeout=30)[..., 0] == 255).all()
+            except (FrameFailedError, SlotStateError):
+                assert interrupt.fired  # an interrupted submit ends its frame, or never began
+            slot.release()
+            for earlier in queued:
+                assert (earlier.wait(timeout=30)[..., 1] == 255).all(), n
+                earlier.release()
+            if not interrupt.fired:
+                break
+            points += 1
+        assert points > 5
+        assert (eng.render([Layer(red)])[..., 0] == 255).all()
+        assert eng.metrics().worker_restarts == 0
 
 
 def test_an_interrupted_start_leaves_no_manager_thread_and_no_worker(

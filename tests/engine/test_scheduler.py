@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from framering import scheduler as scheduler_module
 from framering.scheduler import (
     MAX_PACKED_PER_WORKER,
     MAX_QUEUED_PER_WORKER,
@@ -18,6 +19,7 @@ from framering.scheduler import (
 )
 from framering.tasks import Task
 from framering.workers import WorkerState
+from tests.interrupting import InterruptAtLine
 from tests.listeners import IgnoringListener
 
 
@@ -317,3 +319,40 @@ def test_pressure_names_a_paced_frame_that_cannot_make_its_tick_and_work_that_wa
     assert scheduler.pressure(now=submitted + 0.05, wait_limit=0.1) is None
     reason = scheduler.pressure(now=submitted + 0.2, wait_limit=0.1)
     assert reason is not None and "waited 200 ms" in reason
+
+
+def test_an_interrupt_at_any_line_of_queueing_and_assigning_loses_no_task() -> None:
+    """Queued tasks of other frames (paced and not) and a new one; ^C anywhere in ``add`` and
+    ``assign``, then ``take_back`` of what assign listed: every task is in its worker's hands
+    or queued, exactly once, the queue still hands everything out, and no attempt was lost."""
+    points = 0
+    for n in range(1, 500):
+        scheduler = FairScheduler(max_attempts=2)
+        worker = StandInWorker()
+        earlier = [task(Flow("other", 1.0)), task(tick=1.0), task()]
+        for queued in earlier:
+            scheduler.add(queued)
+        new = task(Flow("new", 2.0))
+        sends: list[tuple[StandInWorker, Task]] = []
+        with InterruptAtLine(scheduler_module, n) as interrupt:
+            try:
+                scheduler.add(new)
+                scheduler.assign([worker], sends)  # type: ignore[list-item]
+            except KeyboardInterrupt:
+                pass
+        if not interrupt.fired:
+            break
+        points += 1
+        scheduler.take_back(sends)  # type: ignore[arg-type]
+        in_hand = list(worker.inflight.values())
+        drained = []
+        while len(scheduler):  # the queue still hands out what it counts
+            drained.append(scheduler.pop_next())
+        out = [t.id for t in in_hand + drained]
+        assert len(out) == len(set(out)), n  # nothing twice
+        assert all(t.id in out for t in earlier), n  # nothing of other frames lost
+        if new.id not in out:  # interrupted before it was queued: then it is not hidden there
+            assert not scheduler.remove(new), n
+        assert all(t.attempts == 1 for t in in_hand)
+        assert all(t.attempts in (0, 1) for t in drained)
+    assert points > 20  # every line of add and assign was a landing place
