@@ -102,6 +102,7 @@ class WorkerPool:
         self._budget = BudgetShare(budget)
         max_attempts = positive_int(max_attempts, "max_attempts", 100)
         start_timeout = positive_seconds(start_timeout, "start_timeout")
+        self._start_timeout = start_timeout
         if initializer is not None and not callable(initializer):
             raise InvalidTypeError("initializer must be callable")
         self._ring_name = ring_name
@@ -297,6 +298,7 @@ class WorkerPool:
                     return
                 now = time.monotonic()
                 overdue = [worker for worker in live if worker.overdue(now)]
+                overdue += [w for w in live if w.slow_to_start(now, self._start_timeout)]
                 timeout = next_deadline_in(live, IDLE_WAIT_S)
                 if len(self._scheduler) and self._limits.maximum > self._limits.minimum:
                     timeout = min(timeout, elastic.GROW_WAIT_S / 2)  # to see pressure build
@@ -476,13 +478,41 @@ class WorkerPool:
         for task in failed:
             task.listener.task_failed(task, self._broken or task.last_cause)
         if replace:
-            with self._lock:  # registered before the lock drops: no upload can miss it
-                if self._closing:  # stop() took its list of workers: it would miss this one
-                    return
+            self._replace(worker)
+
+    def _replace(self, worker: WorkerHandle) -> None:
+        """Start a worker in the place of a dead one. If the process cannot be started (out of
+        processes or file descriptors), the pool goes on without it, or breaks when no worker
+        is left: its queued tasks then fail with the reason instead of waiting for ever."""
+        with self._lock:  # registered before the lock drops: no upload can miss it
+            if self._closing:  # stop() took its list of workers: it would miss this one
+                return
+            try:
                 replacement, attaches = self._add_worker(worker.index, in_place_of=worker)
+            except OSError as error:
+                self._workers.remove(worker)
+                self._budget.give_back(1)
+                self._generation += 1
+                reason = f"a replacement for worker {worker.index} could not start: {error}"
+                broke = not any(w.live for w in self._workers) and self._broken is None
+                failed: list[Task] = []
+                if broke:
+                    self._broken = f"no worker left: {reason}"
+                    self._budget.leave()
+                    failed = self._scheduler.take_all()
+            else:
                 self._counters.restarts += 1
+                reason = ""
+        if not reason:
             for attach in attaches:
                 self._send(replacement, attach)
+            return
+        if broke:
+            log.error("engine broken: %s", self._broken)
+        else:
+            log.error("%s; the pool goes on with one worker less", reason)
+        for task in failed:
+            task.listener.task_failed(task, self._broken or reason)
 
     # ----------------------------------------------------------------- elastic pool
     def _adapt(self) -> None:
@@ -500,6 +530,7 @@ class WorkerPool:
             self._recycle_oversized()
         limits = self._limits
         started: WorkerHandle | None = None
+        spawn_failed: OSError | None = None
         attaches: list[bytes] = []
         stops: list[WorkerHandle] = []
         reason = None
@@ -512,10 +543,16 @@ class WorkerPool:
             if elastic.may_grow(limits, serving, starting):
                 reason = self._scheduler.pressure(time.perf_counter(), elastic.GROW_WAIT_S)
                 if reason is not None and self._budget.try_grow():
-                    started, attaches = self._add_worker(self._next_index)
-                    self._next_index += 1
-                    self._last_grow = now
-                    self._counters.scale_ups += 1
+                    try:
+                        started, attaches = self._add_worker(self._next_index)
+                    except OSError as error:  # out of processes or file descriptors
+                        self._budget.give_back(1)
+                        self._last_grow = now  # not again at once: after the hysteresis
+                        spawn_failed = error
+                    else:
+                        self._next_index += 1
+                        self._last_grow = now
+                        self._counters.scale_ups += 1
                 elif reason is None:
                     self._budget.stop_wanting()
             if started is None:
@@ -531,6 +568,8 @@ class WorkerPool:
                     stops.append(worker)
         for worker in stops:
             self._send(worker, protocol.encode_stop())
+        if spawn_failed is not None:
+            log.warning("pool could not grow: starting a worker failed: %s", spawn_failed)
         if started is not None:
             for attach in attaches:
                 self._send(started, attach)
@@ -607,13 +646,21 @@ class WorkerPool:
             with self._lock:
                 if worker.state is not WorkerState.READY or self._closing:
                     continue
+                try:
+                    replacement, attaches = self._add_worker(self._next_index)
+                except OSError as error:  # it keeps serving; its memory is read again later
+                    log.warning(
+                        "worker %d not recycled: its replacement failed to start: %s",
+                        worker.index,
+                        error,
+                    )
+                    continue
                 self._retire(
                     worker,
                     f"recycled: {size / 2**20:.0f} MiB of private memory, above max_worker_rss "
                     f"{self._limits.max_worker_rss / 2**20:.0f} MiB",  # type: ignore[operator]
                 )
                 self._counters.recycled += 1
-                replacement, attaches = self._add_worker(self._next_index)
                 self._next_index += 1
             for attach in attaches:
                 self._send(replacement, attach)

@@ -237,6 +237,16 @@ class WorkerHandle:
         )
         return True
 
+    def slow_to_start(self, now: float, timeout: float) -> bool:
+        """Still starting ``timeout`` seconds after it was spawned (pool's lock held): records
+        why it must die (a hung initializer or spawn; its death counts as a failed start)."""
+        if self.state is not WorkerState.STARTING or self.kill_reason is not None:
+            return False
+        if now < self.head_since + timeout:
+            return False
+        self.kill_reason = f"worker {self.index} did not start within {timeout:g} s; it was killed"
+        return True
+
     def join_or_kill(self, deadline: float) -> None:
         """Wait for the process to exit until ``deadline`` (monotonic), then SIGKILL it."""
         try:

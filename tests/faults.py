@@ -117,3 +117,13 @@ def ballast_once(marker_dir: str, megabytes: int) -> None:
         _ballast.append(np.ones(megabytes * 2**20, np.uint8))
         with open(os.path.join(marker_dir, "ballast-pid"), "w") as marker:
             marker.write(str(os.getpid()))
+
+
+def hang_second_start(marker_dir: str) -> None:
+    """An initializer: the second worker process to start hangs for ever (a spawn or a
+    device open that never returns); every other one starts at once."""
+    started = len(os.listdir(marker_dir))
+    with open(os.path.join(marker_dir, f"started-{os.getpid()}"), "w"):
+        pass
+    if started == 1:
+        time.sleep(3600)

@@ -24,6 +24,7 @@ from framering import (
 )
 from framering.kernels import PixelLayer, composite_stack
 from framering.shm import AttachedSegment
+from framering.workers import WorkerHandle
 from tests import faults
 from tests.waiting import wait_until
 
@@ -379,3 +380,48 @@ def test_a_replacement_worker_refuses_a_ring_header_that_was_overwritten() -> No
         wait_until(broken, "broken: every replacement refuses the ring", timeout=120)
         with pytest.raises(EngineBrokenError, match="the header of ring"):
             eng.try_acquire()
+
+
+def test_a_replacement_that_never_starts_is_killed_after_start_timeout_and_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The only worker dies and its replacement hangs while starting: without a limit every
+    frame would wait for ever; after ``start_timeout`` it is killed and the next one serves."""
+    with Engine(
+        W,
+        H,
+        workers=1,
+        start_timeout=3.0,
+        initializer=faults.hang_second_start,
+        initargs=(str(tmp_path),),
+    ) as eng:
+        layers, expected = scene(eng)
+        (pid,) = eng.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        np.testing.assert_array_equal(eng.render(layers, timeout=60), expected)
+        assert len(os.listdir(tmp_path)) == 3  # the first, the hung one, the one that served
+        assert eng.metrics().frames_failed == 0
+    assert "did not start within 3 s" in caplog.text
+
+
+def test_a_replacement_that_cannot_be_spawned_breaks_an_engine_left_without_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Out of file descriptors when a replacement is spawned: the frames waiting fail with the
+    reason and the engine says it is broken, instead of the manager thread crashing (which
+    failed frames in flight on live workers too) or frames waiting for ever."""
+    with Engine(W, H, workers=1) as eng:
+        layers, expected = scene(eng)
+        np.testing.assert_array_equal(eng.render(layers), expected)
+
+        def out_of_descriptors(*args: object, **kwargs: object) -> object:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(WorkerHandle, "spawn", out_of_descriptors)
+        (pid,) = eng.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not eng.worker_pids(), "the worker dead")
+        with pytest.raises((FrameFailedError, EngineBrokenError), match="could not start"):
+            eng.render(layers, timeout=30)
+        with pytest.raises(EngineBrokenError, match="no worker left"):
+            eng.render(layers, timeout=30)
