@@ -297,8 +297,7 @@ class WorkerPool:
                 if self._closing and not live:
                     return
                 now = time.monotonic()
-                overdue = [worker for worker in live if worker.overdue(now)]
-                overdue += [w for w in live if w.slow_to_start(now, self._start_timeout)]
+                overdue = [worker for worker in live if worker.overdue(now, self._start_timeout)]
                 timeout = next_deadline_in(live, IDLE_WAIT_S)
                 if len(self._scheduler) and self._limits.maximum > self._limits.minimum:
                     timeout = min(timeout, elastic.GROW_WAIT_S / 2)  # to see pressure build
@@ -481,38 +480,39 @@ class WorkerPool:
             self._replace(worker)
 
     def _replace(self, worker: WorkerHandle) -> None:
-        """Start a worker in the place of a dead one. If the process cannot be started (out of
-        processes or file descriptors), the pool goes on without it, or breaks when no worker
-        is left: its queued tasks then fail with the reason instead of waiting for ever."""
+        """Start a worker in the place of a dead one (see :meth:`_lose` if it cannot start)."""
         with self._lock:  # registered before the lock drops: no upload can miss it
             if self._closing:  # stop() took its list of workers: it would miss this one
                 return
             try:
                 replacement, attaches = self._add_worker(worker.index, in_place_of=worker)
-            except OSError as error:
-                self._workers.remove(worker)
-                self._budget.give_back(1)
-                self._generation += 1
-                reason = f"a replacement for worker {worker.index} could not start: {error}"
-                broke = not any(w.live for w in self._workers) and self._broken is None
-                failed: list[Task] = []
-                if broke:
-                    self._broken = f"no worker left: {reason}"
-                    self._budget.leave()
-                    failed = self._scheduler.take_all()
+            except OSError as error:  # out of processes or file descriptors
+                failed = self._lose(worker, error)
             else:
                 self._counters.restarts += 1
-                reason = ""
-        if not reason:
+                failed = None
+        if failed is None:
             for attach in attaches:
                 self._send(replacement, attach)
             return
-        if broke:
-            log.error("engine broken: %s", self._broken)
-        else:
-            log.error("%s; the pool goes on with one worker less", reason)
         for task in failed:
-            task.listener.task_failed(task, self._broken or reason)
+            task.listener.task_failed(task, self._broken or "")
+
+    def _lose(self, worker: WorkerHandle, error: OSError) -> list[Task]:
+        """Lock held. A dead worker whose replacement could not start: the pool goes on without
+        it, or breaks when no worker is left; returns the queued tasks that then fail with the
+        reason (instead of waiting for ever)."""
+        self._workers.remove(worker)
+        self._budget.give_back(1)
+        self._generation += 1
+        reason = f"a replacement for worker {worker.index} could not start: {error}"
+        if any(w.live for w in self._workers) or self._broken is not None:
+            log.error("%s; the pool goes on with one worker less", reason)
+            return []
+        self._broken = f"no worker left: {reason}"
+        self._budget.leave()
+        log.error("engine broken: %s", self._broken)
+        return self._scheduler.take_all()
 
     # ----------------------------------------------------------------- elastic pool
     def _adapt(self) -> None:

@@ -224,8 +224,17 @@ class WorkerHandle:
             if not still_open:
                 return messages
 
-    def overdue(self, now: float) -> bool:
-        """Its oldest task is past its deadline (pool's lock held): records why it must die."""
+    def overdue(self, now: float, start_timeout: float) -> bool:
+        """Its oldest task is past its deadline, or it is still starting ``start_timeout``
+        seconds after it was spawned (a hung initializer or spawn, whose death then counts as a
+        failed start); pool's lock held: records why it must die."""
+        if self.state is WorkerState.STARTING and self.kill_reason is None:
+            if now < self.head_since + start_timeout:
+                return False
+            self.kill_reason = (
+                f"worker {self.index} did not start within {start_timeout:g} s; it was killed"
+            )
+            return True
         if not self.inflight or self.kill_reason is not None:
             return False
         head = next(iter(self.inflight.values()))
@@ -235,16 +244,6 @@ class WorkerHandle:
             f"worker {self.index} exceeded the deadline of {head.deadline_s:g} s (hung?) and "
             f"was killed"
         )
-        return True
-
-    def slow_to_start(self, now: float, timeout: float) -> bool:
-        """Still starting ``timeout`` seconds after it was spawned (pool's lock held): records
-        why it must die (a hung initializer or spawn; its death counts as a failed start)."""
-        if self.state is not WorkerState.STARTING or self.kill_reason is not None:
-            return False
-        if now < self.head_since + timeout:
-            return False
-        self.kill_reason = f"worker {self.index} did not start within {timeout:g} s; it was killed"
         return True
 
     def join_or_kill(self, deadline: float) -> None:
