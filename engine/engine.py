@@ -164,8 +164,8 @@ class Engine:
                 initializer,
                 initargs,
                 worker_budget,
+                on_broken=self._lifetime.break_with,
             )
-            self._lifetime.watch(lambda: self._pool.broken)
             self._registry = SourceRegistry(self.token, self._lifetime, self._pool)
             # the slots' submit reaches the jobs, which are made after the slots they finish
             default_share = StreamShare(None, Recorder(self.width * self.height, self._recorder))

@@ -15,7 +15,6 @@ import multiprocessing.util  # noqa: F401 (its exit hook registered first: see b
 import os
 import threading
 import weakref
-from collections.abc import Callable
 from typing import Protocol
 
 from framering.errors import EngineBrokenError, EngineClosedError, ForeignProcessError
@@ -35,6 +34,18 @@ class Closable(Protocol):
 
 
 _open: weakref.WeakSet[Closable] = weakref.WeakSet()
+
+# This process's pid, kept current by a fork hook: an engine's every call checks it, and
+# reading a global costs less than asking the kernel each time.
+_this_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _this_pid
+    _this_pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 @atexit.register
@@ -68,11 +79,11 @@ class Lifetime:
         self._closed_fully = False
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._broken: Callable[[], str | None] = lambda: None
+        self._broken: str | None = None
 
-    def watch(self, broken: Callable[[], str | None]) -> None:
-        """Ask ``broken()`` from now on why the engine cannot go on (None: it can)."""
-        self._broken = broken
+    def break_with(self, reason: str) -> None:
+        """The engine cannot go on, because of ``reason`` (the pool tells, from any thread)."""
+        self._broken = reason
 
     @property
     def closed(self) -> bool:
@@ -80,7 +91,7 @@ class Lifetime:
 
     @property
     def broken(self) -> str | None:
-        return self._broken()
+        return self._broken
 
     def begin_close(self) -> bool:
         """Mark the engine closed. False when there is nothing to do: it closed fully before,
@@ -99,20 +110,19 @@ class Lifetime:
     def check_open(self) -> None:
         """Raise unless usable here: :class:`ForeignProcessError` in a forked child,
         :class:`EngineClosedError` once closed, :class:`EngineBrokenError` once broken."""
-        if os.getpid() != self._pid:
+        if _this_pid != self._pid:
             raise ForeignProcessError(
                 f"{self.name} belongs to process {self._pid}, not to this one ({os.getpid()}): "
                 f"an engine does not survive os.fork(); make one in the child instead"
             )
         if self._closed:
             raise EngineClosedError(f"{self.name} was closed")
-        broken = self._broken()
-        if broken is not None:
-            raise EngineBrokenError(broken)
+        if self._broken is not None:
+            raise EngineBrokenError(self._broken)
 
     def ended_early(self, what: str) -> BaseException | None:
         """The error for ``what`` cut short by a close or a breakage, or None if neither."""
         if self._closed:
             return EngineClosedError(f"{self.name} was closed before {what} finished")
-        broken = self._broken()
+        broken = self._broken
         return EngineBrokenError(broken) if broken is not None else None

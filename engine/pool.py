@@ -90,10 +90,15 @@ class WorkerPool:
         initializer: Callable[..., Any] | None = None,
         initargs: tuple[Any, ...] = (),
         budget: WorkerBudget | None = None,
+        *,
+        on_broken: Callable[[str], None] | None = None,
     ) -> None:
         """Start ``limits.start`` processes (default: one per physical core, fixed) and wait
         until every one said hello; raises ``EngineBrokenError`` if they cannot start.
-        ``budget``: shared with other pools, it bounds the workers they grow to together."""
+        ``budget``: shared with other pools, it bounds the workers they grow to together.
+        ``on_broken(reason)`` is called, with the pool's lock held, from whichever thread
+        finds the pool cannot go on: told rather than asked, so that the check that an engine
+        is open, made several times a frame, calls nothing."""
         if limits is None:
             limits = PoolLimits.from_arguments(
                 None, None, None, elastic.DEFAULT_IDLE_TIMEOUT_S, None, physical_cores()
@@ -124,6 +129,7 @@ class WorkerPool:
         self._closing = False
         self._generation = 0  # bumped whenever a worker is added, dies or stops
         self._broken: str | None = None
+        self._on_broken = on_broken
         self._ready = threading.Condition(self._lock)
         self._watch = WorkerWatch(self._context)
         self._reassign = False  # queued tasks may wait with a worker free (``_take_back``)
@@ -270,6 +276,14 @@ class WorkerPool:
                     task.attempts -= 1
                     self._scheduler.put_back(task)
 
+    def _break(self, reason: str) -> None:
+        """The pool cannot go on (called with the lock held): say why, to the owner too, and
+        give the budget back."""
+        self._broken = reason
+        if self._on_broken is not None:
+            self._on_broken(reason)
+        self._budget.leave()
+
     # ----------------------------------------------------------------- manager thread
     def _manage(self) -> None:
         try:
@@ -277,8 +291,7 @@ class WorkerPool:
         except BaseException:  # a bug here must not leave every waiter hanging for ever
             reason = f"the manager thread crashed:\n{traceback.format_exc()}"
             with self._ready:
-                self._broken = reason
-                self._budget.leave()
+                self._break(reason)
                 tasks = self._scheduler.take_all()
                 for worker in self._workers:
                     tasks += worker.inflight.values()
@@ -439,8 +452,7 @@ class WorkerPool:
                     self._start_failures += 1
                 if self._start_failures >= MAX_START_FAILURES:
                     became_broken = self._broken is None
-                    self._broken = start_failure_reason(self._start_failures, worker)
-                    self._budget.leave()
+                    self._break(start_failure_reason(self._start_failures, worker))
                     failed += self._scheduler.take_all()
                 else:
                     replace = True
@@ -509,8 +521,7 @@ class WorkerPool:
         if any(w.live for w in self._workers) or self._broken is not None:
             log.error("%s; the pool goes on with one worker less", reason)
             return []
-        self._broken = f"no worker left: {reason}"
-        self._budget.leave()
+        self._break(f"no worker left: {reason}")
         log.error("engine broken: %s", self._broken)
         return self._scheduler.take_all()
 
