@@ -56,6 +56,14 @@ AV_FORMATS: Final = {
 # Encoders that copy an input frame into their own pictures before ``encode()`` returns, so
 # the memory it came from may be reused at once (checked for libx264 by the tests).
 COPIES_INPUT: Final = frozenset({"libx264", "libx265", "libopenh264"})
+# The engine's YUV matrices and ranges as FFmpeg's colour tags (AVColorSpace, AVColorPrimaries,
+# AVColorTransferCharacteristic; AVColorRange): untagged video is decoded as the player
+# guesses, which FFmpeg does as BT.601 limited.
+_MATRIX_TAGS: Final = {"bt709": (1, 1, 1), "bt601": (6, 6, 6)}  # space, primaries, transfer
+_RANGE_TAGS: Final = {"limited": 1, "full": 2}
+# 4:2:0 formats: PyAV's from_numpy_buffer reads their height back from the rows of the array
+# (rows // 6 * 4), which is wrong unless the height is a multiple of 4.
+_YUV420: Final = frozenset({"yuv420p", "nv12"})
 
 
 class Encoder:
@@ -72,6 +80,9 @@ class Encoder:
             else ``yuv420p``).
         container_format: FFmpeg's muxer name, when ``target`` does not say it (e.g.
             ``flv`` for ``rtmp://``, ``mpegts`` for ``srt://``).
+        yuv_matrix, yuv_range: the engine's (``bt709`` or ``bt601``, ``limited`` or
+            ``full``): the stream and every frame are tagged with them, so that a player
+            decodes the colours the engine meant instead of guessing.
         options, codec_options: encoder options, as a dict or as keywords:
             ``Encoder("show.mp4", 1920, 1080, 60, preset="veryfast", crf="20")``.
     """
@@ -87,11 +98,19 @@ class Encoder:
         input: str = "i420",
         pixel_format: str | None = None,
         container_format: str | None = None,
+        yuv_matrix: str = "bt709",
+        yuv_range: str = "limited",
         options: dict[str, str] | None = None,
         **codec_options: str,
     ) -> None:
         if input not in AV_FORMATS:
             raise InvalidValueError(f"input must be one of {', '.join(AV_FORMATS)}, not {input!r}")
+        if yuv_matrix not in _MATRIX_TAGS:
+            raise InvalidValueError(f"yuv_matrix must be bt709 or bt601, not {yuv_matrix!r}")
+        if yuv_range not in _RANGE_TAGS:
+            raise InvalidValueError(f"yuv_range must be limited or full, not {yuv_range!r}")
+        self._colorspace, primaries, transfer = _MATRIX_TAGS[yuv_matrix]
+        self._color_range = _RANGE_TAGS[yuv_range]
         self.width, self.height = int(width), int(height)
         self.input = input
         self._av_format = AV_FORMATS[input]
@@ -109,7 +128,10 @@ class Encoder:
             merged = {**(options or {}), **{k: str(v) for k, v in codec_options.items()}}
             if merged:
                 self._stream.options = merged
-            self._stream.codec_context.time_base = 1 / self._rate
+            context = self._stream.codec_context
+            context.time_base = 1 / self._rate
+            context.colorspace, context.color_range = self._colorspace, self._color_range
+            context.color_primaries, context.color_trc = primaries, transfer
         except BaseException:
             self._container.close()
             raise
@@ -146,7 +168,11 @@ class Encoder:
         else:
             pixels = frame
         self._check(pixels)
-        if slot is None and not self._zero_copy_arrays:
+        if self._av_format in _YUV420 and self.height % 4:
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), self._av_format)
+            if slot is not None:  # copied: the slot is free at once
+                _release_quietly(slot)
+        elif slot is None and not self._zero_copy_arrays:
             picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), self._av_format)
         else:
             view = pixels.view()  # its life is the AVFrame buffer's life
@@ -155,6 +181,7 @@ class Encoder:
             picture = av.VideoFrame.from_numpy_buffer(view, self._av_format)
             del view
         picture.pts = self._index
+        picture.colorspace, picture.color_range = self._colorspace, self._color_range
         self._index += 1
         packets = self._stream.encode(picture)
         del picture  # FFmpeg's reference is all that may keep the slot now
@@ -195,6 +222,8 @@ def _release_quietly(slot: FrameSlot) -> None:
 
 # Decoder pixel formats a live source takes as they are; anything else is converted to BGR.
 _LIVE_FORMATS: Final = {"yuv420p": "i420", "yuvj420p": "i420", "nv12": "nv12", "bgr24": "bgr"}
+# FFmpeg's AVColorSpace tags the engine reads: BT.709, and BT.601 (BT470BG, SMPTE 170M).
+_MATRIX_OF_COLORSPACE: Final = {1: "bt709", 5: "bt601", 6: "bt601"}
 
 
 class ClipReader:
@@ -204,6 +233,10 @@ class ClipReader:
     or ``bgr`` for anything else, converted by FFmpeg): the workers convert it to RGBA as
     they composite, so the caller never does. Each picture is copied once, from the
     decoder's frame into the live source's shared memory (the decoder owns its buffers).
+
+    ``yuv_matrix`` and ``yuv_range`` are how the clip's YUV is to be read (make the live source
+    with them): from the clip's colour tags, else ``full`` for JPEG-range (``yuvj``) pixel
+    formats and BT.601 below 720 rows, as FFmpeg assumes.
     """
 
     def __init__(self, path: str | Any) -> None:
@@ -224,6 +257,13 @@ class ClipReader:
         self.format: str = _LIVE_FORMATS.get(self._decoder_format, "bgr")
         if self.format in ("i420", "nv12") and (self.width % 2 or self.height % 2):
             self.format = "bgr"  # 4:2:0 needs even sizes
+        self.yuv_range: str = (
+            "full"
+            if context.color_range == 2 or self._decoder_format.startswith("yuvj")
+            else "limited"
+        )
+        tagged = _MATRIX_OF_COLORSPACE.get(context.colorspace)
+        self.yuv_matrix: str = tagged or ("bt709" if self.height >= 720 else "bt601")
         self._decoded = self._container.decode(self._stream)
 
     def read_into(self, buffer: np.ndarray) -> bool:

@@ -185,7 +185,14 @@ class ClipScene:
             "lower": eng.upload(self.overlays.lower_third),
             "logo": eng.upload(self.overlays.logo),
         }
-        self.clip = eng.live_source(eng.width, eng.height, opaque=True, format=clip.format)
+        self.clip = eng.live_source(
+            eng.width,
+            eng.height,
+            opaque=True,
+            format=clip.format,
+            yuv_matrix=clip.yuv_matrix,
+            yuv_range=clip.yuv_range,
+        )
         self.ended = False
 
     def __call__(self, t: float, index: int) -> list[Layer]:
@@ -207,6 +214,8 @@ class ClipSource(Protocol):
     fps: float
     frames: int
     format: str
+    yuv_matrix: str
+    yuv_range: str
 
     def read_into(self, buffer: np.ndarray) -> bool: ...
     def close(self) -> None: ...
@@ -216,6 +225,7 @@ class OpenCVClip:
     """A clip decoded by OpenCV (BGR only), converted once into an RGBA live source."""
 
     format = "rgba"
+    yuv_matrix, yuv_range = "bt709", "limited"  # unused: OpenCV hands over BGR
 
     def __init__(self, path: Path) -> None:
         self.capture = cv2.VideoCapture(str(path))
