@@ -88,13 +88,17 @@ def decoded_bgr(path: Path) -> list[np.ndarray]:
 
 
 def decoded_rgba_with_pyav(path: Path) -> list[np.ndarray]:
-    """The clip as the engine sees it with PyAV: decoded I420, converted as the workers do."""
+    """The clip as the engine sees it with PyAV: decoded I420, converted as the workers do,
+    with the matrix FFmpeg assumes for an untagged clip of this size (BT.601 below 720 rows:
+    OpenCV's writer converted it that way too)."""
     pictures = []
     with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.colorspace in (2, None)  # untagged
+        assert container.streams.video[0].codec_context.height < 720
         for frame in container.decode(video=0):
             i420 = frame.to_ndarray(format="yuv420p")
             rgba = np.empty((frame.height, frame.width, 4), np.uint8)
-            convert_to_rgba(i420, FrameFormat.I420, rgba, matrix="bt709", value_range="limited")
+            convert_to_rgba(i420, FrameFormat.I420, rgba, matrix="bt601", value_range="limited")
             pictures.append(rgba)
     return pictures
 
