@@ -60,7 +60,7 @@ class AsyncBridge:
         """Resolve every waiter (not cancel: a waiter that wakes re-checks its condition and
         raises what it should, ``EngineClosedError``) and stop watching the pipe."""
         for _, future in self._waiters:
-            if not future.done():
+            if not future.done() and not self.loop.is_closed():
                 future.set_result(None)
         self._waiters = []
         try:

@@ -40,11 +40,11 @@ from typing import Final, Literal, Protocol
 
 import numpy as np
 
-from framering.errors import InvalidValueError
+from framering.errors import EngineBrokenError, EngineClosedError, InvalidValueError
 from framering.layer import Layer
 from framering.metrics import Recorder
 from framering.slots import FrameSlot
-from framering.validation import check_fps
+from framering.validation import check_count, check_fps
 
 Policy = Literal["drop", "repeat", "block"]
 POLICIES: Final = ("drop", "repeat", "block")
@@ -118,10 +118,10 @@ class StreamClock:
             raise InvalidValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
         if not callable(scene):
             raise InvalidValueError("scene must be a callable scene(t, index) -> layers")
+        inflight = check_count(inflight, "inflight", 1)
+        frames = check_count(frames, "frames", 0)
         default = min(source.slots - 1, 2 * max(workers, 1) + 1)
         self.inflight = max(1, min(source.slots - 1, inflight or default))
-        if inflight is not None and inflight < 1:
-            raise InvalidValueError(f"inflight must be >= 1, not {inflight}")
         self.name = name
         self.source = source
         self.recorder = recorder
@@ -129,7 +129,7 @@ class StreamClock:
         self.interval = 1.0 / fps
         self.policy = policy
         self.frames = frames
-        self.start = time.perf_counter() + self.interval  # the first tick, one frame ahead
+        self.start = math.inf  # the first tick: set by begin()
         self.submit_next = 0  # next tick to submit
         self.pending: deque[tuple[int, FrameSlot]] = deque()
         # Recent submit-to-done times (a late frame counts with how long it had by its tick):
@@ -142,6 +142,12 @@ class StreamClock:
         self.starved = False  # the last submit_ahead found no slot it could take
         self.misses: deque[bool] = deque(maxlen=MISS_WINDOW)
         self.warned_at = -math.inf
+
+    def begin(self) -> None:
+        """Start the schedule: the first tick is one frame from now. Called by the driver
+        at its first step, not when the stream is made, so that time between making the
+        iterator and asking it for a frame is not counted as missed ticks."""
+        self.start = time.perf_counter() + self.interval
 
     def tick(self, index: int) -> float:
         return self.start + index * self.interval
@@ -279,28 +285,37 @@ class StreamClock:
                 self.recorder.stream_event("late")
                 self.start += lag  # shift the clock
             return self.deliver(index, slot)
+        done = slot.done  # before failed: a failure is set before done, never after
         if slot.failed:  # counted in frames_failed; a live stream goes on without it
             self.settled(missed=True)
             return self.missed(index, slot)
-        if slot.done:
+        if done:
             self.settled(missed=False)
             return self.deliver(index, slot)
         self.settled(missed=True)
         return self.late(index, slot)
 
     def close(self) -> None:
-        for _, slot in self.pending:
-            if not slot.released:
-                slot.release()
+        """Give back every slot the stream holds. Quietly once the engine is closed or
+        broken, which let go of every slot already (an ``astream`` left with ``break`` is
+        closed by the event loop, often after the engine)."""
+        slots = [slot for _, slot in self.pending]
+        if self.previous_slot is not None:
+            slots.append(self.previous_slot)
         self.pending.clear()
-        if self.previous_slot is not None and not self.previous_slot.released:
-            self.previous_slot.release()
         self.previous_slot = None
+        for slot in slots:
+            if not slot.released:
+                try:
+                    slot.release()
+                except (EngineClosedError, EngineBrokenError):
+                    pass
 
 
 def stream_frames(clock: StreamClock) -> Iterator[StreamFrame]:
     """The synchronous driver of a :class:`StreamClock` (``Engine.stream``): it sleeps until
     the head frame's tick or the next frame's time to be submitted, whichever comes first."""
+    clock.begin()
     try:
         while not clock.finished():
             clock.submit_ahead()
@@ -329,6 +344,7 @@ def stream_frames(clock: StreamClock) -> Iterator[StreamFrame]:
 async def astream_frames(clock: StreamClock) -> AsyncIterator[StreamFrame]:
     """The asyncio driver (``Engine.astream``): the same clock and policies, with
     ``asyncio.sleep`` for ticks and the engine's event-loop bridge for free slots."""
+    clock.begin()
     try:
         while not clock.finished():
             clock.submit_ahead(blocking=False)

@@ -158,6 +158,18 @@ class FrameTable:
         self._held: dict[int, tuple[FrameSlot, FrameRecord]] = {}
         self._bridge: AsyncBridge | None = None
         self._closed = False
+        lifetime.when_broken(self._wake_from_a_thread)
+
+    def _wake_from_a_thread(self) -> None:
+        """The engine broke: wake every waiter for a slot, which then raises
+        ``EngineBrokenError`` (no slot will free: releasing raises too). From a thread of its
+        own, as the caller holds the pool's lock and this takes the table's."""
+        threading.Thread(target=self._wake_all, name="framering-woken", daemon=True).start()
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            self._lock.notify_all()
+        self._notify_async()
 
     @property
     def lifetime(self) -> Lifetime:
@@ -294,7 +306,12 @@ class FrameTable:
 
         def ready() -> bool:
             with self._lock:
-                return self._lifetime.closed or account.closed or self._my_turn(None, account)
+                return (
+                    self._lifetime.closed
+                    or self._lifetime.broken is not None
+                    or account.closed
+                    or self._my_turn(None, account)
+                )
 
         await self.bridge().wait_for(ready)
 
@@ -510,7 +527,9 @@ class FrameTable:
             bridge, self._bridge = self._bridge, None
         if bridge is not None:
             bridge.notify()  # async waiters re-check and see the closed engine
-            if not bridge.loop.is_closed():
+            if bridge.loop.is_closed():
+                bridge.close()  # nothing can wait on a closed loop: only the pipe is left
+            else:
                 bridge.loop.call_soon_threadsafe(bridge.close)
         self.ring.release_views()
         self.ring.segment.close_and_unlink()

@@ -15,6 +15,7 @@ import multiprocessing.util  # noqa: F401 (its exit hook registered first: see b
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Protocol
 
 from framering.errors import EngineBrokenError, EngineClosedError, ForeignProcessError
@@ -80,10 +81,18 @@ class Lifetime:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._broken: str | None = None
+        self._when_broken: list[Callable[[], None]] = []
+
+    def when_broken(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the engine breaks (from the thread that found it, which
+        may hold the pool's lock: it must not block)."""
+        self._when_broken.append(callback)
 
     def break_with(self, reason: str) -> None:
         """The engine cannot go on, because of ``reason`` (the pool tells, from any thread)."""
         self._broken = reason
+        for callback in self._when_broken:
+            callback()
 
     @property
     def closed(self) -> bool:

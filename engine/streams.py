@@ -22,7 +22,7 @@ from typing import Final
 import numpy as np
 
 from framering.clock import Policy, Scene, StreamClock, StreamFrame, astream_frames, stream_frames
-from framering.errors import InvalidValueError
+from framering.errors import InvalidValueError, SlotStateError
 from framering.frames import FrameTable
 from framering.layer import Layer
 from framering.lifetime import Lifetime, not_picklable
@@ -151,6 +151,8 @@ class Stream:
         self, scene: Scene, fps: float, inflight: int | None, policy: str, frames: int | None
     ) -> StreamClock:
         self._lifetime.check_open()
+        if self._account.closed:
+            raise SlotStateError(f"stream {self.name!r} is closed")
         # a live loop holds the frame it shows while the next one renders: two slots it can
         # count on (its reservation; for the default stream, what nobody reserved)
         default = self._account is self._frames.default_account

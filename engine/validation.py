@@ -35,17 +35,28 @@ def check_timeout(value: object, what: str = "timeout") -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidTypeError(f"{what} must be None or a number of seconds, not {value!r}")
-    if not 0 <= float(value) < float("inf"):
+    seconds = _as_float(value)
+    if not 0 <= seconds < float("inf"):
         raise InvalidValueError(f"{what} must be a finite number of seconds >= 0, not {value}")
-    return float(value)
+    return seconds
+
+
+def _as_float(value: int | float) -> float:
+    """``float(value)``, with an int too large for a float as infinity (``float(10**400)``
+    raises ``OverflowError``, which is no engine error)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf")
 
 
 def positive_seconds(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidTypeError(f"{what} must be a number of seconds")
-    if not 0 < float(value) < float("inf"):
+    seconds = _as_float(value)
+    if not 0 < seconds < float("inf"):
         raise InvalidValueError(f"{what} must be a positive finite number of seconds, not {value}")
-    return float(value)
+    return seconds
 
 
 def pixel_format(
@@ -86,6 +97,17 @@ def check_weight(value: object) -> float:
             f"weight must be a number from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}, not {value!r}"
         )
     return float(value)
+
+
+def check_count(value: object, what: str, smallest: int) -> int | None:
+    """None (no bound) or an int of at least ``smallest``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(f"{what} must be None or an int, not {value!r}")
+    if value < smallest:
+        raise InvalidValueError(f"{what} must be None or at least {smallest}, not {value}")
+    return value
 
 
 def check_fps(value: object) -> float:

@@ -39,6 +39,9 @@ def fire(kind: str) -> None:
         os._exit(3)
     elif kind == "raise":
         raise RuntimeError("injected failure inside the kernel")
+    elif kind == "slow-raise":  # fails after its tick has come
+        time.sleep(0.2)
+        raise RuntimeError("injected failure inside the kernel, late")
     elif kind == "hang":
         time.sleep(3600)
     else:

@@ -425,3 +425,51 @@ def test_a_replacement_that_cannot_be_spawned_breaks_an_engine_left_without_work
             eng.render(layers, timeout=30)
         with pytest.raises(EngineBrokenError, match="no worker left"):
             eng.render(layers, timeout=30)
+
+
+def test_waiters_for_a_slot_are_told_at_once_when_the_engine_breaks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every slot held, a thread blocked in acquire() and a coroutine in acquire_async():
+    when the engine broke, nothing woke them (no slot can free: release raises), so they
+    slept out their whole timeout, or for ever with timeout=None."""
+    import asyncio
+
+    with Engine(W, H, workers=1, slots=2) as eng:
+        layers, _ = scene(eng)
+        held = [eng.acquire(timeout=10) for _ in range(2)]
+        told: dict[str, tuple[str, float]] = {}
+
+        def blocked() -> None:
+            began = time.monotonic()
+            try:
+                eng.acquire(timeout=60)
+            except Exception as error:
+                told["thread"] = (type(error).__name__, time.monotonic() - began)
+
+        async def blocked_async() -> None:
+            began = time.monotonic()
+            try:
+                await eng.acquire_async(timeout=60)
+            except Exception as error:
+                told["coroutine"] = (type(error).__name__, time.monotonic() - began)
+
+        threads = [
+            threading.Thread(target=blocked),
+            threading.Thread(target=lambda: asyncio.run(blocked_async())),
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)  # both waiting
+
+        def out_of_descriptors(*args: object, **kwargs: object) -> object:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(WorkerHandle, "spawn", out_of_descriptors)
+        (pid,) = eng.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        for thread in threads:
+            thread.join(timeout=30)
+        assert told["thread"][0] == told["coroutine"][0] == "EngineBrokenError"
+        assert told["thread"][1] < 20 and told["coroutine"][1] < 20  # not the 60 s timeout
+        del held, layers
