@@ -124,7 +124,7 @@ class SourceRegistry:
             raise InvalidValueError("a live source needs at least 2 buffers")
         if stall_timeout is not None:
             stall_timeout = positive_seconds(stall_timeout, "stall_timeout")
-        if fallback is not None and fallback != "transparent":
+        if fallback is not None and not (isinstance(fallback, str) and fallback == "transparent"):
             if not isinstance(fallback, Source):
                 raise InvalidTypeError("fallback must be an uploaded Source or 'transparent'")
             fallback.check_owner(self._token)

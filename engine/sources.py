@@ -142,6 +142,8 @@ class _SharedPicture:
                 )
             finally:
                 self._waiters -= 1
+            if self._freed:  # by another free() that waited beside this one
+                raise ForeignObjectError(f"{self!r} was freed already")
             if not unpinned:
                 raise SourceBusyError(
                     f"{self!r} is still read by {sum(self._pins)} frame(s) in flight"
@@ -236,6 +238,7 @@ class LiveSource(_SharedPicture):
                 view[:height] = 16 if yuv_range == "limited" else 0
                 view[height:] = 128
         self._writing: int | None = None
+        self._writer = 0  # the thread that has the open write(), while _writing is set
         self.version = 0  # how many pictures were published
         self.published_at = time.monotonic()  # creation counts: a source never written stalls
         self.stall_timeout: Final = stall_timeout
@@ -295,6 +298,11 @@ class LiveSource(_SharedPicture):
         if os.getpid() != self._owner_pid:
             raise ForeignProcessError(f"{self!r} belongs to process {self._owner_pid}")
         with self._changed:
+            if self._writing is not None and self._writer == threading.get_ident():
+                raise SourceBusyError(
+                    f"a write() of {self!r} is open in this thread already: close it first "
+                    f"(waiting for it would wait for ever)"
+                )
             while True:
                 if self._freed:
                     raise EngineClosedError(f"{self!r} was freed or its engine closed")
@@ -317,6 +325,7 @@ class LiveSource(_SharedPicture):
                 finally:
                     self._waiters -= 1
             self._writing = buffer
+            self._writer = threading.get_ident()
             view = self._views[buffer]
         try:
             yield view

@@ -50,8 +50,8 @@ def crossfade(a: Picture, b: Picture, progress: float) -> list[Layer]:
     _size(a), _size(b)
     if p == 0.0:
         return [Layer(a)]
-    if p == 1.0:
-        return [Layer(b)]
+    if p == 1.0:  # a stays under b: where b is transparent, a shows, as at 0.999
+        return [Layer(a), Layer(b)]
     return [Layer(a), Layer(b, opacity=p)]
 
 

@@ -155,3 +155,71 @@ def test_every_call_after_close_says_closed() -> None:
     ]:
         with pytest.raises(EngineClosedError, match="closed"):
             call()
+
+
+@pytest.mark.parametrize("huge", [10**400, -(10**400)])
+def test_a_timeout_too_large_for_a_float_is_refused_with_an_engine_error(
+    eng: Engine, huge: int
+) -> None:
+    """``float(10**400)`` raises OverflowError, which leaked out of timeouts and deadlines."""
+    source = eng.live_source(W, H)
+    try:
+        with pytest.raises(InvalidValueError), source.write(timeout=huge):
+            pass
+        with pytest.raises(InvalidValueError):
+            eng.acquire(timeout=huge)
+        with pytest.raises(InvalidValueError):
+            eng.live_source(W, H, stall_timeout=huge)
+    finally:
+        eng.free(source)
+
+
+def test_a_fallback_that_is_an_array_is_refused_as_the_wrong_type(eng: Engine) -> None:
+    with pytest.raises(InvalidTypeError, match="fallback"):
+        eng.live_source(W, H, fallback=np.zeros(3))  # type: ignore[arg-type]
+
+
+def test_a_second_write_in_the_same_thread_is_refused_at_once(eng: Engine) -> None:
+    """It waited its whole timeout (for ever with None) for a write only it could close."""
+    from framering import SourceBusyError
+
+    source = eng.live_source(W, H)
+    try:
+        with (
+            source.write(),
+            pytest.raises(SourceBusyError, match="this thread"),
+            source.write(timeout=None),
+        ):
+            pass
+        with source.write():  # the first write closed: the source takes writes again
+            pass
+    finally:
+        eng.free(source)
+
+
+def test_two_frees_at_once_free_once_and_the_other_is_told(eng: Engine) -> None:
+    """Both waited for the frames in flight, and both returned as if each had freed it."""
+    import threading
+
+    from framering import SourceBusyError
+
+    source = eng.upload(good_picture())
+    slot = eng.acquire(timeout=10)
+    slot.submit([Layer(source)] * 500)  # keeps the source pinned a while
+    outcomes: list[str] = []
+
+    def free() -> None:
+        try:
+            eng.free(source, timeout=30)
+            outcomes.append("freed")
+        except (ForeignObjectError, SourceBusyError) as error:
+            outcomes.append(type(error).__name__)
+
+    threads = [threading.Thread(target=free) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    slot.wait(timeout=30)
+    slot.release()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["ForeignObjectError", "freed"]

@@ -255,6 +255,23 @@ def test_crossfade_mixes_two_opaque_scenes_by_progress(eng: Engine) -> None:
         eng.free(b)
 
 
+def test_crossfade_at_its_end_keeps_a_under_a_transparent_b(eng: Engine) -> None:
+    """At progress 1 the crossfade returned b alone: where b is transparent, a vanished at
+    the last step after showing through at 0.999."""
+    red = np.zeros((H, W, 4), np.uint8)
+    red[..., 0] = red[..., 3] = 255
+    holed = np.zeros((H, W, 4), np.uint8)
+    holed[: H // 2, ..., 1] = holed[: H // 2, ..., 3] = 255  # its lower half transparent
+    a, b = eng.upload(red), eng.upload(holed)
+    try:
+        near, end = (eng.render(crossfade(a, b, p)) for p in (0.999, 1.0))
+    finally:
+        eng.free(a)
+        eng.free(b)
+    assert end[-1, 0].tolist() == near[-1, 0].tolist() == [255, 0, 0, 255]
+    assert end[0, 0].tolist() == [0, 255, 0, 255]
+
+
 @pytest.mark.parametrize("direction", ["right", "left", "down", "up"])
 def test_wipe_reveals_the_second_scene_behind_a_moving_edge(eng: Engine, direction: str) -> None:
     a_pixels, b_pixels = picture(12, W, H, opaque=True), picture(13, W, H, opaque=True)
