@@ -81,6 +81,7 @@ class SourceRegistry:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._sources: dict[int, AnySource] = {}
+        self._freeing: set[int] = set()  # sources a free() waits to unlink: no new fallback
 
     # ------------------------------------------------------------------ making sources
     def upload(self, pixels: np.ndarray, opaque: bool | None) -> Source:
@@ -159,6 +160,12 @@ class SourceRegistry:
             if self._lifetime.closed:
                 source.discard()
                 self._lifetime.check_open()
+            fallback = getattr(source, "fallback", None)
+            if isinstance(fallback, Source) and (
+                fallback.id in self._freeing or fallback.id not in self._sources
+            ):
+                source.discard()
+                raise ForeignObjectError(f"the fallback {fallback!r} is being freed or was freed")
             self._sources[source.id] = source
         attach = encode_attach(
             source.id,
@@ -183,11 +190,17 @@ class SourceRegistry:
         source.check_owner(self._token)
         with self._lock:
             users = [s for s in self._sources.values() if getattr(s, "fallback", None) is source]
+            if not users:
+                self._freeing.add(source.id)  # from now on no live source takes it as fallback
         if users:
             raise SourceBusyError(
                 f"{source!r} is the fallback of {users[0]!r}: free the live source first"
             )
-        source.free(timeout)
+        try:
+            source.free(timeout)
+        finally:
+            with self._lock:
+                self._freeing.discard(source.id)
         with self._lock:
             self._sources.pop(source.id, None)
         self._pool.detach_source(source.id)

@@ -223,3 +223,33 @@ def test_two_frees_at_once_free_once_and_the_other_is_told(eng: Engine) -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert sorted(outcomes) == ["ForeignObjectError", "freed"]
+
+
+def test_a_source_being_freed_cannot_become_a_fallback() -> None:
+    """free() checked that no live source used the source as its fallback, then waited for the
+    frames reading it; a live source made meanwhile took it as fallback, and once that camera
+    stalled every frame showing it failed with "was freed"."""
+    import threading
+    import time
+
+    side = 512
+    with Engine(side, side, workers=1, slots=4, damage=False) as engine:
+        heavy = engine.upload(np.full((side, side, 4), 128, np.uint8))  # blended, not copied
+        still = engine.upload(np.full((16, 16, 4), 255, np.uint8))
+        busy = engine.acquire(timeout=10)
+        busy.submit([Layer(heavy)] * 4096)  # the one worker is busy for a while
+        reader = engine.acquire(timeout=10)
+        reader.submit([Layer(still)])  # queued behind it: pins the still
+        freeing = threading.Thread(target=engine.free, args=(still, 60.0))
+        freeing.start()
+        time.sleep(0.05)
+        assert freeing.is_alive() and not reader.done  # free() is waiting for the reader
+        with pytest.raises(ForeignObjectError, match="being freed"):
+            engine.live_source(16, 16, stall_timeout=0.05, fallback=still)
+        busy.wait(timeout=60)
+        reader.wait(timeout=60)
+        busy.release()
+        reader.release()
+        freeing.join(timeout=60)
+        assert still.freed
+        engine.free(heavy)
