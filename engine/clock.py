@@ -130,8 +130,12 @@ class StreamClock:
         self.policy = policy
         self.frames = frames
         self.start = math.inf  # the first tick: set by begin()
+        self.running = False
+        """Between :meth:`begin` and :meth:`close`: the loop holds slots and wants more."""
         self.submit_next = 0  # next tick to submit
-        self.pending: deque[tuple[int, FrameSlot]] = deque()
+        # frames submitted, in tick order; None: a tick skipped under ``repeat``, which shows
+        # the previous frame again when it comes
+        self.pending: deque[tuple[int, FrameSlot | None]] = deque()
         # Recent submit-to-done times (a late frame counts with how long it had by its tick):
         # a frame is only submitted for a tick at least that far ahead, so under overload the
         # stream composites the frames it can deliver instead of ones it will throw away.
@@ -148,6 +152,7 @@ class StreamClock:
         at its first step, not when the stream is made, so that time between making the
         iterator and asking it for a frame is not counted as missed ticks."""
         self.start = time.perf_counter() + self.interval
+        self.running = True
 
     def tick(self, index: int) -> float:
         return self.start + index * self.interval
@@ -217,9 +222,12 @@ class StreamClock:
             lead = statistics.median(self.recent) if self.recent else 0.0
             lead = min(lead, self.ahead() - self.slack)
             if self.policy != "block" and tick < now + lead:
-                recorder.stream_event("dropped")  # too late to be worth compositing
-                self.settled(missed=True)
-                self.submit_next += 1
+                self.submit_next += 1  # too late to be worth compositing
+                if self.policy == "repeat" and (self.previous_slot is not None or self.pending):
+                    self.pending.append((index, None))  # its tick shows the frame before
+                else:
+                    recorder.stream_event("dropped")
+                    self.settled(missed=True)
                 continue
             slot = self.source.try_acquire()
             if slot is None:
@@ -278,6 +286,13 @@ class StreamClock:
         a frame shifts the clock.
         """
         index, slot = self.pending.popleft()
+        if slot is None:  # skipped under repeat: the previous frame again, if it is still held
+            self.settled(missed=True)
+            if self.previous_slot is not None and not self.previous_slot.released:
+                self.recorder.stream_event("repeated")
+                return self.deliver(index, self.previous_slot, repeated=True)
+            self.recorder.stream_event("dropped")
+            return None
         if self.policy == "block":
             lag = time.perf_counter() - self.tick(index)
             self.settled(lag > self.interval / 2)
@@ -299,7 +314,8 @@ class StreamClock:
         """Give back every slot the stream holds. Quietly once the engine is closed or
         broken, which let go of every slot already (an ``astream`` left with ``break`` is
         closed by the event loop, often after the engine)."""
-        slots = [slot for _, slot in self.pending]
+        self.running = False
+        slots = [slot for _, slot in self.pending if slot is not None]
         if self.previous_slot is not None:
             slots.append(self.previous_slot)
         self.pending.clear()

@@ -41,7 +41,7 @@ from framering.scheduler import Flow
 from framering.shm import new_engine_token, reclaim_orphans, segment_name
 from framering.slots import FrameSlot
 from framering.sources import DEFAULT_LIVE_BUFFERS, LiveSource, Source
-from framering.streams import Stream
+from framering.streams import LIVE_LOOP_SLOTS, Stream
 from framering.validation import (
     check_timeout,
     check_weight,
@@ -379,7 +379,8 @@ class Engine:
                 next renders). It may borrow idle slots nobody reserved beyond them.
 
         Raises:
-            SlotReservationError: the ring has fewer unreserved slots than ``slots``.
+            SlotReservationError: the ring has fewer unreserved slots than ``slots``, or the
+                reservation would leave a running ``eng.stream()`` loop fewer than two.
             InvalidValueError: the name is taken, or a bad weight.
         """
         self._lifetime.check_open()
@@ -392,8 +393,11 @@ class Engine:
         share = StreamShare(
             Flow(name, float(weight)), Recorder(self.width * self.height, self._recorder)
         )
+        # a running live loop of the default stream lives on what nobody reserved: leave it
+        # the two slots it shows and renders with, or it would wait out its 30 s for a slot
+        keep = LIVE_LOOP_SLOTS if self._default.live_loops else 0
         account = self._frames.open_account(
-            name, reserved, lambda *frame: self._jobs.submit_frame(*frame, share)
+            name, reserved, lambda *frame: self._jobs.submit_frame(*frame, share), keep
         )
         stream = self._new_stream(name, float(weight), account, share)
         log.info("stream %r opened: weight %g, %d slot(s) reserved", name, weight, reserved)

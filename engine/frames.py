@@ -176,12 +176,14 @@ class FrameTable:
         return self._lifetime
 
     # ------------------------------------------------------------------ streams
-    def open_account(self, name: str, reserved: int, submit: Submit) -> SlotAccount:
-        """A stream's account, reserving ``reserved`` slots (``SlotReservationError`` if the
-        ring cannot honour it)."""
+    def open_account(
+        self, name: str, reserved: int, submit: Submit, keep_unreserved: int = 0
+    ) -> SlotAccount:
+        """A stream's account, reserving ``reserved`` slots and leaving ``keep_unreserved``
+        to the default stream (``SlotReservationError`` if the ring cannot honour both)."""
         with self._lock:
             self._lifetime.check_open()
-            return self._reservations.open(name, reserved, submit)
+            return self._reservations.open(name, reserved, submit, keep_unreserved)
 
     def close_account(self, account: SlotAccount) -> None:
         """The stream closed: no more slots for it, and its reservation ends now."""

@@ -45,12 +45,22 @@ class Reservations:
         self.default = SlotAccount("default", 0, default_submit)
         self._accounts: dict[str, SlotAccount] = {"default": self.default}
 
-    def open(self, name: str, reserved: int, submit: Submit) -> SlotAccount:
+    def open(
+        self, name: str, reserved: int, submit: Submit, keep_unreserved: int = 0
+    ) -> SlotAccount:
         """A new account reserving ``reserved`` slots, or a clear error if the ring cannot
-        honour it (or the name is taken)."""
+        honour it while leaving ``keep_unreserved`` to nobody (or the name is taken)."""
         if name in self._accounts:
             raise InvalidValueError(f"a stream named {name!r} is open already")
         taken = self.reserved()
+        if keep_unreserved and taken + reserved > self.slots - keep_unreserved:
+            raise SlotReservationError(
+                f"stream {name!r} asks for {reserved} reserved slot(s), which would leave the "
+                f"default stream's running live loop {self.slots - taken - reserved} of the "
+                f"{keep_unreserved} unreserved slots it needs ({self.slots} in the ring, "
+                f"{taken} reserved already): reserve fewer, make the engine with more slots, "
+                f"or end the default stream's loop first"
+            )
         if taken + reserved > self.slots:
             others = ", ".join(
                 f"{a.name!r} {a.reserved}" for a in self._accounts.values() if a.reserved

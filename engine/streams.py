@@ -16,6 +16,7 @@ The engine's own ``acquire()`` and ``stream()`` are those of its default stream,
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Final
 
@@ -56,6 +57,7 @@ class Stream:
         """Its share of the worker time left over by paced frames, against other streams'."""
         self._frames = frames
         self._account = account
+        self._clocks: weakref.WeakSet[StreamClock] = weakref.WeakSet()
         self._recorder = recorder
         self._engine_recorder = engine_recorder
         self._lifetime = lifetime
@@ -167,9 +169,16 @@ class Stream:
                     else "open it with slots=2 or more"
                 )
             )
-        return StreamClock(
+        clock = StreamClock(
             self, self._recorder, self._workers(), scene, fps, inflight, policy, frames, self.name
         )
+        self._clocks.add(clock)
+        return clock
+
+    @property
+    def live_loops(self) -> int:
+        """Its ``stream()`` and ``astream()`` loops running now (begun, not ended)."""
+        return sum(1 for clock in list(self._clocks) if clock.running)
 
     # ------------------------------------------------------------------ figures
     def metrics(self) -> StreamMetrics:

@@ -359,3 +359,42 @@ def test_a_live_loop_refuses_bad_frames_and_inflight_when_made(
 
     with pytest.raises(getattr(framering, error)):
         eng.stream(lambda t, i: [], fps=30, **arguments)  # type: ignore[arg-type]
+
+
+def test_under_repeat_every_tick_gets_a_frame_even_those_skipped_as_too_late(
+    eng: Engine,
+) -> None:
+    """A scene slower than the clock: ticks out of reach were skipped as under ``drop``, and a
+    constant-rate consumer (why one picks ``repeat``) got 20 frames for 60 ticks."""
+    source = numbered(eng, 1)[0]
+
+    def slow_scene(t: float, index: int) -> list[Layer]:
+        time.sleep(0.015)  # a producer slower than the 200 fps clock
+        return [Layer(source)]
+
+    before = eng.metrics()
+    frames = list(eng.stream(slow_scene, fps=200, frames=60, policy="repeat"))
+    after = eng.metrics()
+    eng.free(source)
+    indices = [frame.index for frame in frames]
+    assert indices == list(range(indices[0], 60))  # every tick from the first frame on
+    assert indices[0] <= 3  # only ticks before any frame existed have nothing to repeat
+    assert sum(frame.repeated for frame in frames) >= 20
+    assert after.stream_repeated - before.stream_repeated == sum(f.repeated for f in frames)
+
+
+def test_a_reservation_that_would_starve_the_default_streams_running_loop_is_refused() -> None:
+    """The default loop lives on what nobody reserved. A stream reserving 3 of 4 slots while
+    it ran left it only the slot it was showing: it delivered nothing for 30 s, then raised."""
+    from framering import SlotReservationError
+
+    with Engine(W, H, slots=4, workers=1) as engine:
+        source = numbered(engine, 1)[0]
+        frames = engine.stream(lambda t, i: [Layer(source)], fps=60, frames=10)
+        next(frames)  # running
+        with pytest.raises(SlotReservationError, match="running live loop"):
+            engine.open_stream("show", slots=3)
+        engine.open_stream("small", slots=2).close()  # leaves the loop its two
+        assert len([next(frames) for _ in range(9)]) == 9
+        frames.close()
+        engine.open_stream("show", slots=3).close()  # the loop ended: the ring is free to take
