@@ -258,7 +258,7 @@ class LiveSource(_SharedPicture):
             shown = (
                 "its last picture"
                 if self.fallback is None
-                else "transparency"
+                else "nothing in its place (the layer is left out)"
                 if self.fallback == "transparent"
                 else f"its fallback, source {self.fallback.id}"  # type: ignore[union-attr]
             )

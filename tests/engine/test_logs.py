@@ -93,7 +93,7 @@ def test_a_stall_is_logged_once_and_its_end_too(caplog: pytest.LogCaptureFixture
         eng.render([Layer(camera)])
     stalls = [m for m in messages(caplog, logging.WARNING) if "stalled" in m]
     assert len(stalls) == 1 and f"live source {camera.id} stalled" in stalls[0]
-    assert "frames show transparency" in stalls[0]
+    assert "frames show nothing in its place" in stalls[0]
     assert any(f"live source {camera.id} publishes again" in m for m in messages(caplog))
 
 
