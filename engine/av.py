@@ -137,6 +137,8 @@ class Encoder:
             raise
         self.codec_name: str = self._stream.codec_context.codec.name
         self._zero_copy_arrays = self.codec_name in COPIES_INPUT
+        # PyAV can wrap the engine's memory for this size and format (see _YUV420)
+        self._wraps_buffers = not (self._av_format in _YUV420 and self.height % 4)
         self._index = 0
         self._closed = False
 
@@ -168,12 +170,10 @@ class Encoder:
         else:
             pixels = frame
         self._check(pixels)
-        if self._av_format in _YUV420 and self.height % 4:
+        if not self._wraps_buffers or (slot is None and not self._zero_copy_arrays):
             picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), self._av_format)
             if slot is not None:  # copied: the slot is free at once
                 _release_quietly(slot)
-        elif slot is None and not self._zero_copy_arrays:
-            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), self._av_format)
         else:
             view = pixels.view()  # its life is the AVFrame buffer's life
             if slot is not None:

@@ -29,6 +29,7 @@ its slot keeps the picture for damage tracking, see ``FrameSlot.wait``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import statistics
@@ -322,10 +323,8 @@ class StreamClock:
         self.previous_slot = None
         for slot in slots:
             if not slot.released:
-                try:
+                with contextlib.suppress(EngineClosedError, EngineBrokenError):
                     slot.release()
-                except (EngineClosedError, EngineBrokenError):
-                    pass
 
 
 def stream_frames(clock: StreamClock) -> Iterator[StreamFrame]:

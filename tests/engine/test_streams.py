@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from framering import Engine, Layer
+from framering.clock import Scene
 from tests import faults
 from tests.waiting import wait_until
 
@@ -32,6 +33,27 @@ def numbered(eng: Engine, count: int) -> list[object]:
         pixels[..., 3] = 255
         sources.append(eng.upload(pixels, opaque=True))
     return sources
+
+
+def failing_fifth_frame(tmp_path: Path, fault: str, frames: int) -> tuple[Engine, Scene]:
+    """An engine whose worker fails frame 5 (``fault``, once, on its only attempt), and a scene
+    of ``frames`` numbered frames."""
+    engine = Engine(
+        W,
+        H,
+        slots=4,
+        workers=1,
+        max_attempts=1,
+        initializer=faults.install,
+        initargs=(fault, str(tmp_path), "marked"),
+    )
+    sources = numbered(engine, frames)
+
+    def scene(t: float, index: int) -> list[Layer]:
+        opacity = faults.MARK if index == 5 else 1.0  # frame 5 fails in the worker
+        return [Layer(sources[index], opacity=opacity)]
+
+    return engine, scene
 
 
 @pytest.mark.timing
@@ -202,21 +224,8 @@ def test_bad_stream_arguments_are_refused_when_the_stream_is_made(eng: Engine) -
 def test_a_frame_that_fails_every_attempt_costs_a_live_stream_one_tick(
     tmp_path: Path, policy: str
 ) -> None:
-    with Engine(
-        W,
-        H,
-        slots=4,
-        workers=1,
-        max_attempts=1,
-        initializer=faults.install,
-        initargs=("raise", str(tmp_path), "marked"),
-    ) as engine:
-        sources = numbered(engine, 20)
-
-        def scene(t: float, index: int) -> list[Layer]:
-            opacity = faults.MARK if index == 5 else 1.0  # frame 5 fails in the worker
-            return [Layer(sources[index], opacity=opacity)]
-
+    engine, scene = failing_fifth_frame(tmp_path, "raise", 20)
+    with engine:
         frames = list(engine.stream(scene, fps=60, frames=20, policy=policy))
         metrics = engine.metrics()
     assert metrics.frames_failed == 1
@@ -310,20 +319,8 @@ def test_a_frame_failing_between_the_clocks_two_looks_costs_a_drop_stream_one_ti
                 pass
         return value
 
-    with Engine(
-        W,
-        H,
-        slots=4,
-        workers=1,
-        max_attempts=1,
-        initializer=faults.install,
-        initargs=("slow-raise", str(tmp_path), "marked"),
-    ) as engine:
-        sources = numbered(engine, 15)
-
-        def scene(t: float, index: int) -> list[Layer]:
-            return [Layer(sources[index], opacity=faults.MARK if index == 5 else 1.0)]
-
+    engine, scene = failing_fifth_frame(tmp_path, "slow-raise", 15)
+    with engine:
         monkeypatch.setattr(FrameSlot, "failed", property(failed_then_the_frame_ends))
         shown = [f.index for f in engine.stream(scene, fps=30, frames=15, policy="drop")]
         monkeypatch.undo()
